@@ -1,0 +1,767 @@
+//! One HTTP/1.x connection as a state machine: bytes in, responses and actions out.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::error::HttpError;
+use crate::http::head::{Framing, HeadScanner, Method, RequestHead};
+use crate::http::response::{self, Body, DateCache, FileRegion, Response};
+use crate::job::{Completion, Job, JobId};
+use crate::server::{Dispatch, Request, Server};
+
+/// Bodies up to this size are read into the output buffer, so head and body leave in one
+/// write; larger ones leave as a file region.
+const INLINE_FILE_MAX: u64 = 32 * 1024;
+/// Free space `read_buf` guarantees before a read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What the transport should send next.
+#[derive(Debug)]
+pub enum Transmit<'a> {
+    /// Bytes to write.
+    Bytes(&'a [u8]),
+    /// A file region to send (`sendfile` on plain TCP, read-and-write under TLS).
+    File(&'a FileRegion),
+}
+
+/// Facts about the peer the transport knows and the core cannot look up.
+#[derive(Debug, Clone, Default)]
+pub struct PeerInfo {
+    /// The client address as text (`127.0.0.1:5555`), for logs and `X-Forwarded-For`.
+    pub addr: String,
+    /// Whether the connection is TLS.
+    pub secure: bool,
+}
+
+/// Where the connection is in the request cycle.
+#[derive(Debug)]
+enum State {
+    /// Waiting for (the rest of) a request head.
+    Head,
+    /// Reading a request body before answering.
+    Body { request: Box<Request>, reader: BodyReader },
+    /// A job computes the answer; nothing more is read until it completes.
+    Waiting { id: JobId, head_only: bool },
+    /// Nothing more is read; close once the output is flushed.
+    Closing,
+}
+
+/// Reads a body delimited by length or chunked framing.
+#[derive(Debug)]
+enum BodyReader {
+    Length { left: u64 },
+    Chunked(ChunkedDecoder),
+}
+
+/// What is queued for the wire.
+#[derive(Debug)]
+enum Out {
+    Bytes { data: Vec<u8>, sent: usize },
+    File(FileRegion),
+}
+
+/// A server-side HTTP/1.x connection. See the crate docs for the drain loop a transport
+/// runs around it.
+#[derive(Debug)]
+pub struct Connection {
+    server: Arc<Server>,
+    peer: PeerInfo,
+    input: Vec<u8>,
+    /// Bytes of `input` holding received data.
+    filled: usize,
+    /// Bytes of `input` already consumed.
+    consumed: usize,
+    scanner: HeadScanner,
+    state: State,
+    output: VecDeque<Out>,
+    pending_output: usize,
+    jobs: VecDeque<Job>,
+    next_job: u64,
+    date: DateCache,
+    /// Keep the connection after the current response.
+    keep_alive: bool,
+    /// When the head being read received its first byte.
+    head_started: Option<Instant>,
+    /// Last time bytes arrived or left.
+    last_activity: Instant,
+    read_closed: bool,
+    shutting_down: bool,
+}
+
+impl Connection {
+    /// A new connection accepted at `now`.
+    pub fn new(server: Arc<Server>, peer: PeerInfo, now: Instant) -> Self {
+        Self {
+            server,
+            peer,
+            input: Vec::new(),
+            filled: 0,
+            consumed: 0,
+            scanner: HeadScanner::default(),
+            state: State::Head,
+            output: VecDeque::new(),
+            pending_output: 0,
+            jobs: VecDeque::new(),
+            next_job: 0,
+            date: DateCache::default(),
+            keep_alive: true,
+            head_started: None,
+            last_activity: now,
+            read_closed: false,
+            shutting_down: false,
+        }
+    }
+
+    // ----- input -----
+
+    /// A buffer to read socket bytes into; follow with [`commit`](Self::commit).
+    /// Empty when the connection does not want input now.
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        if !self.wants_read() {
+            return &mut [];
+        }
+        if self.consumed > 0 {
+            self.input.copy_within(self.consumed..self.filled, 0);
+            self.filled -= self.consumed;
+            self.consumed = 0;
+        }
+        let want = (self.filled + READ_CHUNK).min(self.input_capacity());
+        if self.input.len() < want {
+            self.input.resize(want, 0);
+        }
+        &mut self.input[self.filled..want]
+    }
+
+    /// Takes `n` bytes the transport wrote into [`read_buf`](Self::read_buf) and
+    /// processes them.
+    pub fn commit(&mut self, n: usize, now: Instant) {
+        self.filled = (self.filled + n).min(self.input.len());
+        if n > 0 {
+            self.last_activity = now;
+            if matches!(self.state, State::Head) && self.head_started.is_none() {
+                self.head_started = Some(now);
+            }
+        }
+        self.process(now);
+    }
+
+    /// Copies bytes in and processes them; returns how many were taken (fewer than
+    /// `data.len()` when the connection is paused or its buffer is full).
+    pub fn feed(&mut self, data: &[u8], now: Instant) -> usize {
+        let mut taken = 0;
+        while taken < data.len() {
+            let buf = self.read_buf();
+            let n = buf.len().min(data.len() - taken);
+            if n == 0 {
+                break;
+            }
+            buf[..n].copy_from_slice(&data[taken..taken + n]);
+            self.commit(n, now);
+            taken += n;
+        }
+        taken
+    }
+
+    /// The peer closed its sending side (a read returned 0).
+    pub fn read_eof(&mut self, now: Instant) {
+        self.read_closed = true;
+        self.last_activity = now;
+        // Answers already queued still go out (the peer may have half-closed); a request
+        // cut short is dropped.
+        self.state = State::Closing;
+    }
+
+    // ----- output -----
+
+    /// The next thing to write, if any; after writing call
+    /// [`transmitted`](Self::transmitted) with the bytes the socket took.
+    pub fn poll_transmit(&self) -> Option<Transmit<'_>> {
+        match self.output.front()? {
+            Out::Bytes { data, sent } => Some(Transmit::Bytes(&data[*sent..])),
+            Out::File(region) => Some(Transmit::File(region)),
+        }
+    }
+
+    /// Records that `n` bytes of the current [`Transmit`] were written.
+    pub fn transmitted(&mut self, mut n: usize, now: Instant) {
+        if n > 0 {
+            self.last_activity = now;
+        }
+        while n > 0 {
+            let Some(front) = self.output.front_mut() else { break };
+            let done = match front {
+                Out::Bytes { data, sent } => {
+                    let take = n.min(data.len() - *sent);
+                    *sent += take;
+                    n -= take;
+                    self.pending_output -= take;
+                    *sent == data.len()
+                }
+                Out::File(region) => {
+                    let take = (n as u64).min(region.len);
+                    region.offset += take;
+                    region.len -= take;
+                    n -= take as usize;
+                    self.pending_output -= take as usize;
+                    region.len == 0
+                }
+            };
+            if done {
+                self.output.pop_front();
+            }
+        }
+        // Output drained: requests that waited for room may proceed.
+        self.process(now);
+    }
+
+    // ----- actions -----
+
+    /// The next job to run; run it and pass its [`Completion`] to
+    /// [`complete`](Self::complete).
+    pub fn poll_job(&mut self) -> Option<Job> {
+        self.jobs.pop_front()
+    }
+
+    /// Takes the result of a job handed out by [`poll_job`](Self::poll_job) and answers
+    /// with it. A completion arriving after the connection gave up is dropped.
+    pub fn complete(&mut self, completion: Completion, now: Instant) {
+        let State::Waiting { id, head_only } = self.state else { return };
+        if id != completion.id {
+            return;
+        }
+        self.state = State::Head;
+        self.send(completion.response, head_only, now);
+        self.process(now);
+    }
+
+    // ----- time -----
+
+    /// The next instant at which [`handle_timeout`](Self::handle_timeout) must run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let limits = &self.server.limits;
+        if self.is_closed() {
+            return None;
+        }
+        if !self.output.is_empty() {
+            return Some(self.last_activity + limits.send_timeout);
+        }
+        match &self.state {
+            State::Head => Some(match self.head_started {
+                Some(start) => start + limits.header_timeout,
+                None => self.last_activity + limits.idle_timeout,
+            }),
+            State::Body { .. } => Some(self.last_activity + limits.body_timeout),
+            State::Waiting { .. } | State::Closing => None,
+        }
+    }
+
+    /// Applies the deadlines that passed by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.poll_timeout() else { return };
+        if now < deadline {
+            return;
+        }
+        if !self.output.is_empty() {
+            // The peer stopped reading: drop everything.
+            self.output.clear();
+            self.pending_output = 0;
+            self.state = State::Closing;
+            return;
+        }
+        match self.state {
+            State::Head if self.head_started.is_some() => self.fail(HttpError::HeadTimeout, now),
+            State::Body { .. } => self.fail(HttpError::BodyTimeout, now),
+            _ => self.state = State::Closing,
+        }
+    }
+
+    // ----- commands and state -----
+
+    /// Starts a graceful close: the request in progress is answered, then the connection
+    /// closes; an idle connection closes at once.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.shutting_down = true;
+        self.keep_alive = false;
+        // A job in flight keeps the connection open until it completes.
+        if matches!(self.state, State::Head) && self.head_started.is_none() {
+            self.state = State::Closing;
+        }
+        self.process(now);
+    }
+
+    /// Whether the transport should read from the socket.
+    pub fn wants_read(&self) -> bool {
+        !self.read_closed
+            && !matches!(self.state, State::Closing | State::Waiting { .. })
+            && self.pending_output < self.server.limits.max_pending_output
+            && self.filled - self.consumed < self.input_capacity()
+    }
+
+    /// Whether there is output waiting for the socket.
+    pub fn wants_write(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// Whether the connection is finished: the transport closes the socket.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closing) && self.output.is_empty()
+    }
+
+    // ----- internals -----
+
+    fn input_capacity(&self) -> usize {
+        self.server.limits.max_head_size + READ_CHUNK
+    }
+
+    /// Runs the request cycle as far as the buffered input and output room allow.
+    fn process(&mut self, now: Instant) {
+        loop {
+            let progressed = match self.state {
+                State::Closing | State::Waiting { .. } => false,
+                State::Head => self.process_head(now),
+                State::Body { .. } => self.process_body(now),
+            };
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    /// Tries to read one request head; returns whether anything changed.
+    fn process_head(&mut self, now: Instant) -> bool {
+        if self.pending_output >= self.server.limits.max_pending_output {
+            return false; // answer what is queued before reading more requests
+        }
+        if self.consumed == self.filled {
+            if self.shutting_down {
+                self.state = State::Closing;
+            }
+            return false;
+        }
+        if self.head_started.is_none() {
+            self.head_started = Some(now);
+        }
+        let limits = &self.server.limits;
+        let buf = &self.input[self.consumed..self.filled];
+        let range = match self.scanner.scan(buf, limits) {
+            Ok(Some(range)) => range,
+            Ok(None) => return false,
+            Err(e) => {
+                self.fail(e, now);
+                return true;
+            }
+        };
+        let parsed = RequestHead::parse(&buf[range.clone()], limits);
+        self.consumed += range.end;
+        self.scanner = HeadScanner::default();
+        self.head_started = None;
+        match parsed {
+            Ok(head) => self.begin(head, now),
+            Err(e) => self.fail(e, now),
+        }
+        true
+    }
+
+    /// Sets up body reading for a parsed head, or answers at once.
+    fn begin(&mut self, head: RequestHead, now: Instant) {
+        self.keep_alive = head.keep_alive() && !self.shutting_down;
+        let limits = &self.server.limits;
+        let reader = match head.framing() {
+            Framing::Length(n) if n > limits.max_body_size => {
+                return self.fail(HttpError::BodyTooLarge, now);
+            }
+            Framing::Length(left) => BodyReader::Length { left },
+            Framing::Chunked => BodyReader::Chunked(ChunkedDecoder::default()),
+        };
+        if head.expects_continue() {
+            self.push_bytes(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let collect = self.server.wants_body(&head);
+        let request = Box::new(Request::new(head, self.peer.clone(), collect));
+        self.state = State::Body { request, reader };
+    }
+
+    /// Reads body bytes; returns whether anything changed.
+    fn process_body(&mut self, now: Instant) -> bool {
+        let limits = &self.server.limits;
+        let State::Body { request, reader } = &mut self.state else { return false };
+        let buf = &self.input[self.consumed..self.filled];
+        let (used, finished) = match reader {
+            BodyReader::Length { left } => {
+                let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                request.push_body(&buf[..take]);
+                *left -= take as u64;
+                (take, *left == 0)
+            }
+            BodyReader::Chunked(decoder) => match decoder.step(buf, limits) {
+                Ok(step) => {
+                    request.push_body(step.data);
+                    (step.consumed, decoder.is_done())
+                }
+                Err(e) => {
+                    self.fail(e, now);
+                    return true;
+                }
+            },
+        };
+        self.consumed += used;
+        if request.body_seen() > limits.max_body_size {
+            self.fail(HttpError::BodyTooLarge, now);
+            return true;
+        }
+        if !finished {
+            return used > 0;
+        }
+        let State::Body { request, .. } = std::mem::replace(&mut self.state, State::Head) else {
+            return false;
+        };
+        let head_only = request.head.method() == Method::Head;
+        match self.server.dispatch(*request, self.server.wall_time(now)) {
+            Dispatch::Respond(response) => self.send(response, head_only, now),
+            Dispatch::Run(work) => {
+                let id = JobId(self.next_job);
+                self.next_job += 1;
+                self.jobs.push_back(Job::new(id, work));
+                self.state = State::Waiting { id, head_only };
+            }
+        }
+        true
+    }
+
+    /// Answers a request the connection cannot frame or accept, then closes.
+    fn fail(&mut self, error: HttpError, now: Instant) {
+        self.keep_alive = false;
+        let response = Response::error_page(error.status(), Some(&error.to_string()));
+        self.send(response, false, now);
+    }
+
+    /// Queues a response; closes afterwards unless keep-alive holds.
+    fn send(&mut self, response: Response, head_only: bool, now: Instant) {
+        let close = !self.keep_alive;
+        let mut out = Vec::with_capacity(256);
+        let date = self.date.get(self.server.wall_time(now));
+        response::write_head(&mut out, &response, self.server.server_header(), date, close);
+        let with_body = response.has_content() && !head_only;
+        match response.body {
+            Body::Bytes(bytes) if with_body => out.extend_from_slice(&bytes),
+            Body::File(region) if with_body => {
+                if region.len <= INLINE_FILE_MAX && self.read_inline(&region, &mut out) {
+                    self.push_bytes(&out);
+                } else {
+                    self.push_bytes(&out);
+                    self.pending_output += usize::try_from(region.len).unwrap_or(usize::MAX);
+                    self.output.push_back(Out::File(region));
+                }
+                out.clear();
+            }
+            _ => {}
+        }
+        self.push_bytes(&out);
+        if close {
+            self.state = State::Closing;
+        }
+    }
+
+    /// Appends a small file region to `out`; false if the file could not be read whole.
+    fn read_inline(&self, region: &FileRegion, out: &mut Vec<u8>) -> bool {
+        let start = out.len();
+        let len = region.len as usize;
+        out.resize(start + len, 0);
+        let mut done = 0;
+        while done < len {
+            match region.file.read_at(&mut out[start + done..], region.offset + done as u64) {
+                Ok(0) | Err(_) => {
+                    out.truncate(start);
+                    return false;
+                }
+                Ok(n) => done += n,
+            }
+        }
+        true
+    }
+
+    /// Queues bytes, coalescing with queued bytes so pipelined answers share a write.
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.pending_output += bytes.len();
+        if let Some(Out::Bytes { data, .. }) = self.output.back_mut() {
+            data.extend_from_slice(bytes);
+        } else {
+            self.output.push_back(Out::Bytes { data: bytes.to_vec(), sent: 0 });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::fs::MemoryFs;
+    use crate::limits::Limits;
+
+    const BIG: usize = 100_000;
+
+    fn server_with(limits: Limits) -> Arc<Server> {
+        let mut fs = MemoryFs::new();
+        fs.insert("/www/a.txt", "hello", SystemTime::UNIX_EPOCH);
+        fs.insert("/www/big.bin", vec![7u8; BIG], SystemTime::UNIX_EPOCH);
+        let mut builder = Server::builder_with_fs((Instant::now(), SystemTime::UNIX_EPOCH), Arc::new(fs));
+        builder = builder.limits(limits);
+        builder.files().bind_path("/", "/www").unwrap();
+        builder.build()
+    }
+
+    fn conn() -> (Connection, Instant) {
+        let now = Instant::now();
+        (Connection::new(server_with(Limits::default()), PeerInfo::default(), now), now)
+    }
+
+    /// Writes everything the connection has queued, file regions included.
+    fn drain(conn: &mut Connection, now: Instant) -> Vec<u8> {
+        let mut wire = Vec::new();
+        loop {
+            let n = match conn.poll_transmit() {
+                None => break,
+                Some(Transmit::Bytes(b)) => {
+                    wire.extend_from_slice(b);
+                    b.len()
+                }
+                Some(Transmit::File(region)) => {
+                    let mut buf = vec![0; region.len.min(8192) as usize];
+                    let n = region.file.read_at(&mut buf, region.offset).unwrap();
+                    wire.extend_from_slice(&buf[..n]);
+                    n
+                }
+            };
+            conn.transmitted(n, now);
+        }
+        wire
+    }
+
+    fn exchange(conn: &mut Connection, input: &[u8], now: Instant) -> String {
+        assert_eq!(conn.feed(input, now), input.len());
+        String::from_utf8_lossy(&drain(conn, now)).into_owned()
+    }
+
+    fn statuses(wire: &str) -> Vec<&str> {
+        wire.match_indices("HTTP/1.1 ")
+            .map(|(i, _)| &wire[i + 9..i + 12])
+            .collect()
+    }
+
+    #[test]
+    fn serves_a_file_and_keeps_alive() {
+        let (mut c, now) = conn();
+        let wire = exchange(&mut c, b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        assert!(wire.starts_with("HTTP/1.1 200 OK\r\nServer: QuickServer/"), "{wire}");
+        assert!(wire.contains("\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n"));
+        assert!(wire.contains("\r\nContent-Length: 5\r\n"));
+        assert!(wire.ends_with("\r\n\r\nhello"));
+        assert!(!c.is_closed() && c.wants_read());
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order() {
+        let (mut c, now) = conn();
+        let wire = exchange(
+            &mut c,
+            b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nHEAD /a.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+            now,
+        );
+        assert_eq!(statuses(&wire), ["200", "404", "200"]);
+        assert!(wire.ends_with("Accept-Ranges: bytes\r\nContent-Length: 5\r\n\r\n"), "HEAD has no body");
+    }
+
+    #[test]
+    fn any_split_gives_the_same_answers() {
+        let input: &[u8] = b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nPOST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let (mut whole, now) = conn();
+        let expected = exchange(&mut whole, input, now);
+        assert_eq!(statuses(&expected), ["200", "404", "200"]);
+        for split in 1..input.len() {
+            let (mut c, now) = conn();
+            let mut wire = exchange(&mut c, &input[..split], now);
+            wire += &exchange(&mut c, &input[split..], now);
+            assert_eq!(wire, expected, "split at {split}");
+            assert!(c.is_closed());
+        }
+    }
+
+    #[test]
+    fn persistence_follows_version_and_connection_field() {
+        let (mut c, now) = conn();
+        let wire = exchange(&mut c, b"GET /a.txt HTTP/1.0\r\n\r\n", now);
+        assert!(wire.contains("Connection: close") && c.is_closed());
+        let (mut c, now) = conn();
+        exchange(&mut c, b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", now);
+        assert!(!c.is_closed());
+        let (mut c, now) = conn();
+        exchange(&mut c, b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", now);
+        assert!(c.is_closed());
+    }
+
+    #[test]
+    fn framing_errors_answer_and_close() {
+        for (input, status) in [
+            (&b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..], "400"),
+            (b"GET / HTTP/1.1\r\n\r\n", "400"),
+            (b"GET / HTTP/1.1\nHost: x\n\n", "400"),
+            (b"GET / HTTP/3.0\r\nHost: x\r\n\r\n", "505"),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "501"),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "400"),
+        ] {
+            let (mut c, now) = conn();
+            let wire = exchange(&mut c, input, now);
+            assert_eq!(statuses(&wire), [status], "{}", String::from_utf8_lossy(input));
+            assert!(wire.contains("Connection: close"));
+            assert!(c.is_closed());
+        }
+    }
+
+    #[test]
+    fn unsupported_method_keeps_the_connection() {
+        let (mut c, now) = conn();
+        let wire = exchange(&mut c, b"BREW /pot HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        assert_eq!(statuses(&wire), ["501", "200"]);
+        assert!(wire.contains("HTTP/1.1 501 Unsupported method ('BREW')"));
+    }
+
+    #[test]
+    fn expect_continue_gets_an_interim_response() {
+        let (mut c, now) = conn();
+        let wire = exchange(&mut c, b"POST /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", now);
+        assert_eq!(wire, "HTTP/1.1 100 Continue\r\n\r\n");
+        let wire = exchange(&mut c, b"ab", now);
+        assert_eq!(statuses(&wire), ["404"]);
+    }
+
+    #[test]
+    fn size_limits() {
+        let limits = Limits::default();
+        let (mut c, now) = conn();
+        let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(limits.max_request_line));
+        assert_eq!(statuses(&exchange(&mut c, long.as_bytes(), now)), ["414"]);
+        let (mut c, now) = conn();
+        let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n", "a".repeat(limits.max_head_size));
+        c.feed(big.as_bytes(), now);
+        assert_eq!(statuses(&String::from_utf8_lossy(&drain(&mut c, now))), ["431"]);
+        let (mut c, now) = conn();
+        let req = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", limits.max_body_size + 1);
+        assert_eq!(statuses(&exchange(&mut c, req.as_bytes(), now)), ["413"]);
+        assert!(c.is_closed());
+    }
+
+    #[test]
+    fn chunked_body_limit() {
+        let limits = Limits { max_body_size: 10, ..Limits::default() };
+        let now = Instant::now();
+        let mut c = Connection::new(server_with(limits), PeerInfo::default(), now);
+        let wire = exchange(&mut c, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nabcdef\r\n6\r\nabcdef\r\n", now);
+        assert_eq!(statuses(&wire), ["413"]);
+        assert!(c.is_closed());
+    }
+
+    #[test]
+    fn header_deadline_counts_from_the_first_byte() {
+        let (mut c, now) = conn();
+        let limits = Limits::default();
+        let later = now + Duration::from_secs(5);
+        exchange(&mut c, b"GET / HT", later);
+        assert_eq!(c.poll_timeout(), Some(later + limits.header_timeout));
+        // Dribbling more bytes does not move the deadline.
+        exchange(&mut c, b"TP/1.1\r\n", later + Duration::from_secs(9));
+        c.handle_timeout(later + limits.header_timeout);
+        assert_eq!(statuses(&String::from_utf8_lossy(&drain(&mut c, now))), ["408"]);
+        assert!(c.is_closed());
+    }
+
+    #[test]
+    fn idle_and_body_timeouts() {
+        let limits = Limits::default();
+        let (mut c, now) = conn();
+        assert_eq!(c.poll_timeout(), Some(now + limits.idle_timeout));
+        c.handle_timeout(now + limits.idle_timeout);
+        assert!(c.is_closed());
+        assert!(drain(&mut c, now).is_empty(), "idle close sends nothing");
+
+        let (mut c, now) = conn();
+        exchange(&mut c, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab", now);
+        assert_eq!(c.poll_timeout(), Some(now + limits.body_timeout));
+        c.handle_timeout(now + limits.body_timeout);
+        assert_eq!(statuses(&String::from_utf8_lossy(&drain(&mut c, now))), ["408"]);
+    }
+
+    #[test]
+    fn send_timeout_drops_a_peer_that_stopped_reading() {
+        let (mut c, now) = conn();
+        c.feed(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        assert!(c.wants_write());
+        let deadline = now + Limits::default().send_timeout;
+        assert_eq!(c.poll_timeout(), Some(deadline));
+        c.handle_timeout(deadline);
+        assert!(c.is_closed() && c.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn large_files_leave_as_regions() {
+        let (mut c, now) = conn();
+        c.feed(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        assert!(matches!(c.poll_transmit(), Some(Transmit::Bytes(_))));
+        let Some(Transmit::Bytes(head)) = c.poll_transmit() else { unreachable!() };
+        let n = head.len();
+        c.transmitted(n, now);
+        let Some(Transmit::File(region)) = c.poll_transmit() else { panic!("file region") };
+        assert_eq!((region.offset, region.len), (0, BIG as u64));
+        let wire = drain(&mut c, now);
+        assert_eq!(wire.len(), BIG);
+    }
+
+    #[test]
+    fn backpressure_stops_reading_new_requests() {
+        let (mut c, now) = conn();
+        let req = b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut fed = 0;
+        while c.wants_read() && fed < 100 {
+            c.feed(req, now);
+            fed += 1;
+        }
+        assert!(fed < 100, "reading stops once output is pending");
+        assert!(c.pending_output >= Limits::default().max_pending_output);
+        drain(&mut c, now);
+        assert!(c.wants_read());
+    }
+
+    #[test]
+    fn eof_mid_request_closes_without_answer() {
+        let (mut c, now) = conn();
+        exchange(&mut c, b"GET /a.txt HTT", now);
+        c.read_eof(now);
+        assert!(c.is_closed());
+        let (mut c, now) = conn();
+        c.feed(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        c.read_eof(now);
+        assert!(!c.is_closed(), "a half-closed peer still gets queued answers");
+        drain(&mut c, now);
+        assert!(c.is_closed());
+    }
+
+    #[test]
+    fn shutdown_finishes_the_current_request() {
+        let (mut c, now) = conn();
+        exchange(&mut c, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\na", now);
+        c.shutdown(now);
+        assert!(!c.is_closed());
+        let wire = exchange(&mut c, b"b", now);
+        assert_eq!(statuses(&wire), ["404"]);
+        assert!(wire.contains("Connection: close"));
+        assert!(c.is_closed());
+        let (mut c, now) = conn();
+        c.shutdown(now);
+        assert!(c.is_closed());
+    }
+}

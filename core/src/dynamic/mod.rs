@@ -1,0 +1,16 @@
+//! Dynamic routes (spec section 4): mask matching and the route table, the `args` handed to
+//! handlers, Python-compatible JSON output, and a streaming `multipart/form-data` parser.
+//! Everything here is pure: no I/O, no clock, bounded memory on untrusted input.
+
+mod args;
+mod json;
+mod mask;
+mod multipart;
+
+pub use args::{parse_query, Args};
+pub use json::{json_compact, json_dumps, JsonError};
+pub use mask::{Mask, MaskMatch, Method, RouteHit, RouteTable};
+pub use multipart::{
+    boundary_from_content_type, Event, MultipartError, MultipartParser, MAX_HEADER_BYTES,
+    MAX_HEADER_LINES,
+};

@@ -1,0 +1,22 @@
+//! Static file serving, the pure parts (spec section 3): request path sanitising, glob
+//! white/black lists, content types, CRC-32 entity tags, byte ranges and the directory
+//! listing page, and the route that puts them together (`serve`), which reads files only
+//! through the [`FileSystem`](crate::fs::FileSystem) trait.
+
+pub mod etag;
+pub mod glob;
+pub mod listing;
+pub mod mime;
+pub mod path;
+pub mod range;
+pub mod serve;
+
+pub use etag::{crc32_hex, if_none_match, ETag, EtagHasher};
+pub use glob::{FileFilter, Pattern};
+pub use listing::{html_escape, render_listing, DirEntry};
+pub use mime::content_type;
+pub use path::{is_hidden_name, redirect_location, sanitize, split_target, PathError, SafePath};
+pub use range::{
+    if_range_allows, parse_range, unsatisfiable_content_range, ByteRange, RangeOutcome,
+};
+pub use serve::{BadPrefix, Favicon, StaticFiles, SymlinkPolicy, EMPTY_FAVICON};

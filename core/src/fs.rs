@@ -1,0 +1,294 @@
+//! File access behind a trait, so the core serves files without touching a disk in tests
+//! and fuzzing, and a transport can send an open file with `sendfile`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub use crate::files::DirEntry;
+
+/// What a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// Anything else (device, socket, fifo): never served.
+    Other,
+}
+
+/// The facts about a file the server needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metadata {
+    /// What the path names.
+    pub kind: FileKind,
+    /// Size in bytes.
+    pub len: u64,
+    /// Last modification time.
+    pub modified: SystemTime,
+}
+
+/// Read access to files. Paths handed in are built by the core under a bound folder.
+pub trait FileSystem: Send + Sync + fmt::Debug {
+    /// Metadata of `path`, following symbolic links.
+    fn metadata(&self, path: &Path) -> io::Result<Metadata>;
+    /// Whether `path` itself is a symbolic link.
+    fn is_symlink(&self, path: &Path) -> io::Result<bool>;
+    /// `path` with every link resolved (used only when a link was met).
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf>;
+    /// Opens a regular file for reading.
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn OpenFile>>;
+    /// The entries of a directory, unsorted.
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
+}
+
+/// An open file: positional reads, and its descriptor for zero-copy sending.
+pub trait OpenFile: Send + Sync + fmt::Debug {
+    /// Metadata taken when the file was opened.
+    fn metadata(&self) -> Metadata;
+    /// Reads at `offset` without moving any cursor.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// The OS descriptor, when there is one (for `sendfile`).
+    fn raw_fd(&self) -> Option<i32>;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DiskFs;
+
+#[derive(Debug)]
+struct DiskFile {
+    file: std::fs::File,
+    meta: Metadata,
+}
+
+fn to_metadata(m: &std::fs::Metadata) -> Metadata {
+    let kind = if m.is_file() {
+        FileKind::File
+    } else if m.is_dir() {
+        FileKind::Dir
+    } else {
+        FileKind::Other
+    };
+    Metadata {
+        kind,
+        len: m.len(),
+        modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+    }
+}
+
+impl FileSystem for DiskFs {
+    fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        std::fs::metadata(path).map(|m| to_metadata(&m))
+    }
+
+    fn is_symlink(&self, path: &Path) -> io::Result<bool> {
+        std::fs::symlink_metadata(path).map(|m| m.file_type().is_symlink())
+    }
+
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+        std::fs::canonicalize(path)
+    }
+
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn OpenFile>> {
+        let file = std::fs::File::open(path)?;
+        let meta = to_metadata(&file.metadata()?);
+        if meta.kind != FileKind::File {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        Ok(Arc::new(DiskFile { file, meta }))
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            let entry = entry?;
+            let is_symlink = entry.file_type().is_ok_and(|t| t.is_symlink());
+            // A dangling link still gets listed, with what the link itself says.
+            let meta = match std::fs::metadata(entry.path()) {
+                Ok(m) => to_metadata(&m),
+                Err(_) => to_metadata(&entry.metadata()?),
+            };
+            entries.push(DirEntry {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                is_dir: meta.kind == FileKind::Dir,
+                is_symlink,
+                size: meta.len,
+                modified: meta.modified,
+            });
+        }
+        Ok(entries)
+    }
+}
+
+impl OpenFile for DiskFile {
+    fn metadata(&self) -> Metadata {
+        self.meta
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(&self.file, buf, offset)
+    }
+
+    fn raw_fd(&self) -> Option<i32> {
+        Some(std::os::fd::AsRawFd::as_raw_fd(&self.file))
+    }
+}
+
+/// An in-memory file tree for tests and fuzzing. Directories exist implicitly as the
+/// parents of files; `link` adds symbolic links.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryFs {
+    files: BTreeMap<PathBuf, Arc<MemoryFile>>,
+    links: BTreeMap<PathBuf, PathBuf>,
+}
+
+/// A file held by [`MemoryFs`].
+#[derive(Debug)]
+pub struct MemoryFile {
+    data: Vec<u8>,
+    modified: SystemTime,
+}
+
+impl MemoryFs {
+    /// An empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) a file at the absolute `path`.
+    pub fn insert(&mut self, path: impl Into<PathBuf>, data: impl Into<Vec<u8>>, modified: SystemTime) {
+        self.files.insert(path.into(), Arc::new(MemoryFile { data: data.into(), modified }));
+    }
+
+    /// Adds a symbolic link at `path` pointing to the absolute `target`.
+    pub fn link(&mut self, path: impl Into<PathBuf>, target: impl Into<PathBuf>) {
+        self.links.insert(path.into(), target.into());
+    }
+
+    /// Resolves links in every component of `path`.
+    fn resolve(&self, path: &Path) -> PathBuf {
+        let mut out = PathBuf::new();
+        for (hops, component) in path.components().enumerate() {
+            out.push(component);
+            if let Some(target) = self.links.get(&out) {
+                if hops < 40 {
+                    out = self.resolve(target);
+                }
+            }
+        }
+        out
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        self.files.keys().any(|p| p.starts_with(path) && p != path)
+    }
+}
+
+impl FileSystem for MemoryFs {
+    fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        let path = self.resolve(path);
+        if let Some(file) = self.files.get(&path) {
+            return Ok(file.metadata());
+        }
+        if self.is_dir(&path) {
+            return Ok(Metadata { kind: FileKind::Dir, len: 0, modified: SystemTime::UNIX_EPOCH });
+        }
+        Err(io::ErrorKind::NotFound.into())
+    }
+
+    fn is_symlink(&self, path: &Path) -> io::Result<bool> {
+        Ok(self.links.contains_key(path))
+    }
+
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+        Ok(self.resolve(path))
+    }
+
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn OpenFile>> {
+        match self.files.get(&self.resolve(path)) {
+            Some(file) => Ok(file.clone()),
+            None => Err(io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        let path = self.resolve(path);
+        let mut names = BTreeMap::new();
+        for (file_path, file) in &self.files {
+            let Ok(rest) = file_path.strip_prefix(&path) else { continue };
+            let mut parts = rest.components();
+            let Some(first) = parts.next() else { continue };
+            let name = first.as_os_str().to_string_lossy().into_owned();
+            let is_dir = parts.next().is_some();
+            names.entry(name.clone()).or_insert(DirEntry {
+                is_symlink: self.links.contains_key(&path.join(&name)),
+                name,
+                is_dir,
+                size: if is_dir { 0 } else { file.data.len() as u64 },
+                modified: file.modified,
+            });
+        }
+        if names.is_empty() && !self.is_dir(&path) {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        Ok(names.into_values().collect())
+    }
+}
+
+impl OpenFile for MemoryFile {
+    fn metadata(&self) -> Metadata {
+        Metadata { kind: FileKind::File, len: self.data.len() as u64, modified: self.modified }
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.data.len());
+        let n = buf.len().min(self.data.len() - start);
+        buf[..n].copy_from_slice(&self.data[start..start + n]);
+        Ok(n)
+    }
+
+    fn raw_fd(&self) -> Option<i32> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_fs_files_dirs_and_links() {
+        let mut fs = MemoryFs::new();
+        fs.insert("/www/a/b.txt", "hello", SystemTime::UNIX_EPOCH);
+        fs.link("/www/l", "/www/a");
+        assert_eq!(fs.metadata(Path::new("/www/a")).unwrap().kind, FileKind::Dir);
+        assert_eq!(fs.metadata(Path::new("/www/l/b.txt")).unwrap().len, 5);
+        assert!(fs.is_symlink(Path::new("/www/l")).unwrap());
+        assert_eq!(fs.canonicalize(Path::new("/www/l/b.txt")).unwrap(), Path::new("/www/a/b.txt"));
+        let file = fs.open(Path::new("/www/a/b.txt")).unwrap();
+        let mut buf = [0; 3];
+        assert_eq!(file.read_at(&mut buf, 3).unwrap(), 2);
+        assert_eq!(&buf[..2], b"lo");
+        let entries = fs.read_dir(Path::new("/www")).unwrap();
+        assert_eq!(entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert!(fs.metadata(Path::new("/www/missing")).is_err());
+    }
+
+    #[test]
+    fn disk_fs_reads_a_file() {
+        let dir = std::env::temp_dir().join(format!("qs-fs-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("f.txt"), "disk").unwrap();
+        let file = DiskFs.open(&dir.join("f.txt")).unwrap();
+        assert_eq!(file.metadata().len, 4);
+        assert!(file.raw_fd().is_some());
+        assert!(DiskFs.open(&dir).is_err());
+        assert_eq!(DiskFs.read_dir(&dir).unwrap()[0].name, "f.txt");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,298 @@
+//! Responses: the value routes produce, and how its head is written on the wire.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::fs::OpenFile;
+
+/// What a route answers: status, extra fields and a body. `Server`, `Date`,
+/// `Content-Length` and `Connection` are added by the connection when it writes the head.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase; `None` uses the standard phrase of the status.
+    pub reason: Option<String>,
+    /// Fields in the order they are written, after `Server` and `Date`.
+    pub fields: Vec<(&'static str, String)>,
+    /// The body (omitted on the wire for HEAD, 1xx, 204 and 304).
+    pub body: Body,
+}
+
+/// A response body.
+#[derive(Debug)]
+pub enum Body {
+    /// No body; `Content-Length: 0` unless the status forbids the field.
+    Empty,
+    /// Bytes held in memory.
+    Bytes(Vec<u8>),
+    /// A region of an open file, sent by the transport (with `sendfile` where it can).
+    File(FileRegion),
+}
+
+/// `len` bytes of `file` from `offset`.
+#[derive(Debug, Clone)]
+pub struct FileRegion {
+    /// The open file.
+    pub file: Arc<dyn OpenFile>,
+    /// First byte to send.
+    pub offset: u64,
+    /// Bytes to send.
+    pub len: u64,
+}
+
+impl Body {
+    /// The body's length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Empty => 0,
+            Self::Bytes(b) => b.len() as u64,
+            Self::File(r) => r.len,
+        }
+    }
+
+    /// Whether the body has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Response {
+    /// A response with the standard reason phrase and no fields.
+    pub fn new(status: u16, body: Body) -> Self {
+        Self { status, reason: None, fields: Vec::new(), body }
+    }
+
+    /// Adds a field.
+    pub fn with_field(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.fields.push((name, value.into()));
+        self
+    }
+
+    /// The HTML error page of the original (SPEC 1.5): `message` is the reason phrase
+    /// and the page's message; the explanation is the standard one for the status.
+    pub fn error_page(status: u16, message: Option<&str>) -> Self {
+        let message = message.map_or_else(|| reason_phrase(status).to_owned(), sanitize_reason);
+        let page = format!(
+            "<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        <meta charset=\"utf-8\">\n        \
+             <title>Error response</title>\n    </head>\n    <body>\n        <h1>Error response</h1>\n        \
+             <p>Error code: {status}</p>\n        <p>Message: {}.</p>\n        \
+             <p>Error code explanation: {status} - {}.</p>\n    </body>\n</html>\n",
+            escape_page_text(&message),
+            escape_page_text(explanation(status)),
+        );
+        Self {
+            status,
+            reason: Some(message),
+            fields: vec![("Content-Type", "text/html;charset=utf-8".to_owned())],
+            body: Body::Bytes(page.into_bytes()),
+        }
+    }
+
+    /// Whether the status allows a body and `Content-Length` (RFC 9110 §6.4.1, §8.6).
+    pub(crate) fn has_content(&self) -> bool {
+        !(self.status < 200 || self.status == 204 || self.status == 304)
+    }
+}
+
+/// Writes `HTTP/1.1 <status> <reason>`, `Server` and `Date`, then `fields`, the length
+/// and `Connection: close` when `close`; ends with the empty line.
+pub(crate) fn write_head(
+    out: &mut Vec<u8>,
+    response: &Response,
+    server: &str,
+    date: &[u8],
+    close: bool,
+) {
+    let reason = response.reason.as_deref().unwrap_or_else(|| reason_phrase(response.status));
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_status(out, response.status);
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\nServer: ");
+    out.extend_from_slice(server.as_bytes());
+    out.extend_from_slice(b"\r\nDate: ");
+    out.extend_from_slice(date);
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &response.fields {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if response.has_content() {
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(response.body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_status(out: &mut Vec<u8>, status: u16) {
+    let status = status.clamp(100, 999);
+    out.extend_from_slice(&[
+        b'0' + (status / 100) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ]);
+}
+
+/// The wall-clock `Date` value, rendered once per second.
+#[derive(Debug, Default)]
+pub(crate) struct DateCache {
+    second: u64,
+    rendered: Vec<u8>,
+}
+
+impl DateCache {
+    /// The IMF-fixdate for `now`, re-rendered only when the second changed.
+    pub(crate) fn get(&mut self, now: SystemTime) -> &[u8] {
+        let second = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if second != self.second || self.rendered.is_empty() {
+            self.second = second;
+            self.rendered = httpdate::fmt_http_date(now).into_bytes();
+        }
+        &self.rendered
+    }
+}
+
+/// The standard reason phrase (the original's table, SPEC 14), `???` when unknown.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        416 => "Requested Range Not Satisfiable",
+        417 => "Expectation Failed",
+        418 => "I'm a Teapot",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
+        _ => "???",
+    }
+}
+
+/// The standard long explanation used in error pages (SPEC 14), `???` when unknown.
+pub fn explanation(status: u16) -> &'static str {
+    match status {
+        400 => "Bad request syntax or unsupported method",
+        401 => "No permission -- see authorization schemes",
+        403 => "Request forbidden -- authorization will not help",
+        404 => "Nothing matches the given URI",
+        405 => "Specified method is invalid for this resource",
+        408 => "Request timed out; try again later",
+        409 => "Request conflict",
+        411 => "Client must specify Content-Length",
+        413 => "Entity is too large",
+        414 => "URI is too long",
+        416 => "Cannot satisfy request range",
+        417 => "Expect condition could not be satisfied",
+        418 => "Server refuses to brew coffee because it is a teapot.",
+        431 => {
+            "The server is unwilling to process the request because its header fields are too large"
+        }
+        500 => "Server got itself in trouble",
+        501 => "Server does not support this operation",
+        502 => "Invalid responses from another server/proxy",
+        503 => "The server cannot process the request due to a high load",
+        504 => "The gateway server did not receive a timely response",
+        505 => "Cannot fulfill request",
+        507 => "The server has no room left to store the representation",
+        _ => "???",
+    }
+}
+
+/// A reason phrase may not hold CR, LF or other controls: they would split the head.
+fn sanitize_reason(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The original escapes only `&`, `<` and `>` in error pages.
+fn escape_page_text(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_page_matches_the_original_layout() {
+        let page = Response::error_page(404, Some("File not found"));
+        assert_eq!(page.reason.as_deref(), Some("File not found"));
+        let Body::Bytes(body) = &page.body else { panic!("bytes body") };
+        let body = String::from_utf8(body.clone()).unwrap();
+        assert_eq!(
+            body,
+            "<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        <meta charset=\"utf-8\">\n        \
+             <title>Error response</title>\n    </head>\n    <body>\n        <h1>Error response</h1>\n        \
+             <p>Error code: 404</p>\n        <p>Message: File not found.</p>\n        \
+             <p>Error code explanation: 404 - Nothing matches the given URI.</p>\n    </body>\n</html>\n"
+        );
+    }
+
+    #[test]
+    fn error_page_escapes_and_sanitizes_messages() {
+        let page = Response::error_page(400, Some("a<b>&\r\nX-Injected: 1"));
+        assert_eq!(page.reason.as_deref(), Some("a<b>&  X-Injected: 1"));
+        let Body::Bytes(body) = &page.body else { panic!("bytes body") };
+        assert!(String::from_utf8_lossy(body).contains("Message: a&lt;b&gt;&amp;  X-Injected: 1."));
+        assert_eq!(Response::error_page(599, None).reason.as_deref(), Some("???"));
+    }
+
+    #[test]
+    fn head_layout() {
+        let mut out = Vec::new();
+        let response = Response::new(200, Body::Bytes(b"hi".to_vec())).with_field("X-A", "1");
+        write_head(&mut out, &response, "QS", b"DATE", true);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nServer: QS\r\nDate: DATE\r\nX-A: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        write_head(&mut out, &Response::new(304, Body::Empty), "QS", b"D", false);
+        assert_eq!(out, b"HTTP/1.1 304 Not Modified\r\nServer: QS\r\nDate: D\r\n\r\n");
+    }
+
+    #[test]
+    fn date_cache_renders_imf_fixdate() {
+        let mut cache = DateCache::default();
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(784_111_777);
+        assert_eq!(cache.get(t), b"Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+}

@@ -1,0 +1,50 @@
+//! Named limits that bound what one peer can make the server hold or wait for.
+
+use std::time::Duration;
+
+/// Every bound the connection enforces. Each has a default chosen for a development
+/// server that may still face hostile input; all are tested by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest request line, in bytes (414 beyond it). Default 8 KiB.
+    pub max_request_line: usize,
+    /// Largest request head (request line and all fields), in bytes (431). Default 16 KiB.
+    pub max_head_size: usize,
+    /// Most header fields in one request (431). Default 100.
+    pub max_headers: usize,
+    /// Largest request body, in bytes (413). Default 64 MiB.
+    pub max_body_size: u64,
+    /// Longest chunk-size line including extensions, in bytes (400). Default 4 KiB.
+    pub max_chunk_line: usize,
+    /// Largest trailer section of a chunked body, in bytes (400). Default 8 KiB.
+    pub max_trailer_size: usize,
+    /// Time from the first byte of a request head to its end (408 and close). Default 10 s.
+    pub header_timeout: Duration,
+    /// Time a keep-alive connection may sit idle between requests. Default 60 s.
+    pub idle_timeout: Duration,
+    /// Time a request body may go without a byte arriving (408 and close). Default 30 s.
+    pub body_timeout: Duration,
+    /// Time a response may go without the peer taking a byte before the connection is
+    /// dropped. Default 60 s.
+    pub send_timeout: Duration,
+    /// Buffered output above which the connection stops reading new requests. Default 256 KiB.
+    pub max_pending_output: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_line: 8 * 1024,
+            max_head_size: 16 * 1024,
+            max_headers: 100,
+            max_body_size: 64 * 1024 * 1024,
+            max_chunk_line: 4 * 1024,
+            max_trailer_size: 8 * 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
+            max_pending_output: 256 * 1024,
+        }
+    }
+}
