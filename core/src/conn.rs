@@ -41,7 +41,10 @@ enum State {
     /// Waiting for (the rest of) a request head.
     Head,
     /// Reading a request body before answering.
-    Body { request: Box<Request>, reader: BodyReader },
+    Body {
+        request: Box<Request>,
+        reader: BodyReader,
+    },
     /// A job computes the answer; nothing more is read until it completes.
     Waiting { id: JobId, head_only: bool },
     /// Nothing more is read; close once the output is flushed.
@@ -190,7 +193,9 @@ impl Connection {
             self.last_activity = now;
         }
         while n > 0 {
-            let Some(front) = self.output.front_mut() else { break };
+            let Some(front) = self.output.front_mut() else {
+                break;
+            };
             let done = match front {
                 Out::Bytes { data, sent } => {
                     let take = n.min(data.len() - *sent);
@@ -227,7 +232,9 @@ impl Connection {
     /// Takes the result of a job handed out by [`poll_job`](Self::poll_job) and answers
     /// with it. A completion arriving after the connection gave up is dropped.
     pub fn complete(&mut self, completion: Completion, now: Instant) {
-        let State::Waiting { id, head_only } = self.state else { return };
+        let State::Waiting { id, head_only } = self.state else {
+            return;
+        };
         if id != completion.id {
             return;
         }
@@ -259,7 +266,9 @@ impl Connection {
 
     /// Applies the deadlines that passed by `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(deadline) = self.poll_timeout() else { return };
+        let Some(deadline) = self.poll_timeout() else {
+            return;
+        };
         if now < deadline {
             return;
         }
@@ -386,7 +395,9 @@ impl Connection {
     /// Reads body bytes; returns whether anything changed.
     fn process_body(&mut self, now: Instant) -> bool {
         let limits = &self.server.limits;
-        let State::Body { request, reader } = &mut self.state else { return false };
+        let State::Body { request, reader } = &mut self.state else {
+            return false;
+        };
         let buf = &self.input[self.consumed..self.filled];
         let (used, finished) = match reader {
             BodyReader::Length { left } => {
@@ -442,7 +453,13 @@ impl Connection {
         let close = !self.keep_alive;
         let mut out = Vec::with_capacity(256);
         let date = self.date.get(self.server.wall_time(now));
-        response::write_head(&mut out, &response, self.server.server_header(), date, close);
+        response::write_head(
+            &mut out,
+            &response,
+            self.server.server_header(),
+            date,
+            close,
+        );
         let with_body = response.has_content() && !head_only;
         match response.body {
             Body::Bytes(bytes) if with_body => out.extend_from_slice(&bytes),
@@ -471,7 +488,10 @@ impl Connection {
         out.resize(start + len, 0);
         let mut done = 0;
         while done < len {
-            match region.file.read_at(&mut out[start + done..], region.offset + done as u64) {
+            match region
+                .file
+                .read_at(&mut out[start + done..], region.offset + done as u64)
+            {
                 Ok(0) | Err(_) => {
                     out.truncate(start);
                     return false;
@@ -491,7 +511,10 @@ impl Connection {
         if let Some(Out::Bytes { data, .. }) = self.output.back_mut() {
             data.extend_from_slice(bytes);
         } else {
-            self.output.push_back(Out::Bytes { data: bytes.to_vec(), sent: 0 });
+            self.output.push_back(Out::Bytes {
+                data: bytes.to_vec(),
+                sent: 0,
+            });
         }
     }
 }
@@ -510,7 +533,8 @@ mod tests {
         let mut fs = MemoryFs::new();
         fs.insert("/www/a.txt", "hello", SystemTime::UNIX_EPOCH);
         fs.insert("/www/big.bin", vec![7u8; BIG], SystemTime::UNIX_EPOCH);
-        let mut builder = Server::builder_with_fs((Instant::now(), SystemTime::UNIX_EPOCH), Arc::new(fs));
+        let mut builder =
+            Server::builder_with_fs((Instant::now(), SystemTime::UNIX_EPOCH), Arc::new(fs));
         builder = builder.limits(limits);
         builder.files().bind_path("/", "/www").unwrap();
         builder.build()
@@ -518,7 +542,10 @@ mod tests {
 
     fn conn() -> (Connection, Instant) {
         let now = Instant::now();
-        (Connection::new(server_with(Limits::default()), PeerInfo::default(), now), now)
+        (
+            Connection::new(server_with(Limits::default()), PeerInfo::default(), now),
+            now,
+        )
     }
 
     /// Writes everything the connection has queued, file regions included.
@@ -558,7 +585,10 @@ mod tests {
     fn serves_a_file_and_keeps_alive() {
         let (mut c, now) = conn();
         let wire = exchange(&mut c, b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", now);
-        assert!(wire.starts_with("HTTP/1.1 200 OK\r\nServer: QuickServer/"), "{wire}");
+        assert!(
+            wire.starts_with("HTTP/1.1 200 OK\r\nServer: QuickServer/"),
+            "{wire}"
+        );
         assert!(wire.contains("\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n"));
         assert!(wire.contains("\r\nContent-Length: 5\r\n"));
         assert!(wire.ends_with("\r\n\r\nhello"));
@@ -574,7 +604,10 @@ mod tests {
             now,
         );
         assert_eq!(statuses(&wire), ["200", "404", "200"]);
-        assert!(wire.ends_with("Accept-Ranges: bytes\r\nContent-Length: 5\r\n\r\n"), "HEAD has no body");
+        assert!(
+            wire.ends_with("Accept-Ranges: bytes\r\nContent-Length: 5\r\n\r\n"),
+            "HEAD has no body"
+        );
     }
 
     #[test]
@@ -598,10 +631,18 @@ mod tests {
         let wire = exchange(&mut c, b"GET /a.txt HTTP/1.0\r\n\r\n", now);
         assert!(wire.contains("Connection: close") && c.is_closed());
         let (mut c, now) = conn();
-        exchange(&mut c, b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", now);
+        exchange(
+            &mut c,
+            b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            now,
+        );
         assert!(!c.is_closed());
         let (mut c, now) = conn();
-        exchange(&mut c, b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", now);
+        exchange(
+            &mut c,
+            b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            now,
+        );
         assert!(c.is_closed());
     }
 
@@ -634,7 +675,11 @@ mod tests {
     #[test]
     fn expect_continue_gets_an_interim_response() {
         let (mut c, now) = conn();
-        let wire = exchange(&mut c, b"POST /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", now);
+        let wire = exchange(
+            &mut c,
+            b"POST /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+            now,
+        );
         assert_eq!(wire, "HTTP/1.1 100 Continue\r\n\r\n");
         let wire = exchange(&mut c, b"ab", now);
         assert_eq!(statuses(&wire), ["404"]);
@@ -647,18 +692,30 @@ mod tests {
         let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(limits.max_request_line));
         assert_eq!(statuses(&exchange(&mut c, long.as_bytes(), now)), ["414"]);
         let (mut c, now) = conn();
-        let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n", "a".repeat(limits.max_head_size));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n",
+            "a".repeat(limits.max_head_size)
+        );
         c.feed(big.as_bytes(), now);
-        assert_eq!(statuses(&String::from_utf8_lossy(&drain(&mut c, now))), ["431"]);
+        assert_eq!(
+            statuses(&String::from_utf8_lossy(&drain(&mut c, now))),
+            ["431"]
+        );
         let (mut c, now) = conn();
-        let req = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", limits.max_body_size + 1);
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            limits.max_body_size + 1
+        );
         assert_eq!(statuses(&exchange(&mut c, req.as_bytes(), now)), ["413"]);
         assert!(c.is_closed());
     }
 
     #[test]
     fn chunked_body_limit() {
-        let limits = Limits { max_body_size: 10, ..Limits::default() };
+        let limits = Limits {
+            max_body_size: 10,
+            ..Limits::default()
+        };
         let now = Instant::now();
         let mut c = Connection::new(server_with(limits), PeerInfo::default(), now);
         let wire = exchange(&mut c, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nabcdef\r\n6\r\nabcdef\r\n", now);
@@ -676,7 +733,10 @@ mod tests {
         // Dribbling more bytes does not move the deadline.
         exchange(&mut c, b"TP/1.1\r\n", later + Duration::from_secs(9));
         c.handle_timeout(later + limits.header_timeout);
-        assert_eq!(statuses(&String::from_utf8_lossy(&drain(&mut c, now))), ["408"]);
+        assert_eq!(
+            statuses(&String::from_utf8_lossy(&drain(&mut c, now))),
+            ["408"]
+        );
         assert!(c.is_closed());
     }
 
@@ -690,10 +750,17 @@ mod tests {
         assert!(drain(&mut c, now).is_empty(), "idle close sends nothing");
 
         let (mut c, now) = conn();
-        exchange(&mut c, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab", now);
+        exchange(
+            &mut c,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab",
+            now,
+        );
         assert_eq!(c.poll_timeout(), Some(now + limits.body_timeout));
         c.handle_timeout(now + limits.body_timeout);
-        assert_eq!(statuses(&String::from_utf8_lossy(&drain(&mut c, now))), ["408"]);
+        assert_eq!(
+            statuses(&String::from_utf8_lossy(&drain(&mut c, now))),
+            ["408"]
+        );
     }
 
     #[test]
@@ -712,10 +779,14 @@ mod tests {
         let (mut c, now) = conn();
         c.feed(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n", now);
         assert!(matches!(c.poll_transmit(), Some(Transmit::Bytes(_))));
-        let Some(Transmit::Bytes(head)) = c.poll_transmit() else { unreachable!() };
+        let Some(Transmit::Bytes(head)) = c.poll_transmit() else {
+            unreachable!()
+        };
         let n = head.len();
         c.transmitted(n, now);
-        let Some(Transmit::File(region)) = c.poll_transmit() else { panic!("file region") };
+        let Some(Transmit::File(region)) = c.poll_transmit() else {
+            panic!("file region")
+        };
         assert_eq!((region.offset, region.len), (0, BIG as u64));
         let wire = drain(&mut c, now);
         assert_eq!(wire.len(), BIG);
@@ -745,7 +816,10 @@ mod tests {
         let (mut c, now) = conn();
         c.feed(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", now);
         c.read_eof(now);
-        assert!(!c.is_closed(), "a half-closed peer still gets queued answers");
+        assert!(
+            !c.is_closed(),
+            "a half-closed peer still gets queued answers"
+        );
         drain(&mut c, now);
         assert!(c.is_closed());
     }
@@ -753,7 +827,11 @@ mod tests {
     #[test]
     fn shutdown_finishes_the_current_request() {
         let (mut c, now) = conn();
-        exchange(&mut c, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\na", now);
+        exchange(
+            &mut c,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\na",
+            now,
+        );
         c.shutdown(now);
         assert!(!c.is_closed());
         let wire = exchange(&mut c, b"b", now);

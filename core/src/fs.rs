@@ -98,7 +98,10 @@ impl FileSystem for DiskFs {
         let file = std::fs::File::open(path)?;
         let meta = to_metadata(&file.metadata()?);
         if meta.kind != FileKind::File {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
         }
         Ok(Arc::new(DiskFile { file, meta }))
     }
@@ -161,8 +164,19 @@ impl MemoryFs {
     }
 
     /// Adds (or replaces) a file at the absolute `path`.
-    pub fn insert(&mut self, path: impl Into<PathBuf>, data: impl Into<Vec<u8>>, modified: SystemTime) {
-        self.files.insert(path.into(), Arc::new(MemoryFile { data: data.into(), modified }));
+    pub fn insert(
+        &mut self,
+        path: impl Into<PathBuf>,
+        data: impl Into<Vec<u8>>,
+        modified: SystemTime,
+    ) {
+        self.files.insert(
+            path.into(),
+            Arc::new(MemoryFile {
+                data: data.into(),
+                modified,
+            }),
+        );
     }
 
     /// Adds a symbolic link at `path` pointing to the absolute `target`.
@@ -196,7 +210,11 @@ impl FileSystem for MemoryFs {
             return Ok(file.metadata());
         }
         if self.is_dir(&path) {
-            return Ok(Metadata { kind: FileKind::Dir, len: 0, modified: SystemTime::UNIX_EPOCH });
+            return Ok(Metadata {
+                kind: FileKind::Dir,
+                len: 0,
+                modified: SystemTime::UNIX_EPOCH,
+            });
         }
         Err(io::ErrorKind::NotFound.into())
     }
@@ -220,7 +238,9 @@ impl FileSystem for MemoryFs {
         let path = self.resolve(path);
         let mut names = BTreeMap::new();
         for (file_path, file) in &self.files {
-            let Ok(rest) = file_path.strip_prefix(&path) else { continue };
+            let Ok(rest) = file_path.strip_prefix(&path) else {
+                continue;
+            };
             let mut parts = rest.components();
             let Some(first) = parts.next() else { continue };
             let name = first.as_os_str().to_string_lossy().into_owned();
@@ -242,11 +262,17 @@ impl FileSystem for MemoryFs {
 
 impl OpenFile for MemoryFile {
     fn metadata(&self) -> Metadata {
-        Metadata { kind: FileKind::File, len: self.data.len() as u64, modified: self.modified }
+        Metadata {
+            kind: FileKind::File,
+            len: self.data.len() as u64,
+            modified: self.modified,
+        }
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.data.len());
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.data.len());
         let n = buf.len().min(self.data.len() - start);
         buf[..n].copy_from_slice(&self.data[start..start + n]);
         Ok(n)
@@ -266,16 +292,25 @@ mod tests {
         let mut fs = MemoryFs::new();
         fs.insert("/www/a/b.txt", "hello", SystemTime::UNIX_EPOCH);
         fs.link("/www/l", "/www/a");
-        assert_eq!(fs.metadata(Path::new("/www/a")).unwrap().kind, FileKind::Dir);
+        assert_eq!(
+            fs.metadata(Path::new("/www/a")).unwrap().kind,
+            FileKind::Dir
+        );
         assert_eq!(fs.metadata(Path::new("/www/l/b.txt")).unwrap().len, 5);
         assert!(fs.is_symlink(Path::new("/www/l")).unwrap());
-        assert_eq!(fs.canonicalize(Path::new("/www/l/b.txt")).unwrap(), Path::new("/www/a/b.txt"));
+        assert_eq!(
+            fs.canonicalize(Path::new("/www/l/b.txt")).unwrap(),
+            Path::new("/www/a/b.txt")
+        );
         let file = fs.open(Path::new("/www/a/b.txt")).unwrap();
         let mut buf = [0; 3];
         assert_eq!(file.read_at(&mut buf, 3).unwrap(), 2);
         assert_eq!(&buf[..2], b"lo");
         let entries = fs.read_dir(Path::new("/www")).unwrap();
-        assert_eq!(entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(
+            entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+            ["a"]
+        );
         assert!(fs.metadata(Path::new("/www/missing")).is_err());
     }
 

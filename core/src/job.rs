@@ -25,7 +25,10 @@ pub struct Completion {
 
 impl Job {
     pub(crate) fn new(id: JobId, work: impl FnOnce() -> Response + Send + 'static) -> Self {
-        Self { id, work: Box::new(work) }
+        Self {
+            id,
+            work: Box::new(work),
+        }
     }
 
     /// Which job this is.
@@ -44,13 +47,18 @@ impl Job {
                 .unwrap_or_else(|| "handler panicked".to_owned());
             Response::error_page(500, Some(&format!("panic: {what}")))
         });
-        Completion { id: self.id, response }
+        Completion {
+            id: self.id,
+            response,
+        }
     }
 }
 
 impl fmt::Debug for Job {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Job").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Job")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 

@@ -57,6 +57,7 @@
 
 mod conn;
 pub mod console;
+pub mod dynamic;
 pub mod files;
 pub mod fs;
 pub mod http;
@@ -70,8 +71,8 @@ pub mod worker;
 pub use conn::{Connection, PeerInfo, Transmit};
 pub use fs::{DiskFs, FileSystem, MemoryFs, OpenFile};
 pub use http::error::HttpError;
-pub use job::{Completion, Job, JobId};
 pub use http::head::{Framing, Method, RequestHead, Version};
 pub use http::response::{Body, FileRegion, Response};
+pub use job::{Completion, Job, JobId};
 pub use limits::Limits;
 pub use server::{Request, Server, ServerBuilder, VERSION};

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::conn::PeerInfo;
+use crate::dynamic::route::{DynamicRoutes, Routed};
+use crate::dynamic::{Handler, Method as RouteMethod};
 use crate::files::StaticFiles;
 use crate::fs::{DiskFs, FileSystem};
 use crate::http::head::{Method, RequestHead};
@@ -28,7 +30,13 @@ pub struct Request {
 
 impl Request {
     pub(crate) fn new(head: RequestHead, peer: PeerInfo, collect: bool) -> Self {
-        Self { head, peer, body: Vec::new(), collect, body_seen: 0 }
+        Self {
+            head,
+            peer,
+            body: Vec::new(),
+            collect,
+            body_seen: 0,
+        }
     }
 
     /// The body, if the route asked for it (empty otherwise).
@@ -66,6 +74,7 @@ pub struct Server {
     /// from it, so the core never reads a clock.
     anchor: (Instant, SystemTime),
     files: StaticFiles,
+    dynamic: DynamicRoutes,
 }
 
 /// Configures a [`Server`].
@@ -75,6 +84,7 @@ pub struct ServerBuilder {
     app_version: Option<String>,
     anchor: (Instant, SystemTime),
     files: StaticFiles,
+    dynamic: DynamicRoutes,
 }
 
 impl Server {
@@ -85,8 +95,20 @@ impl Server {
     }
 
     /// A builder whose files are read through `fs` (tests and fuzzing use a memory tree).
-    pub fn builder_with_fs(anchor: (Instant, SystemTime), fs: Arc<dyn FileSystem>) -> ServerBuilder {
-        ServerBuilder { limits: Limits::default(), app_version: None, anchor, files: StaticFiles::new(fs) }
+    pub fn builder_with_fs(
+        anchor: (Instant, SystemTime),
+        fs: Arc<dyn FileSystem>,
+    ) -> ServerBuilder {
+        ServerBuilder {
+            limits: Limits::default(),
+            app_version: None,
+            anchor,
+            files: StaticFiles::new(fs),
+            dynamic: DynamicRoutes {
+                max_file_size: 50 * 1024 * 1024,
+                ..DynamicRoutes::default()
+            },
+        }
     }
 
     /// The limits in force.
@@ -106,12 +128,21 @@ impl Server {
 
     /// Whether the body of this request is kept for its route (otherwise it is framed and
     /// discarded).
-    pub(crate) fn wants_body(&self, _head: &RequestHead) -> bool {
-        false
+    pub(crate) fn wants_body(&self, head: &RequestHead) -> bool {
+        matches!(head.method(), Method::Post | Method::Put | Method::Delete)
+            && matches!(self.dynamic.route(head), Routed::Handler(..))
+    }
+
+    /// `Cache-Control: max-age` for files and handler answers.
+    pub fn max_age(&self) -> u64 {
+        self.files.max_age
     }
 
     /// Routes a complete request (SPEC 2).
     pub(crate) fn dispatch(&self, request: Request, _wall: SystemTime) -> Dispatch {
+        if let Routed::Handler(handler, args) = self.dynamic.route(&request.head) {
+            return Dispatch::Run(Box::new(self.dynamic.work(handler, args, request)));
+        }
         let head = &request.head;
         Dispatch::Respond(match head.method() {
             Method::Get | Method::Head => self.files.serve(head),
@@ -145,6 +176,26 @@ impl ServerBuilder {
         &mut self.files
     }
 
+    /// Registers `handler` for `method` requests whose target matches `mask`, with an
+    /// optional count of extra path segments (`argc`, SPEC 4.4). A later registration of
+    /// the same method and mask replaces the earlier one.
+    pub fn route(
+        &mut self,
+        method: RouteMethod,
+        mask: &str,
+        argc: Option<usize>,
+        handler: Handler,
+    ) -> &mut Self {
+        self.dynamic.table.insert(method, mask, argc, handler);
+        self
+    }
+
+    /// Largest multipart part accepted, in bytes (default 50 MiB; 413 beyond).
+    pub fn max_file_size(&mut self, bytes: u64) -> &mut Self {
+        self.dynamic.max_file_size = bytes;
+        self
+    }
+
     /// The finished server.
     pub fn build(self) -> Arc<Server> {
         let base = format!("QuickServer/{VERSION} Rust");
@@ -152,6 +203,12 @@ impl ServerBuilder {
             Some(app) => format!("{app} {base}"),
             None => base,
         };
-        Arc::new(Server { limits: self.limits, server_header, anchor: self.anchor, files: self.files })
+        Arc::new(Server {
+            limits: self.limits,
+            server_header,
+            anchor: self.anchor,
+            files: self.files,
+            dynamic: self.dynamic,
+        })
     }
 }

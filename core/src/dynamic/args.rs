@@ -21,6 +21,19 @@ pub struct Args {
     pub post: Value,
     /// Free space for middleware; starts empty.
     pub meta: Map<String, Value>,
+    /// Files uploaded in a `multipart/form-data` body, by field name.
+    pub files: BTreeMap<String, Upload>,
+}
+
+/// One uploaded file of a multipart body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Upload {
+    /// The file name the client gave, if any.
+    pub filename: Option<String>,
+    /// The part's `Content-Type`.
+    pub content_type: String,
+    /// The content.
+    pub data: Vec<u8>,
 }
 
 impl Default for Args {
@@ -32,6 +45,7 @@ impl Default for Args {
             segments: BTreeMap::new(),
             post: Value::Object(Map::new()),
             meta: Map::new(),
+            files: BTreeMap::new(),
         }
     }
 }
@@ -106,10 +120,7 @@ mod tests {
 
     #[test]
     fn verified_echo_example() {
-        let args = Args::from_rest(
-            "/a%20b/./c/../d?x=1&y&z=%41+b&x=2&&=5#fr%20ag",
-            Vec::new(),
-        );
+        let args = Args::from_rest("/a%20b/./c/../d?x=1&y&z=%41+b&x=2&&=5#fr%20ag", Vec::new());
         assert_eq!(args.paths, vec!["a b".to_owned(), "d".to_owned()]);
         assert_eq!(
             Value::Object(args.query),
@@ -124,7 +135,10 @@ mod tests {
     #[test]
     fn bare_question_mark() {
         assert_eq!(query_json(""), json!({"": true}));
-        assert_eq!(Value::Object(Args::from_rest("?", []).query), json!({"": true}));
+        assert_eq!(
+            Value::Object(Args::from_rest("?", []).query),
+            json!({"": true})
+        );
         assert_eq!(Value::Object(Args::from_rest("", []).query), json!({}));
     }
 
@@ -177,7 +191,10 @@ mod tests {
     fn segments_later_names_win() {
         let args = Args::from_rest(
             "",
-            vec![("a".to_owned(), "1".to_owned()), ("a".to_owned(), "2".to_owned())],
+            vec![
+                ("a".to_owned(), "1".to_owned()),
+                ("a".to_owned(), "2".to_owned()),
+            ],
         );
         assert_eq!(args.segments.get("a").map(String::as_str), Some("2"));
     }

@@ -853,7 +853,8 @@ mod tests {
 
     #[test]
     fn nested_containers() {
-        let v = json!({"b": [1, 2.5, {"z": null, "a": true}], "a": {}, "c": [], "d": "x/y", "e": [[]]});
+        let v =
+            json!({"b": [1, 2.5, {"z": null, "a": true}], "a": {}, "c": [], "d": "x/y", "e": [[]]});
         assert_eq!(
             dumps(&v),
             "{\n  \"a\": {},\n  \"b\": [\n    1,\n    2.5,\n    {\n      \"a\": true,\n      \"z\": null\n    }\n  ],\n  \"c\": [],\n  \"d\": \"x/y\",\n  \"e\": [\n    []\n  ]\n}"
@@ -925,7 +926,10 @@ mod tests {
         assert_eq!(dumps(&bools), "{\n  \"false\": 0,\n  \"true\": 1\n}");
         assert_eq!(dumps(&Pairs(vec![((), 1)])), "{\n  \"null\": 1\n}");
         // Exact int/float comparison beyond f64 precision.
-        let big = Pairs(vec![(json!(9007199254740993_i64), 1), (json!(9007199254740992.0), 2)]);
+        let big = Pairs(vec![
+            (json!(9007199254740993_i64), 1),
+            (json!(9007199254740992.0), 2),
+        ]);
         assert_eq!(
             dumps(&big),
             "{\n  \"9007199254740992.0\": 2,\n  \"9007199254740993\": 1\n}"
@@ -989,7 +993,7 @@ mod tests {
         );
     }
 
-    #[derive(Serialize)]
+    #[derive(serde::Serialize)]
     enum Shape {
         Unit,
         Newtype(u8),
@@ -997,7 +1001,7 @@ mod tests {
         Struct { w: u8 },
     }
 
-    #[derive(Serialize)]
+    #[derive(serde::Serialize)]
     struct Record {
         zeta: Vec<Shape>,
         alpha: Option<String>,
@@ -1040,7 +1044,10 @@ mod tests {
         ]);
         assert_eq!(
             json_compact(&outer),
-            Ok("{\"a\":\"\\u00e9\",\"b\":[{\"c\":NaN},Infinity,-Infinity],\"k\":{\"2\":0.1}}".to_owned())
+            Ok(
+                "{\"a\":\"\\u00e9\",\"b\":[{\"c\":NaN},Infinity,-Infinity],\"k\":{\"2\":0.1}}"
+                    .to_owned()
+            )
         );
         assert_eq!(json_compact(&json!({})), Ok("{}".to_owned()));
         assert_eq!(json_compact(&json!([[], {}])), Ok("[[],{}]".to_owned()));

@@ -268,7 +268,10 @@ mod tests {
 
     #[test]
     fn verified_version_examples() {
-        assert_eq!(version("/api/:version/a/b/c/d").as_deref(), Some(":version"));
+        assert_eq!(
+            version("/api/:version/a/b/c/d").as_deref(),
+            Some(":version")
+        );
         assert_eq!(version("/api/123/a/b/c/d").as_deref(), Some("123"));
         assert_eq!(version("/api/api/a/b/c/d?").as_deref(), Some("api"));
         assert_eq!(version("/api/abcd/a/b/c/d#").as_deref(), Some("abcd"));
@@ -325,8 +328,14 @@ mod tests {
 
     #[test]
     fn mask_parsing_ignores_empty_pieces() {
-        assert_eq!(Mask::new("//a//b/").matches("/a/b/c").map(|m| m.rest), Some("/c"));
-        assert_eq!(Mask::new("/").matches("anything").map(|m| m.rest), Some("anything"));
+        assert_eq!(
+            Mask::new("//a//b/").matches("/a/b/c").map(|m| m.rest),
+            Some("/c")
+        );
+        assert_eq!(
+            Mask::new("/").matches("anything").map(|m| m.rest),
+            Some("anything")
+        );
         assert_eq!(Mask::new("/api/uptime/").to_string(), "/api/uptime/");
     }
 
@@ -365,7 +374,10 @@ mod tests {
         table.insert(Method::Get, "/a/bc", None, "literal");
         table.insert(Method::Get, "/a/:y", None, "later-capture");
         // `/a/:x` and `/a/bc` both have length 5: registration order wins.
-        assert_eq!(hit_value(table.find(Method::Get, "/a/bc")).map(|h| h.0), Some("capture"));
+        assert_eq!(
+            hit_value(table.find(Method::Get, "/a/bc")).map(|h| h.0),
+            Some("capture")
+        );
         assert_eq!(
             hit_value(table.find(Method::Get, "/a")),
             Some(("short", vec![]))
@@ -379,14 +391,21 @@ mod tests {
         let mut table = RouteTable::new();
         assert_eq!(table.insert(Method::Get, "/a/:x", None, "one"), None);
         table.insert(Method::Get, "/a/bc", None, "two");
-        assert_eq!(table.insert(Method::Get, "/a/:x", Some(0), "three"), Some("one"));
+        assert_eq!(
+            table.insert(Method::Get, "/a/:x", Some(0), "three"),
+            Some("one")
+        );
         match table.find(Method::Get, "/a/bc") {
             Some(RouteHit::Matched { value, .. }) => assert_eq!(*value, "three"),
             other => panic!("unexpected {other:?}"),
         }
         assert!(matches!(
             table.find(Method::Get, "/a/q/extra"),
-            Some(RouteHit::ArgcMismatch { expected: 0, got: 1, .. })
+            Some(RouteHit::ArgcMismatch {
+                expected: 0,
+                got: 1,
+                ..
+            })
         ));
     }
 
@@ -417,11 +436,19 @@ mod tests {
         let mut zero = RouteTable::new();
         zero.insert(Method::Post, "/x", Some(0), "x");
         for ok in ["/x", "/x/", "/x?a=1"] {
-            assert_eq!(hit_value(zero.find(Method::Post, ok)), Some(("x", vec![])), "{ok}");
+            assert_eq!(
+                hit_value(zero.find(Method::Post, ok)),
+                Some(("x", vec![])),
+                "{ok}"
+            );
         }
         assert!(matches!(
             zero.find(Method::Post, "/x/y"),
-            Some(RouteHit::ArgcMismatch { expected: 0, got: 1, .. })
+            Some(RouteHit::ArgcMismatch {
+                expected: 0,
+                got: 1,
+                ..
+            })
         ));
     }
 
@@ -441,14 +468,27 @@ mod tests {
         let mut table = RouteTable::new();
         table.insert(Method::Get, "/m", Some(1), "get");
         table.insert(Method::Post, "/m", Some(0), "post");
-        assert_eq!(hit_value(table.find(Method::Get, "/m/1")).map(|h| h.0), Some("get"));
-        assert_eq!(hit_value(table.find(Method::Post, "/m")).map(|h| h.0), Some("post"));
+        assert_eq!(
+            hit_value(table.find(Method::Get, "/m/1")).map(|h| h.0),
+            Some("get")
+        );
+        assert_eq!(
+            hit_value(table.find(Method::Post, "/m")).map(|h| h.0),
+            Some("post")
+        );
         assert!(table.set_argc(Method::Post, "/m", None));
         assert!(!table.set_argc(Method::Put, "/m", None));
-        assert_eq!(hit_value(table.find(Method::Post, "/m/1/2")).map(|h| h.0), Some("post"));
+        assert_eq!(
+            hit_value(table.find(Method::Post, "/m/1/2")).map(|h| h.0),
+            Some("post")
+        );
         assert!(matches!(
             table.find(Method::Get, "/m"),
-            Some(RouteHit::ArgcMismatch { expected: 1, got: 0, .. })
+            Some(RouteHit::ArgcMismatch {
+                expected: 1,
+                got: 0,
+                ..
+            })
         ));
     }
 

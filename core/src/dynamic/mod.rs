@@ -6,11 +6,13 @@ mod args;
 mod json;
 mod mask;
 mod multipart;
+pub(crate) mod route;
 
-pub use args::{parse_query, Args};
+pub use args::{parse_query, Args, Upload};
 pub use json::{json_compact, json_dumps, JsonError};
 pub use mask::{Mask, MaskMatch, Method, RouteHit, RouteTable};
 pub use multipart::{
     boundary_from_content_type, Event, MultipartError, MultipartParser, MAX_HEADER_BYTES,
     MAX_HEADER_LINES,
 };
+pub use route::{render, Handler};

@@ -365,7 +365,7 @@ impl StaticFiles {
                     let mut response = Response::error_page(416, None);
                     response
                         .fields
-                        .push(("Content-Range", format!("bytes */{}", meta.len)));
+                        .push(("Content-Range".into(), format!("bytes */{}", meta.len)));
                     return response;
                 }
             }
@@ -381,7 +381,9 @@ impl StaticFiles {
             .with_field("Cache-Control", format!("max-age={}", self.max_age))
             .with_field("Accept-Ranges", "bytes");
         if let Some(content_range) = content_range {
-            response.fields.push(("Content-Range", content_range));
+            response
+                .fields
+                .push(("Content-Range".into(), content_range));
         }
         response
     }
@@ -391,7 +393,9 @@ impl StaticFiles {
             .with_field("ETag", etag.to_string())
             .with_field("Cache-Control", format!("max-age={}", self.max_age));
         if let Some(last_modified) = last_modified {
-            response.fields.push(("Last-Modified", last_modified));
+            response
+                .fields
+                .push(("Last-Modified".into(), last_modified));
         }
         response
     }

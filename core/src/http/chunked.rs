@@ -51,7 +51,10 @@ pub(crate) struct Step<'a> {
 impl Default for ChunkedDecoder {
     fn default() -> Self {
         Self {
-            state: State::Size { digits: 0, value: 0 },
+            state: State::Size {
+                digits: 0,
+                value: 0,
+            },
             line_len: 0,
             trailer_len: 0,
         }
@@ -65,15 +68,27 @@ impl ChunkedDecoder {
     }
 
     /// Decodes from `input` until it yields data, runs out of input, or finishes.
-    pub(crate) fn step<'a>(&mut self, input: &'a [u8], limits: &Limits) -> Result<Step<'a>, HttpError> {
+    pub(crate) fn step<'a>(
+        &mut self,
+        input: &'a [u8],
+        limits: &Limits,
+    ) -> Result<Step<'a>, HttpError> {
         let mut pos = 0;
         while pos < input.len() {
             if let State::Data { left } = self.state {
-                let take = usize::try_from(left).map_or(input.len() - pos, |l| l.min(input.len() - pos));
+                let take =
+                    usize::try_from(left).map_or(input.len() - pos, |l| l.min(input.len() - pos));
                 let data = &input[pos..pos + take];
                 let left = left - take as u64;
-                self.state = if left == 0 { State::DataCr } else { State::Data { left } };
-                return Ok(Step { consumed: pos + take, data });
+                self.state = if left == 0 {
+                    State::DataCr
+                } else {
+                    State::Data { left }
+                };
+                return Ok(Step {
+                    consumed: pos + take,
+                    data,
+                });
             }
             let byte = input[pos];
             pos += 1;
@@ -82,14 +97,20 @@ impl ChunkedDecoder {
                 break;
             }
         }
-        Ok(Step { consumed: pos, data: &[] })
+        Ok(Step {
+            consumed: pos,
+            data: &[],
+        })
     }
 
     /// Moves the framing state machine over one byte outside chunk data.
     fn advance(&mut self, byte: u8, limits: &Limits) -> Result<(), HttpError> {
         if matches!(
             self.state,
-            State::Size { .. } | State::SizeSpace { .. } | State::Extension { .. } | State::SizeLf { .. }
+            State::Size { .. }
+                | State::SizeSpace { .. }
+                | State::Extension { .. }
+                | State::SizeLf { .. }
         ) {
             self.line_len += 1;
             if self.line_len > limits.max_chunk_line {
@@ -111,9 +132,14 @@ impl ChunkedDecoder {
                     return Err(HttpError::BadChunk("chunk size overflow"));
                 }
                 let nibble = u64::from(char::from(b).to_digit(16).unwrap_or(0));
-                State::Size { digits: digits + 1, value: (value << 4) | nibble }
+                State::Size {
+                    digits: digits + 1,
+                    value: (value << 4) | nibble,
+                }
             }
-            (State::Size { digits: 0, .. }, _) => return Err(HttpError::BadChunk("missing chunk size")),
+            (State::Size { digits: 0, .. }, _) => {
+                return Err(HttpError::BadChunk("missing chunk size"))
+            }
             (State::Size { value, .. }, b'\r') => State::SizeLf { value },
             (State::Size { value, .. }, b';') => State::Extension { value },
             (State::Size { value, .. } | State::SizeSpace { value }, b' ' | b'\t') => {
@@ -133,7 +159,10 @@ impl ChunkedDecoder {
                 }
             }
             (State::DataCr, b'\r') => State::DataLf,
-            (State::DataLf, b'\n') => State::Size { digits: 0, value: 0 },
+            (State::DataLf, b'\n') => State::Size {
+                digits: 0,
+                value: 0,
+            },
             (State::DataCr | State::DataLf, _) => {
                 return Err(HttpError::BadChunk("chunk data not followed by CRLF"))
             }
@@ -142,7 +171,9 @@ impl ChunkedDecoder {
                 return Err(HttpError::BadChunk("malformed trailer field"))
             }
             (State::TrailerStart, b) if is_tchar(b) => State::TrailerLine { colon: false },
-            (State::TrailerLine { colon: false }, b) if is_tchar(b) => State::TrailerLine { colon: false },
+            (State::TrailerLine { colon: false }, b) if is_tchar(b) => {
+                State::TrailerLine { colon: false }
+            }
             (State::TrailerLine { colon: false }, b':') => State::TrailerLine { colon: true },
             (State::TrailerLine { colon: true }, b'\r') => State::TrailerLf { empty: false },
             (State::TrailerLine { colon: true }, b) if b == b'\t' || (b >= 0x20 && b != 0x7f) => {
@@ -209,7 +240,10 @@ mod tests {
 
     #[test]
     fn hex_sizes_and_empty_body() {
-        assert_eq!(decode(b"A\r\n0123456789\r\n0\r\n\r\n", 64).unwrap().0, b"0123456789");
+        assert_eq!(
+            decode(b"A\r\n0123456789\r\n0\r\n\r\n", 64).unwrap().0,
+            b"0123456789"
+        );
         assert_eq!(decode(b"0\r\n\r\n", 64).unwrap().0, b"");
     }
 

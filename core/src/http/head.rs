@@ -29,8 +29,7 @@ impl HeadScanner {
         limits: &Limits,
     ) -> Result<Option<Range<usize>>, HttpError> {
         loop {
-            let Some(found) = memchr::memchr(b'\n', buf.get(self.pos..).unwrap_or_default())
-            else {
+            let Some(found) = memchr::memchr(b'\n', buf.get(self.pos..).unwrap_or_default()) else {
                 self.pos = buf.len();
                 return self.check_partial(buf.len(), limits).map(|()| None);
             };
@@ -171,7 +170,11 @@ impl RequestHead {
             let start = s.as_ptr() as usize - base;
             start..start + s.len()
         };
-        let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
+        let version = if minor == 0 {
+            Version::Http10
+        } else {
+            Version::Http11
+        };
         let mut head = Self {
             method: Method::from_token(method),
             method_range: range_of(method.as_bytes()),
@@ -348,9 +351,7 @@ fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
     if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
         return Err(HttpError::BadContentLength);
     }
-    Ok(value
-        .iter()
-        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    Ok(value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// Strips optional whitespace (SP / HTAB) from both ends.
@@ -426,34 +427,59 @@ mod tests {
 
     #[test]
     fn scanner_skips_leading_empty_lines() {
-        assert_eq!(scan_all(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n").unwrap(), Some(4..22));
+        assert_eq!(
+            scan_all(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n").unwrap(),
+            Some(4..22)
+        );
     }
 
     #[test]
     fn scanner_rejects_bare_lf_bare_cr_and_folding() {
-        assert_eq!(scan_all(b"GET / HTTP/1.1\nHost: a\r\n\r\n"), Err(HttpError::BadLineEnding));
-        assert_eq!(scan_all(b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n"), Err(HttpError::BadLineEnding));
+        assert_eq!(
+            scan_all(b"GET / HTTP/1.1\nHost: a\r\n\r\n"),
+            Err(HttpError::BadLineEnding)
+        );
+        assert_eq!(
+            scan_all(b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n"),
+            Err(HttpError::BadLineEnding)
+        );
         assert_eq!(
             scan_all(b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n"),
             Err(HttpError::BadLineEnding)
         );
-        assert_eq!(scan_all(b"GET / HTTP/1.1\r\n Host: a\r\n\r\n"), Err(HttpError::BadLineEnding));
+        assert_eq!(
+            scan_all(b"GET / HTTP/1.1\r\n Host: a\r\n\r\n"),
+            Err(HttpError::BadLineEnding)
+        );
     }
 
     #[test]
     fn scanner_limits() {
         let limits = Limits::default();
         let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(limits.max_request_line));
-        assert_eq!(scan_all(long_line.as_bytes()), Err(HttpError::RequestLineTooLong));
+        assert_eq!(
+            scan_all(long_line.as_bytes()),
+            Err(HttpError::RequestLineTooLong)
+        );
         // Also detected before the line ends.
         let partial = format!("GET /{}", "a".repeat(limits.max_request_line));
-        assert_eq!(scan_all(partial.as_bytes()), Err(HttpError::RequestLineTooLong));
-        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(limits.max_head_size));
+        assert_eq!(
+            scan_all(partial.as_bytes()),
+            Err(HttpError::RequestLineTooLong)
+        );
+        let big = format!(
+            "GET / HTTP/1.1\r\nX: {}\r\n",
+            "a".repeat(limits.max_head_size)
+        );
         assert_eq!(scan_all(big.as_bytes()), Err(HttpError::HeadTooLarge));
-        let many: String = (0..=limits.max_headers).map(|i| format!("X{i}: 1\r\n")).collect();
+        let many: String = (0..=limits.max_headers)
+            .map(|i| format!("X{i}: 1\r\n"))
+            .collect();
         let req = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert_eq!(scan_all(req.as_bytes()), Err(HttpError::TooManyHeaders));
-        let ok: String = (0..limits.max_headers - 1).map(|i| format!("X{i}: 1\r\n")).collect();
+        let ok: String = (0..limits.max_headers - 1)
+            .map(|i| format!("X{i}: 1\r\n"))
+            .collect();
         let req = format!("GET / HTTP/1.1\r\nHost: a\r\n{ok}\r\n");
         assert!(parse(&req).is_ok());
     }
@@ -472,7 +498,10 @@ mod tests {
 
     #[test]
     fn host_rules() {
-        assert_eq!(parse("GET / HTTP/1.1\r\n\r\n").unwrap_err(), HttpError::BadHost);
+        assert_eq!(
+            parse("GET / HTTP/1.1\r\n\r\n").unwrap_err(),
+            HttpError::BadHost
+        );
         assert_eq!(
             parse("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").unwrap_err(),
             HttpError::BadHost
@@ -483,9 +512,14 @@ mod tests {
     #[test]
     fn content_length_rules() {
         let cl = |v: &str| parse(&format!("POST / HTTP/1.1\r\nHost: a\r\n{v}\r\n\r\n"));
-        assert_eq!(cl("Content-Length: 5").unwrap().framing(), Framing::Length(5));
         assert_eq!(
-            cl("Content-Length: 5\r\nContent-Length: 5").unwrap().framing(),
+            cl("Content-Length: 5").unwrap().framing(),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            cl("Content-Length: 5\r\nContent-Length: 5")
+                .unwrap()
+                .framing(),
             Framing::Length(5)
         );
         for bad in [
@@ -507,8 +541,14 @@ mod tests {
         let te = |v: &str, version: &str| {
             parse(&format!("POST / HTTP/{version}\r\nHost: a\r\n{v}\r\n\r\n"))
         };
-        assert_eq!(te("Transfer-Encoding: chunked", "1.1").unwrap().framing(), Framing::Chunked);
-        assert_eq!(te("Transfer-Encoding: Chunked", "1.1").unwrap().framing(), Framing::Chunked);
+        assert_eq!(
+            te("Transfer-Encoding: chunked", "1.1").unwrap().framing(),
+            Framing::Chunked
+        );
+        assert_eq!(
+            te("Transfer-Encoding: Chunked", "1.1").unwrap().framing(),
+            Framing::Chunked
+        );
         assert_eq!(
             te("Transfer-Encoding: chunked\r\nContent-Length: 3", "1.1").unwrap_err(),
             HttpError::LengthAndTransferEncoding
@@ -523,7 +563,11 @@ mod tests {
             "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
             "Transfer-Encoding: ,chunked",
         ] {
-            assert_eq!(te(bad, "1.1").unwrap_err(), HttpError::BadTransferEncoding, "{bad}");
+            assert_eq!(
+                te(bad, "1.1").unwrap_err(),
+                HttpError::BadTransferEncoding,
+                "{bad}"
+            );
         }
         assert_eq!(
             te("Transfer-Encoding: gzip, chunked", "1.1").unwrap_err(),
@@ -538,7 +582,8 @@ mod tests {
 
     #[test]
     fn persistence_rules() {
-        let ka = |v: &str, f: &str| parse(&format!("GET / HTTP/{v}\r\nHost: a\r\n{f}\r\n")).unwrap();
+        let ka =
+            |v: &str, f: &str| parse(&format!("GET / HTTP/{v}\r\nHost: a\r\n{f}\r\n")).unwrap();
         assert!(ka("1.1", "").keep_alive());
         assert!(!ka("1.1", "Connection: close\r\n").keep_alive());
         assert!(!ka("1.1", "Connection: keep-alive, Close\r\n").keep_alive());
@@ -549,23 +594,45 @@ mod tests {
     #[test]
     fn expect_rules() {
         let e = |f: &str| parse(&format!("POST / HTTP/1.1\r\nHost: a\r\n{f}\r\n"));
-        assert!(e("Expect: 100-continue\r\nContent-Length: 3\r\n").unwrap().expects_continue());
+        assert!(e("Expect: 100-continue\r\nContent-Length: 3\r\n")
+            .unwrap()
+            .expects_continue());
         assert!(!e("Expect: 100-continue\r\n").unwrap().expects_continue());
-        assert_eq!(e("Expect: teapot\r\n").unwrap_err(), HttpError::ExpectationFailed);
+        assert_eq!(
+            e("Expect: teapot\r\n").unwrap_err(),
+            HttpError::ExpectationFailed
+        );
     }
 
     #[test]
     fn version_and_target_rules() {
-        assert_eq!(parse("GET / HTTP/2.0\r\n\r\n").unwrap_err(), HttpError::UnsupportedVersion);
-        assert!(matches!(parse("GET / HTTP/1.x\r\n\r\n").unwrap_err(), HttpError::BadSyntax(_)));
-        assert!(matches!(parse("GET x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap_err(), HttpError::BadSyntax(_)));
-        assert!(matches!(parse("GET * HTTP/1.1\r\nHost: a\r\n\r\n").unwrap_err(), HttpError::BadSyntax(_)));
+        assert_eq!(
+            parse("GET / HTTP/2.0\r\n\r\n").unwrap_err(),
+            HttpError::UnsupportedVersion
+        );
+        assert!(matches!(
+            parse("GET / HTTP/1.x\r\n\r\n").unwrap_err(),
+            HttpError::BadSyntax(_)
+        ));
+        assert!(matches!(
+            parse("GET x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap_err(),
+            HttpError::BadSyntax(_)
+        ));
+        assert!(matches!(
+            parse("GET * HTTP/1.1\r\nHost: a\r\n\r\n").unwrap_err(),
+            HttpError::BadSyntax(_)
+        ));
         assert!(parse("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
         let abs = parse("GET http://example.test/x?y HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
         assert_eq!(abs.target(), "/x?y");
         let bare = parse("GET http://example.test HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
         assert_eq!(bare.target(), "/");
-        assert_eq!(parse("BREW / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().method(), Method::Other);
+        assert_eq!(
+            parse("BREW / HTTP/1.1\r\nHost: a\r\n\r\n")
+                .unwrap()
+                .method(),
+            Method::Other
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Responses: the value routes produce, and how its head is written on the wire.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -14,7 +15,7 @@ pub struct Response {
     /// Reason phrase; `None` uses the standard phrase of the status.
     pub reason: Option<String>,
     /// Fields in the order they are written, after `Server` and `Date`.
-    pub fields: Vec<(&'static str, String)>,
+    pub fields: Vec<(Cow<'static, str>, String)>,
     /// The body (omitted on the wire for HEAD, 1xx, 204 and 304).
     pub body: Body,
 }
@@ -60,12 +61,21 @@ impl Body {
 impl Response {
     /// A response with the standard reason phrase and no fields.
     pub fn new(status: u16, body: Body) -> Self {
-        Self { status, reason: None, fields: Vec::new(), body }
+        Self {
+            status,
+            reason: None,
+            fields: Vec::new(),
+            body,
+        }
     }
 
     /// Adds a field.
-    pub fn with_field(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.fields.push((name, value.into()));
+    pub fn with_field(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.fields.push((name.into(), value.into()));
         self
     }
 
@@ -84,7 +94,7 @@ impl Response {
         Self {
             status,
             reason: Some(message),
-            fields: vec![("Content-Type", "text/html;charset=utf-8".to_owned())],
+            fields: vec![("Content-Type".into(), "text/html;charset=utf-8".to_owned())],
             body: Body::Bytes(page.into_bytes()),
         }
     }
@@ -104,7 +114,10 @@ pub(crate) fn write_head(
     date: &[u8],
     close: bool,
 ) {
-    let reason = response.reason.as_deref().unwrap_or_else(|| reason_phrase(response.status));
+    let reason = response
+        .reason
+        .as_deref()
+        .unwrap_or_else(|| reason_phrase(response.status));
     out.extend_from_slice(b"HTTP/1.1 ");
     push_status(out, response.status);
     out.push(b' ');
@@ -244,7 +257,9 @@ fn sanitize_reason(message: &str) -> String {
 
 /// The original escapes only `&`, `<` and `>` in error pages.
 fn escape_page_text(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -255,7 +270,9 @@ mod tests {
     fn error_page_matches_the_original_layout() {
         let page = Response::error_page(404, Some("File not found"));
         assert_eq!(page.reason.as_deref(), Some("File not found"));
-        let Body::Bytes(body) = &page.body else { panic!("bytes body") };
+        let Body::Bytes(body) = &page.body else {
+            panic!("bytes body")
+        };
         let body = String::from_utf8(body.clone()).unwrap();
         assert_eq!(
             body,
@@ -270,9 +287,14 @@ mod tests {
     fn error_page_escapes_and_sanitizes_messages() {
         let page = Response::error_page(400, Some("a<b>&\r\nX-Injected: 1"));
         assert_eq!(page.reason.as_deref(), Some("a<b>&  X-Injected: 1"));
-        let Body::Bytes(body) = &page.body else { panic!("bytes body") };
+        let Body::Bytes(body) = &page.body else {
+            panic!("bytes body")
+        };
         assert!(String::from_utf8_lossy(body).contains("Message: a&lt;b&gt;&amp;  X-Injected: 1."));
-        assert_eq!(Response::error_page(599, None).reason.as_deref(), Some("???"));
+        assert_eq!(
+            Response::error_page(599, None).reason.as_deref(),
+            Some("???")
+        );
     }
 
     #[test]
@@ -285,8 +307,17 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nServer: QS\r\nDate: DATE\r\nX-A: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
         );
         let mut out = Vec::new();
-        write_head(&mut out, &Response::new(304, Body::Empty), "QS", b"D", false);
-        assert_eq!(out, b"HTTP/1.1 304 Not Modified\r\nServer: QS\r\nDate: D\r\n\r\n");
+        write_head(
+            &mut out,
+            &Response::new(304, Body::Empty),
+            "QS",
+            b"D",
+            false,
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 304 Not Modified\r\nServer: QS\r\nDate: D\r\n\r\n"
+        );
     }
 
     #[test]

@@ -197,7 +197,7 @@ struct Entry {
 
 impl Entry {
     fn is_alive(&self, now: Instant) -> bool {
-        self.expiry.map_or(true, |expiry| expiry > now)
+        self.expiry.is_none_or(|expiry| expiry > now)
     }
 }
 

@@ -1,0 +1,328 @@
+//! The dynamic route kind: matching a request to a handler, filling `args` from the body,
+//! and rendering a handler's body with the original's ETag/304 rules (SPEC 4.7, 4.8).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::args::{parse_query, Args, Upload};
+use super::mask::{Method, RouteHit, RouteTable};
+use super::multipart::{boundary_from_content_type, Event, MultipartParser};
+use crate::files::{if_none_match, ETag};
+use crate::http::head::{self, Framing, RequestHead};
+use crate::http::response::{Body, Response};
+use crate::server::Request;
+
+/// A handler as the core stores it: the facade wraps typed user closures into this shape.
+/// It runs inside a [`Job`](crate::Job), off the event loop.
+pub type Handler = Arc<dyn Fn(&Request, &mut Args) -> Response + Send + Sync>;
+
+/// The dynamic routes of a server and the options they share.
+#[derive(Default)]
+pub(crate) struct DynamicRoutes {
+    pub(crate) table: RouteTable<Handler>,
+    /// Largest multipart part, in bytes (413 beyond it). Default 50 MiB as the original.
+    pub(crate) max_file_size: u64,
+}
+
+impl std::fmt::Debug for DynamicRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamicRoutes")
+            .field("max_file_size", &self.max_file_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to do with a request, decided from its head.
+pub(crate) enum Routed {
+    /// A handler matched: run it with these args.
+    Handler(Handler, Args),
+    /// No dynamic route (or the argc check failed).
+    None,
+}
+
+impl DynamicRoutes {
+    /// Routes by method and raw target (SPEC 4.2-4.4; HEAD uses the GET routes).
+    pub(crate) fn route(&self, head: &RequestHead) -> Routed {
+        let method = match head.method() {
+            head::Method::Get | head::Method::Head => Method::Get,
+            head::Method::Post => Method::Post,
+            head::Method::Put => Method::Put,
+            head::Method::Delete => Method::Delete,
+            head::Method::Options | head::Method::Other => return Routed::None,
+        };
+        match self.table.find(method, head.target()) {
+            Some(RouteHit::Matched { value, args, .. }) => Routed::Handler(Arc::clone(value), args),
+            Some(RouteHit::ArgcMismatch { .. }) | None => Routed::None,
+        }
+    }
+
+    /// The work of answering `request` with `handler`: parse the body into `args`, call.
+    pub(crate) fn work(
+        &self,
+        handler: Handler,
+        mut args: Args,
+        request: Request,
+    ) -> impl FnOnce() -> Response + Send + 'static {
+        let max_file_size = self.max_file_size;
+        move || {
+            if let Err(response) = parse_body(&request, &mut args, max_file_size) {
+                return response;
+            }
+            handler(&request, &mut args)
+        }
+    }
+}
+
+/// Fills `args.post` and `args.files` from the body by its `Content-Type` (SPEC 4.7).
+fn parse_body(request: &Request, args: &mut Args, max_file_size: u64) -> Result<(), Response> {
+    let head = &request.head;
+    if !matches!(
+        head.method(),
+        head::Method::Post | head::Method::Put | head::Method::Delete
+    ) {
+        return Ok(());
+    }
+    let has_length = head.field("content-length").is_some() || head.framing() == Framing::Chunked;
+    if !has_length && matches!(head.method(), head::Method::Post | head::Method::Put) {
+        return Err(Response::error_page(411, None));
+    }
+    let content_type = head.field_str("content-type").unwrap_or_default();
+    let (media, params) = content_type.split_once(';').unwrap_or((content_type, ""));
+    let body = request.body();
+    match media.trim().to_ascii_lowercase().as_str() {
+        "application/json" => {
+            args.post = serde_json::from_slice(body).map_err(|e| {
+                Response::error_page(400, Some(&format!("request is not JSON formatted! ({e})")))
+            })?;
+        }
+        "application/x-www-form-urlencoded" => {
+            args.post = Value::Object(parse_query(&String::from_utf8_lossy(body)));
+        }
+        "multipart/form-data" => {
+            let Some(boundary) = boundary_from_content_type(params.trim()) else {
+                return Err(Response::error_page(
+                    400,
+                    Some("multipart body without boundary"),
+                ));
+            };
+            parse_multipart(boundary, body, max_file_size, args)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Streams the body through the multipart parser in 10 KiB steps, like the original's reads.
+fn parse_multipart(
+    boundary: &str,
+    body: &[u8],
+    max_file_size: u64,
+    args: &mut Args,
+) -> Result<(), Response> {
+    let mut parser = MultipartParser::new(boundary, max_file_size);
+    let mut events = Vec::new();
+    let fail = |e: super::MultipartError| {
+        let status = if e.status() == 413 { 413 } else { 400 };
+        Response::error_page(status, Some(&e.to_string()))
+    };
+    for piece in body.chunks(10 * 1024) {
+        parser.feed(piece, &mut events).map_err(fail)?;
+    }
+    parser.finish().map_err(fail)?;
+    let mut fields = Map::new();
+    // The part being read: its start event and its data so far.
+    let mut current: Option<(Event, Vec<u8>)> = None;
+    for event in events {
+        match event {
+            Event::PartStart { .. } => current = Some((event, Vec::new())),
+            Event::Data(data) => {
+                if let Some((_, buf)) = current.as_mut() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Event::PartEnd => {
+                let Some((
+                    Event::PartStart {
+                        name,
+                        filename,
+                        content_type,
+                    },
+                    data,
+                )) = current.take()
+                else {
+                    continue;
+                };
+                match content_type {
+                    Some(content_type) => {
+                        args.files.insert(
+                            name,
+                            Upload {
+                                filename,
+                                content_type,
+                                data,
+                            },
+                        );
+                    }
+                    None => {
+                        let text = String::from_utf8_lossy(&data).into_owned();
+                        fields.insert(name, Value::String(text));
+                    }
+                }
+            }
+        }
+    }
+    if let Value::Object(post) = &mut args.post {
+        post.extend(fields);
+    }
+    Ok(())
+}
+
+/// A handler's body as a response: `status`, `content_type`, extra `fields`, and the
+/// original's validators: a CRC-32 ETag of the body and 304 on a matching `If-None-Match`.
+pub fn render(
+    head: &RequestHead,
+    status: u16,
+    content_type: &str,
+    fields: Vec<(Cow<'static, str>, String)>,
+    body: Vec<u8>,
+    max_age: u64,
+) -> Response {
+    let etag = ETag::of(&body);
+    let cache_control = format!("max-age={max_age}");
+    if head
+        .field_str("if-none-match")
+        .is_some_and(|v| if_none_match(v, &etag))
+    {
+        return Response::new(304, Body::Empty)
+            .with_field("ETag", etag.to_string())
+            .with_field("Cache-Control", cache_control);
+    }
+    let mut response = Response::new(status, Body::Bytes(body));
+    response.fields = fields;
+    response
+        .with_field("Content-Type", content_type.to_owned())
+        .with_field("ETag", etag.to_string())
+        .with_field("Cache-Control", cache_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Instant, SystemTime};
+
+    use super::*;
+    use crate::conn::{Connection, PeerInfo, Transmit};
+    use crate::dynamic::json_dumps;
+    use crate::fs::MemoryFs;
+    use crate::server::Server;
+
+    fn echo() -> Handler {
+        Arc::new(|request: &Request, args: &mut Args| {
+            let files: Vec<String> = args
+                .files
+                .iter()
+                .map(|(k, f)| format!("{k}={}", f.data.len()))
+                .collect();
+            let value = serde_json::json!({
+                "paths": args.paths, "query": args.query, "post": args.post,
+                "segments": args.segments, "files": files,
+            });
+            let body = json_dumps(&value).unwrap_or_default().into_bytes();
+            render(&request.head, 200, "application/json", Vec::new(), body, 0)
+        })
+    }
+
+    /// Feeds `input`, runs jobs inline, returns everything written.
+    fn run(input: &[u8]) -> String {
+        let now = Instant::now();
+        let mut builder =
+            Server::builder_with_fs((now, SystemTime::UNIX_EPOCH), Arc::new(MemoryFs::new()));
+        builder
+            .route(Method::Get, "/api/:version/x", Some(0), echo())
+            .route(Method::Post, "/api/echo", None, echo())
+            .route(
+                Method::Get,
+                "/panic",
+                None,
+                Arc::new(|_: &Request, _: &mut Args| panic!("boom")),
+            )
+            .max_file_size(8);
+        let mut conn = Connection::new(builder.build(), PeerInfo::default(), now);
+        conn.feed(input, now);
+        let mut wire = Vec::new();
+        loop {
+            if let Some(job) = conn.poll_job() {
+                conn.complete(job.run(), now);
+                continue;
+            }
+            let n = match conn.poll_transmit() {
+                Some(Transmit::Bytes(b)) => {
+                    wire.extend_from_slice(b);
+                    b.len()
+                }
+                _ => break,
+            };
+            conn.transmitted(n, now);
+        }
+        String::from_utf8_lossy(&wire).into_owned()
+    }
+
+    #[test]
+    fn get_route_with_capture_and_argc() {
+        let wire = run(b"GET /api/v1/x?a=1 HTTP/1.1\r\nHost: h\r\n\r\nGET /api/v1/x/extra HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(wire.starts_with("HTTP/1.1 200 OK\r\n"), "{wire}");
+        assert!(wire.contains("\"version\": \"v1\""));
+        assert!(wire.contains("\"a\": \"1\""));
+        assert!(wire.contains("Content-Type: application/json\r\nETag: \""));
+        assert!(
+            wire.contains("HTTP/1.1 404 File not found"),
+            "argc mismatch falls to static"
+        );
+    }
+
+    #[test]
+    fn post_bodies_json_form_multipart() {
+        let wire = run(b"POST /api/echo HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 8\r\n\r\n{\"k\": 1}");
+        assert!(wire.contains("\"k\": 1"), "{wire}");
+        let wire = run(b"POST /api/echo HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n\r\na=b&c=d");
+        assert!(wire.contains("\"c\": \"d\""), "{wire}");
+        let body = "--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\nContent-Type: application/octet-stream\r\n\r\na\0b\r\n--XX\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\nhi\r\n--XX--\r\n";
+        let req = format!("POST /api/echo HTTP/1.1\r\nHost: h\r\nContent-Type: multipart/form-data; boundary=XX\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let wire = run(req.as_bytes());
+        assert!(
+            wire.contains("\"f=3\"") && wire.contains("\"t\": \"hi\""),
+            "{wire}"
+        );
+    }
+
+    #[test]
+    fn body_errors() {
+        let wire = run(b"POST /api/echo HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\n{x}");
+        assert!(
+            wire.starts_with("HTTP/1.1 400 request is not JSON formatted!"),
+            "{wire}"
+        );
+        let wire = run(b"POST /api/echo HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(wire.starts_with("HTTP/1.1 411 "), "{wire}");
+        let body =
+            "--XX\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\n0123456789\r\n--XX--\r\n";
+        let req = format!("POST /api/echo HTTP/1.1\r\nHost: h\r\nContent-Type: multipart/form-data; boundary=XX\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        assert!(run(req.as_bytes()).starts_with("HTTP/1.1 413 Uploaded file is too large! "));
+        let wire = run(b"POST /nowhere HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nabGET /panic HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(wire.starts_with("HTTP/1.1 404 "), "{wire}");
+        assert!(wire.contains("HTTP/1.1 500 panic: boom"), "{wire}");
+    }
+
+    #[test]
+    fn render_answers_304_for_a_matching_tag() {
+        let wire = run(b"GET /api/v1/x HTTP/1.1\r\nHost: h\r\n\r\n");
+        let tag = wire
+            .split("ETag: \"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap();
+        let req = format!("GET /api/v1/x HTTP/1.1\r\nHost: h\r\nIf-None-Match: {tag}\r\n\r\n");
+        assert!(run(req.as_bytes()).starts_with("HTTP/1.1 304 Not Modified\r\n"));
+    }
+}
