@@ -1,5 +1,6 @@
 //! One HTTP/1.x connection as a state machine: bytes in, responses and actions out.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,6 +10,7 @@ use crate::http::error::HttpError;
 use crate::http::head::{Framing, HeadScanner, Method, RequestHead};
 use crate::http::response::{self, Body, DateCache, FileRegion, Response};
 use crate::job::{Completion, Job, JobId};
+use crate::log::{RequestRecord, SlowRequest};
 use crate::server::{Dispatch, Request, Server};
 
 /// Bodies up to this size are read into the output buffer, so head and body leave in one
@@ -58,6 +60,18 @@ enum BodyReader {
     Chunked(ChunkedDecoder),
 }
 
+/// The request being answered: what its log record and CORS fields need.
+#[derive(Debug)]
+struct Current {
+    line: String,
+    method: &'static str,
+    target: String,
+    started: Instant,
+    cors: Vec<(Cow<'static, str>, String)>,
+    /// Whether the slow-request warning was given.
+    reported_slow: bool,
+}
+
 /// What is queued for the wire.
 #[derive(Debug)]
 enum Out {
@@ -87,10 +101,26 @@ pub struct Connection {
     keep_alive: bool,
     /// When the head being read received its first byte.
     head_started: Option<Instant>,
+    /// The request being answered.
+    current: Option<Current>,
     /// Last time bytes arrived or left.
     last_activity: Instant,
     read_closed: bool,
     shutting_down: bool,
+}
+
+impl Current {
+    /// A request that failed before its head was parsed.
+    fn unparsed(now: Instant) -> Self {
+        Self {
+            line: String::new(),
+            method: "",
+            target: String::new(),
+            started: now,
+            cors: Vec::new(),
+            reported_slow: false,
+        }
+    }
 }
 
 impl Connection {
@@ -111,6 +141,7 @@ impl Connection {
             date: DateCache::default(),
             keep_alive: true,
             head_started: None,
+            current: None,
             last_activity: now,
             read_closed: false,
             shutting_down: false,
@@ -260,7 +291,11 @@ impl Connection {
                 None => self.last_activity + limits.idle_timeout,
             }),
             State::Body { .. } => Some(self.last_activity + limits.body_timeout),
-            State::Waiting { .. } | State::Closing => None,
+            State::Waiting { .. } => match (&self.current, self.server.slow_threshold()) {
+                (Some(c), Some(threshold)) if !c.reported_slow => Some(c.started + threshold),
+                _ => None,
+            },
+            State::Closing => None,
         }
     }
 
@@ -280,9 +315,27 @@ impl Connection {
             return;
         }
         match self.state {
+            State::Waiting { .. } => self.report_slow(now),
             State::Head if self.head_started.is_some() => self.fail(HttpError::HeadTimeout, now),
             State::Body { .. } => self.fail(HttpError::BodyTimeout, now),
             _ => self.state = State::Closing,
+        }
+    }
+
+    /// Tells the log that the running request passed the slow threshold.
+    fn report_slow(&mut self, now: Instant) {
+        let Some(current) = self.current.as_mut() else {
+            return;
+        };
+        current.reported_slow = true;
+        if let Some(log) = self.server.request_log() {
+            let elapsed = now.saturating_duration_since(current.started);
+            log.slow(&SlowRequest {
+                method: current.method,
+                target: &current.target,
+                elapsed,
+                completed: false,
+            });
         }
     }
 
@@ -363,6 +416,16 @@ impl Connection {
             }
         };
         let parsed = RequestHead::parse(&buf[range.clone()], limits);
+        let line_end = memchr::memchr(b'\r', buf).unwrap_or(0);
+        let line = String::from_utf8_lossy(&buf[..line_end]).into_owned();
+        self.current = Some(Current {
+            line,
+            method: "",
+            target: String::new(),
+            started: self.head_started.unwrap_or(now),
+            cors: Vec::new(),
+            reported_slow: false,
+        });
         self.consumed += range.end;
         self.scanner = HeadScanner::default();
         self.head_started = None;
@@ -386,6 +449,18 @@ impl Connection {
         };
         if head.expects_continue() {
             self.push_bytes(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        if let Some(current) = self.current.as_mut() {
+            current.method = match head.method() {
+                Method::Get | Method::Head => "GET",
+                Method::Post => "POST",
+                Method::Put => "PUT",
+                Method::Delete => "DELETE",
+                Method::Options => "OPTIONS",
+                Method::Other => "",
+            };
+            current.target = head.target().to_owned();
+            current.cors = self.server.cors_fields(&head);
         }
         let collect = self.server.wants_body(&head);
         let request = Box::new(Request::new(head, self.peer.clone(), collect));
@@ -429,7 +504,7 @@ impl Connection {
             return false;
         };
         let head_only = request.head.method() == Method::Head;
-        match self.server.dispatch(*request, self.server.wall_time(now)) {
+        match Server::dispatch(&self.server, *request, self.server.wall_time(now)) {
             Dispatch::Respond(response) => self.send(response, head_only, now),
             Dispatch::Run(work) => {
                 let id = JobId(self.next_job);
@@ -449,8 +524,16 @@ impl Connection {
     }
 
     /// Queues a response; closes afterwards unless keep-alive holds.
-    fn send(&mut self, response: Response, head_only: bool, now: Instant) {
+    fn send(&mut self, mut response: Response, head_only: bool, now: Instant) {
         let close = !self.keep_alive;
+        if let Some(current) = self.current.take() {
+            if !current.cors.is_empty() {
+                response.fields.splice(0..0, current.cors.iter().cloned());
+            }
+            self.log(&current, &response, now);
+        } else {
+            self.log(&Current::unparsed(now), &response, now);
+        }
         let mut out = Vec::with_capacity(256);
         let date = self.date.get(self.server.wall_time(now));
         response::write_head(
@@ -479,6 +562,43 @@ impl Connection {
         if close {
             self.state = State::Closing;
         }
+    }
+
+    /// Reports an answered request (and a slow one's completion) to the server's log.
+    fn log(&self, current: &Current, response: &Response, now: Instant) {
+        let Some(log) = self.server.request_log() else {
+            return;
+        };
+        let elapsed = now.saturating_duration_since(current.started);
+        if current.reported_slow {
+            log.slow(&SlowRequest {
+                method: current.method,
+                target: &current.target,
+                elapsed,
+                completed: true,
+            });
+        }
+        let size = match &response.body {
+            Body::File(region) => Some(region.file.metadata().len),
+            _ => None,
+        };
+        let message = response
+            .fields
+            .iter()
+            .any(|(n, v)| n == "Content-Type" && v == response::ERROR_PAGE_TYPE);
+        log.request(&RequestRecord {
+            peer: &self.peer.addr,
+            request_line: &current.line,
+            status: response.status,
+            message: if message {
+                response.reason.as_deref()
+            } else {
+                None
+            },
+            size,
+            elapsed,
+            wall: self.server.wall_time(now),
+        });
     }
 
     /// Appends a small file region to `out`; false if the file could not be read whole.

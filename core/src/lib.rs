@@ -75,4 +75,4 @@ pub use http::head::{Framing, Method, RequestHead, Version};
 pub use http::response::{Body, FileRegion, Response};
 pub use job::{Completion, Job, JobId};
 pub use limits::Limits;
-pub use server::{Request, Server, ServerBuilder, VERSION};
+pub use server::{PreMiddleware, Request, Server, ServerBuilder, VERSION};

@@ -1,8 +1,9 @@
 //! What every connection of one server shares: limits, identity, the wall clock anchor
 //! and the routes, and the dispatch of a complete request to a route.
 
+use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::conn::PeerInfo;
 use crate::dynamic::route::{DynamicRoutes, Routed};
@@ -12,6 +13,30 @@ use crate::fs::{DiskFs, FileSystem};
 use crate::http::head::{Method, RequestHead};
 use crate::http::response::{Body, Response};
 use crate::limits::Limits;
+use crate::log::RequestLog;
+
+/// Code run before routing for every GET/HEAD/POST/PUT/DELETE request (the original's
+/// pre-middleware); an `Err` answers with that response instead.
+pub type PreMiddleware = Arc<dyn Fn(&Request) -> Result<(), Response> + Send + Sync>;
+
+/// Options every route shares: CORS, pre-middleware, logging.
+#[derive(Default)]
+struct Shared {
+    cross_origin: bool,
+    pre_middleware: Vec<PreMiddleware>,
+    request_log: Option<Arc<dyn RequestLog>>,
+    slow_threshold: Option<Duration>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("cross_origin", &self.cross_origin)
+            .field("pre_middleware", &self.pre_middleware.len())
+            .field("slow_threshold", &self.slow_threshold)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The version the `Server` header announces.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -75,6 +100,7 @@ pub struct Server {
     anchor: (Instant, SystemTime),
     files: StaticFiles,
     dynamic: DynamicRoutes,
+    shared: Shared,
 }
 
 /// Configures a [`Server`].
@@ -85,6 +111,7 @@ pub struct ServerBuilder {
     anchor: (Instant, SystemTime),
     files: StaticFiles,
     dynamic: DynamicRoutes,
+    shared: Shared,
 }
 
 impl Server {
@@ -108,6 +135,7 @@ impl Server {
                 max_file_size: 50 * 1024 * 1024,
                 ..DynamicRoutes::default()
             },
+            shared: Shared::default(),
         }
     }
 
@@ -138,8 +166,77 @@ impl Server {
         self.files.max_age
     }
 
-    /// Routes a complete request (SPEC 2).
-    pub(crate) fn dispatch(&self, request: Request, _wall: SystemTime) -> Dispatch {
+    /// The request log, if one is installed.
+    pub(crate) fn request_log(&self) -> Option<&dyn RequestLog> {
+        self.shared.request_log.as_deref()
+    }
+
+    /// How long a dynamic request may run before it is reported as slow.
+    pub(crate) fn slow_threshold(&self) -> Option<Duration> {
+        self.shared.slow_threshold
+    }
+
+    /// The CORS fields for a request's answer (SPEC 7), first in the head. The request's
+    /// `Origin` is reflected when it has one, since browsers refuse `*` with credentials.
+    pub(crate) fn cors_fields(&self, head: &RequestHead) -> Vec<(Cow<'static, str>, String)> {
+        if !self.shared.cross_origin || head.method() == Method::Other {
+            return Vec::new();
+        }
+        let mut fields = vec![(
+            Cow::Borrowed("Access-Control-Allow-Methods"),
+            "GET, POST, PUT, DELETE, HEAD".to_owned(),
+        )];
+        if let Some(requested) = head.field_str("access-control-request-headers") {
+            fields.push(("Access-Control-Allow-Headers".into(), requested.to_owned()));
+        }
+        match head
+            .field_str("origin")
+            .filter(|o| !o.is_empty() && *o != "null")
+        {
+            Some(origin) => {
+                fields.push(("Access-Control-Allow-Origin".into(), origin.to_owned()));
+                fields.push(("Vary".into(), "Origin".to_owned()));
+            }
+            None => fields.push(("Access-Control-Allow-Origin".into(), "*".to_owned())),
+        }
+        fields.push(("Access-Control-Allow-Credentials".into(), "true".to_owned()));
+        if head.method() == Method::Options {
+            let max_age = if head.field("access-control-request-headers").is_some() {
+                "0"
+            } else {
+                "600"
+            };
+            fields.push(("Access-Control-Max-Age".into(), max_age.to_owned()));
+        }
+        fields
+    }
+
+    /// Routes a complete request (SPEC 2): pre-middleware, then dynamic routes, then files.
+    pub(crate) fn dispatch(server: &Arc<Self>, request: Request, _wall: SystemTime) -> Dispatch {
+        let routed = matches!(
+            request.head.method(),
+            Method::Get | Method::Head | Method::Post | Method::Put | Method::Delete
+        );
+        if routed && !server.shared.pre_middleware.is_empty() {
+            // User code may block: run the whole request as a job.
+            let server = Arc::clone(server);
+            return Dispatch::Run(Box::new(move || {
+                for pre in &server.shared.pre_middleware {
+                    if let Err(response) = pre(&request) {
+                        return response;
+                    }
+                }
+                match server.route(request) {
+                    Dispatch::Respond(response) => response,
+                    Dispatch::Run(work) => work(),
+                }
+            }));
+        }
+        server.route(request)
+    }
+
+    /// Dynamic routes first, then static files, then the fixed answers.
+    fn route(&self, request: Request) -> Dispatch {
         if let Routed::Handler(handler, args) = self.dynamic.route(&request.head) {
             return Dispatch::Run(Box::new(self.dynamic.work(handler, args, request)));
         }
@@ -190,6 +287,30 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds CORS fields to every answer and answers preflight `OPTIONS` (SPEC 7).
+    pub fn cross_origin(&mut self, on: bool) -> &mut Self {
+        self.shared.cross_origin = on;
+        self
+    }
+
+    /// Runs `pre` before routing every GET/HEAD/POST/PUT/DELETE request, in the order added.
+    pub fn pre_middleware(&mut self, pre: PreMiddleware) -> &mut Self {
+        self.shared.pre_middleware.push(pre);
+        self
+    }
+
+    /// Receives a record of every answered request.
+    pub fn request_log(&mut self, log: Arc<dyn RequestLog>) -> &mut Self {
+        self.shared.request_log = Some(log);
+        self
+    }
+
+    /// Reports dynamic requests that run longer than `threshold` (the original: 5 s).
+    pub fn slow_threshold(&mut self, threshold: Option<Duration>) -> &mut Self {
+        self.shared.slow_threshold = threshold;
+        self
+    }
+
     /// Largest multipart part accepted, in bytes (default 50 MiB; 413 beyond).
     pub fn max_file_size(&mut self, bytes: u64) -> &mut Self {
         self.dynamic.max_file_size = bytes;
@@ -209,6 +330,166 @@ impl ServerBuilder {
             anchor: self.anchor,
             files: self.files,
             dynamic: self.dynamic,
+            shared: self.shared,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::conn::{Connection, Transmit};
+    use crate::dynamic::{Args, Method as RouteMethod};
+    use crate::fs::MemoryFs;
+    use crate::log::{RequestRecord, SlowRequest};
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl RequestLog for Recorder {
+        fn request(&self, r: &RequestRecord<'_>) {
+            let line = format!(
+                "{} {} {:?} {:?} {}",
+                r.request_line, r.status, r.message, r.size, r.peer
+            );
+            self.0.lock().unwrap().push(line);
+        }
+        fn slow(&self, s: &SlowRequest<'_>) {
+            let line = format!("slow {} {} {}", s.method, s.target, s.completed);
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    fn build(configure: impl FnOnce(&mut ServerBuilder)) -> (Arc<Server>, Instant) {
+        let now = Instant::now();
+        let mut fs = MemoryFs::new();
+        fs.insert("/www/a.txt", "hello", SystemTime::UNIX_EPOCH);
+        let mut builder = Server::builder_with_fs((now, SystemTime::UNIX_EPOCH), Arc::new(fs));
+        builder.files().bind_path("/", "/www").unwrap();
+        configure(&mut builder);
+        (builder.build(), now)
+    }
+
+    /// Feeds `input` and drains, running jobs inline, at time `now`.
+    fn run(conn: &mut Connection, input: &[u8], now: Instant) -> String {
+        conn.feed(input, now);
+        let mut wire = Vec::new();
+        loop {
+            if let Some(job) = conn.poll_job() {
+                conn.complete(job.run(), now);
+                continue;
+            }
+            let Some(Transmit::Bytes(b)) = conn.poll_transmit() else {
+                break;
+            };
+            wire.extend_from_slice(b);
+            let n = b.len();
+            conn.transmitted(n, now);
+        }
+        String::from_utf8_lossy(&wire).into_owned()
+    }
+
+    #[test]
+    fn cors_fields_and_preflight() {
+        let (server, now) = build(|b| {
+            b.cross_origin(true);
+        });
+        let mut conn = Connection::new(server, PeerInfo::default(), now);
+        let wire = run(
+            &mut conn,
+            b"OPTIONS /x HTTP/1.1\r\nHost: h\r\nAccess-Control-Request-Headers: X-A\r\n\r\n",
+            now,
+        );
+        assert!(wire.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(wire.contains("Access-Control-Allow-Methods: GET, POST, PUT, DELETE, HEAD\r\nAccess-Control-Allow-Headers: X-A\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Allow-Credentials: true\r\nAccess-Control-Max-Age: 0\r\nContent-Length: 0\r\n"), "{wire}");
+        let wire = run(
+            &mut conn,
+            b"GET /a.txt HTTP/1.1\r\nHost: h\r\nOrigin: http://app.test\r\n\r\n",
+            now,
+        );
+        assert!(
+            wire.contains("Date: Thu, 01 Jan 1970 00:00:00 GMT\r\nAccess-Control-Allow-Methods: "),
+            "CORS first: {wire}"
+        );
+        assert!(wire.contains("Access-Control-Allow-Origin: http://app.test\r\nVary: Origin\r\n"));
+        let wire = run(&mut conn, b"GET /missing HTTP/1.1\r\nHost: h\r\n\r\n", now);
+        assert!(
+            wire.contains("404") && wire.contains("Access-Control-Allow-Origin: *"),
+            "error pages too"
+        );
+    }
+
+    #[test]
+    fn options_without_cors_is_bare() {
+        let (server, now) = build(|_| {});
+        let mut conn = Connection::new(server, PeerInfo::default(), now);
+        let wire = run(&mut conn, b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", now);
+        assert!(wire.ends_with("GMT\r\nContent-Length: 0\r\n\r\n"), "{wire}");
+    }
+
+    #[test]
+    fn pre_middleware_runs_first_and_may_answer() {
+        let (server, now) = build(|b| {
+            b.pre_middleware(Arc::new(|r: &Request| match r.head.target() {
+                "/blocked" => Err(Response::error_page(403, Some("nope"))),
+                _ => Ok(()),
+            }));
+        });
+        let mut conn = Connection::new(server, PeerInfo::default(), now);
+        let wire = run(
+            &mut conn,
+            b"GET /blocked HTTP/1.1\r\nHost: h\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: h\r\n\r\n",
+            now,
+        );
+        assert!(wire.starts_with("HTTP/1.1 403 nope\r\n"), "{wire}");
+        assert!(wire.ends_with("\r\n\r\nhello"));
+    }
+
+    #[test]
+    fn request_records_and_slow_reports() {
+        let log = Arc::new(Recorder::default());
+        let (server, now) = build(|b| {
+            b.request_log(log.clone())
+                .slow_threshold(Some(Duration::from_secs(5)));
+            b.route(
+                RouteMethod::Get,
+                "/slow",
+                None,
+                Arc::new(|_: &Request, _: &mut Args| Response::new(200, Body::Empty)),
+            );
+        });
+        let peer = PeerInfo {
+            addr: "127.0.0.1:9".into(),
+            secure: false,
+        };
+        let mut conn = Connection::new(Arc::clone(&server), peer.clone(), now);
+        run(
+            &mut conn,
+            b"GET /a.txt HTTP/1.1\r\nHost: h\r\n\r\nGET /x\x01 HTTP/1.1\r\nHost: h\r\n\r\n",
+            now,
+        );
+        assert!(conn.is_closed(), "a control character in the target closes");
+        let mut conn = Connection::new(server, peer, now);
+        conn.feed(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n", now);
+        let job = conn.poll_job().expect("handler job");
+        assert_eq!(conn.poll_timeout(), Some(now + Duration::from_secs(5)));
+        conn.handle_timeout(now + Duration::from_secs(5));
+        conn.complete(job.run(), now + Duration::from_secs(6));
+        let lines = log.0.lock().unwrap().clone();
+        assert_eq!(lines[0], "GET /a.txt HTTP/1.1 200 None Some(5) 127.0.0.1:9");
+        assert!(
+            lines[1].starts_with("GET /x\u{1} HTTP/1.1 400 Some("),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines[2..],
+            [
+                "slow GET /slow false",
+                "slow GET /slow true",
+                "GET /slow HTTP/1.1 200 None None 127.0.0.1:9"
+            ]
+        );
     }
 }

@@ -6,6 +6,9 @@ use std::time::SystemTime;
 
 use crate::fs::OpenFile;
 
+/// The content type of error pages (the original's spelling, no space).
+pub const ERROR_PAGE_TYPE: &str = "text/html;charset=utf-8";
+
 /// What a route answers: status, extra fields and a body. `Server`, `Date`,
 /// `Content-Length` and `Connection` are added by the connection when it writes the head.
 #[derive(Debug)]
@@ -94,7 +97,7 @@ impl Response {
         Self {
             status,
             reason: Some(message),
-            fields: vec![("Content-Type".into(), "text/html;charset=utf-8".to_owned())],
+            fields: vec![("Content-Type".into(), ERROR_PAGE_TYPE.to_owned())],
             body: Body::Bytes(page.into_bytes()),
         }
     }

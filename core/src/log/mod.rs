@@ -3,8 +3,10 @@
 //! Request-controlled text is escaped so it cannot forge lines or terminal escapes.
 
 mod format;
+mod record;
 
 pub use format::{
     elapsed_string, escape_control, format_local_time, should_log, size_string,
     slow_request_finished, slow_request_started, ClientLogLine, RequestLogLine,
 };
+pub use record::{RequestLog, RequestRecord, SlowRequest};
