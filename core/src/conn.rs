@@ -9,9 +9,11 @@ use crate::http::chunked::ChunkedDecoder;
 use crate::http::error::HttpError;
 use crate::http::head::{Framing, HeadScanner, Method, RequestHead};
 use crate::http::response::{self, Body, DateCache, FileRegion, Response};
-use crate::job::{Completion, Job, JobId};
+use crate::job::{Completion, Job, JobId, Output};
 use crate::log::{RequestRecord, SlowRequest};
 use crate::server::{Dispatch, Request, Server};
+use crate::worker::route::WorkerRoute;
+use crate::worker::{TaskKey, START_WAIT};
 
 /// Bodies up to this size are read into the output buffer, so head and body leave in one
 /// write; larger ones leave as a file region.
@@ -49,6 +51,13 @@ enum State {
     },
     /// A job computes the answer; nothing more is read until it completes.
     Waiting { id: JobId, head_only: bool },
+    /// A worker task started; its first answer is due at `until` (SPEC 5.3).
+    Delayed {
+        until: Instant,
+        route: Arc<WorkerRoute>,
+        key: TaskKey,
+        head_only: bool,
+    },
     /// Nothing more is read; close once the output is flushed.
     Closing,
 }
@@ -263,15 +272,39 @@ impl Connection {
     /// Takes the result of a job handed out by [`poll_job`](Self::poll_job) and answers
     /// with it. A completion arriving after the connection gave up is dropped.
     pub fn complete(&mut self, completion: Completion, now: Instant) {
+        let output = match completion.output {
+            Output::Worker(done) => return self.server.record_worker(done, now),
+            output => output,
+        };
         let State::Waiting { id, head_only } = self.state else {
             return;
         };
         if id != completion.id {
             return;
         }
-        self.state = State::Head;
-        self.send(completion.response, head_only, now);
-        self.process(now);
+        match output {
+            Output::Respond(response) => {
+                self.state = State::Head;
+                self.send(response, head_only, now);
+                self.process(now);
+            }
+            Output::Started { route, key, job } => {
+                let id = self.next_id();
+                self.jobs.push_back(Job::background(id, job));
+                self.state = State::Delayed {
+                    until: now + START_WAIT,
+                    route,
+                    key,
+                    head_only,
+                };
+            }
+            Output::Worker(_) => {}
+        }
+    }
+
+    fn next_id(&mut self) -> JobId {
+        self.next_job += 1;
+        JobId(self.next_job)
     }
 
     // ----- time -----
@@ -291,6 +324,7 @@ impl Connection {
                 None => self.last_activity + limits.idle_timeout,
             }),
             State::Body { .. } => Some(self.last_activity + limits.body_timeout),
+            State::Delayed { until, .. } => Some(*until),
             State::Waiting { .. } => match (&self.current, self.server.slow_threshold()) {
                 (Some(c), Some(threshold)) if !c.reported_slow => Some(c.started + threshold),
                 _ => None,
@@ -315,11 +349,28 @@ impl Connection {
             return;
         }
         match self.state {
+            State::Delayed { .. } => self.answer_start(now),
             State::Waiting { .. } => self.report_slow(now),
             State::Head if self.head_started.is_some() => self.fail(HttpError::HeadTimeout, now),
             State::Body { .. } => self.fail(HttpError::BodyTimeout, now),
             _ => self.state = State::Closing,
         }
+    }
+
+    /// Answers a worker `start` once its wait is over.
+    fn answer_start(&mut self, now: Instant) {
+        let State::Delayed {
+            route,
+            key,
+            head_only,
+            ..
+        } = std::mem::replace(&mut self.state, State::Head)
+        else {
+            return;
+        };
+        let response = route.answer_start(key, now);
+        self.send(response, head_only, now);
+        self.process(now);
     }
 
     /// Tells the log that the running request passed the slow threshold.
@@ -356,7 +407,10 @@ impl Connection {
     /// Whether the transport should read from the socket.
     pub fn wants_read(&self) -> bool {
         !self.read_closed
-            && !matches!(self.state, State::Closing | State::Waiting { .. })
+            && !matches!(
+                self.state,
+                State::Closing | State::Waiting { .. } | State::Delayed { .. }
+            )
             && self.pending_output < self.server.limits.max_pending_output
             && self.filled - self.consumed < self.input_capacity()
     }
@@ -381,7 +435,7 @@ impl Connection {
     fn process(&mut self, now: Instant) {
         loop {
             let progressed = match self.state {
-                State::Closing | State::Waiting { .. } => false,
+                State::Closing | State::Waiting { .. } | State::Delayed { .. } => false,
                 State::Head => self.process_head(now),
                 State::Body { .. } => self.process_body(now),
             };
@@ -504,12 +558,12 @@ impl Connection {
             return false;
         };
         let head_only = request.head.method() == Method::Head;
-        match Server::dispatch(&self.server, *request, self.server.wall_time(now)) {
+        let wall = self.server.wall_time(now);
+        match Server::dispatch(&self.server, *request, now, wall) {
             Dispatch::Respond(response) => self.send(response, head_only, now),
             Dispatch::Run(work) => {
-                let id = JobId(self.next_job);
-                self.next_job += 1;
-                self.jobs.push_back(Job::new(id, work));
+                let id = self.next_id();
+                self.jobs.push_back(Job::request(id, work));
                 self.state = State::Waiting { id, head_only };
             }
         }

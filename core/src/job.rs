@@ -1,33 +1,91 @@
-//! Slow work leaves the core as a [`Job`]: the transport runs it off the event loop (or
-//! inline, if it blocks per connection anyway) and feeds the [`Completion`] back.
+//! Slow work leaves the core as a [`Job`]: the transport runs it off the event loop and
+//! feeds the [`Completion`] back.
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::http::response::Response;
+use crate::worker::route::WorkerRoute;
+use crate::worker::{TaskKey, WorkerDone};
+use std::sync::Arc;
 
 /// Identifies a job within its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct JobId(pub(crate) u64);
 
-/// Work the transport must run: a user handler, a worker step, anything that may block.
+/// Which pool a job belongs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Computes the answer to a request (a handler); the connection waits for it.
+    Request,
+    /// A worker computation that may run for minutes; nobody waits on it. Run it on a
+    /// separate bounded pool so it cannot starve request jobs, and hand its completion to
+    /// the connection, or to [`Server::complete`](crate::Server::complete) if the
+    /// connection is gone.
+    Background,
+}
+
+/// What a job produced.
+pub(crate) enum Output {
+    /// The answer to the request.
+    Respond(Response),
+    /// A worker task was registered: run `job` in the background, answer after the wait.
+    Started {
+        route: Arc<WorkerRoute>,
+        key: TaskKey,
+        job: Box<dyn FnOnce() -> WorkerDone + Send>,
+    },
+    /// A worker computation ended.
+    Worker(WorkerDone),
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Respond(r) => f.debug_tuple("Respond").field(r).finish(),
+            Self::Started { key, .. } => f
+                .debug_struct("Started")
+                .field("key", key)
+                .finish_non_exhaustive(),
+            Self::Worker(w) => f.debug_tuple("Worker").field(w).finish(),
+        }
+    }
+}
+
+/// Work the transport must run: a user handler, a worker computation, anything that may
+/// block.
 pub struct Job {
     id: JobId,
-    work: Box<dyn FnOnce() -> Response + Send>,
+    kind: JobKind,
+    work: Box<dyn FnOnce() -> Output + Send>,
 }
 
 /// The result of a [`Job`], to hand to [`Connection::complete`](crate::Connection::complete).
 #[derive(Debug)]
 pub struct Completion {
     pub(crate) id: JobId,
-    pub(crate) response: Response,
+    pub(crate) output: Output,
 }
 
 impl Job {
-    pub(crate) fn new(id: JobId, work: impl FnOnce() -> Response + Send + 'static) -> Self {
+    /// A job answering a request.
+    pub(crate) fn request(id: JobId, work: Box<dyn FnOnce() -> Output + Send>) -> Self {
         Self {
             id,
-            work: Box::new(work),
+            kind: JobKind::Request,
+            work,
+        }
+    }
+
+    /// A worker computation.
+    pub(crate) fn background(
+        id: JobId,
+        work: impl FnOnce() -> WorkerDone + Send + 'static,
+    ) -> Self {
+        Self {
+            id,
+            kind: JobKind::Background,
+            work: Box::new(move || Output::Worker(work())),
         }
     }
 
@@ -36,28 +94,40 @@ impl Job {
         self.id
     }
 
-    /// Runs the work. A panic inside becomes a 500 answer, so one faulty handler never
-    /// takes a thread or the server down.
+    /// Which pool it belongs on.
+    pub fn kind(&self) -> JobKind {
+        self.kind
+    }
+
+    /// Runs the work. A panic inside a request job becomes a 500 answer; inside a worker
+    /// it becomes a failed task. One faulty handler never takes a thread or the server down.
     pub fn run(self) -> Completion {
-        let response = catch_unwind(AssertUnwindSafe(self.work)).unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "handler panicked".to_owned());
-            Response::error_page(500, Some(&format!("panic: {what}")))
-        });
+        let output = match catch_unwind(AssertUnwindSafe(self.work)) {
+            Ok(output) => output,
+            Err(panic) => Output::Respond(Response::error_page(500, Some(&panic_message(&*panic)))),
+        };
         Completion {
             id: self.id,
-            response,
+            output,
         }
     }
+}
+
+/// `panic: <message>` for a caught panic payload.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "handler panicked".to_owned());
+    format!("panic: {what}")
 }
 
 impl fmt::Debug for Job {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Job")
             .field("id", &self.id)
+            .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
 }
@@ -67,12 +137,23 @@ mod tests {
     use super::*;
     use crate::http::response::Body;
 
+    fn status(done: Completion) -> u16 {
+        match done.output {
+            Output::Respond(r) => r.status,
+            _ => 0,
+        }
+    }
+
     #[test]
     fn run_returns_the_response_and_survives_panics() {
-        let done = Job::new(JobId(1), || Response::new(201, Body::Empty)).run();
-        assert_eq!((done.id, done.response.status), (JobId(1), 201));
-        let done = Job::new(JobId(2), || panic!("boom")).run();
-        assert_eq!(done.response.status, 500);
-        assert_eq!(done.response.reason.as_deref(), Some("panic: boom"));
+        let done = Job::request(
+            JobId(1),
+            Box::new(|| Output::Respond(Response::new(201, Body::Empty))),
+        )
+        .run();
+        assert_eq!(done.id, JobId(1));
+        assert_eq!(status(done), 201);
+        let done = Job::request(JobId(2), Box::new(|| panic!("boom"))).run();
+        assert_eq!(status(done), 500);
     }
 }

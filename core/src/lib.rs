@@ -73,6 +73,6 @@ pub use fs::{DiskFs, FileSystem, MemoryFs, OpenFile};
 pub use http::error::HttpError;
 pub use http::head::{Framing, Method, RequestHead, Version};
 pub use http::response::{Body, FileRegion, Response};
-pub use job::{Completion, Job, JobId};
+pub use job::{Completion, Job, JobId, JobKind};
 pub use limits::Limits;
 pub use server::{PreMiddleware, Request, Server, ServerBuilder, VERSION};

@@ -6,14 +6,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::conn::PeerInfo;
-use crate::dynamic::route::{DynamicRoutes, Routed};
+use crate::dynamic::route::{DynamicRoutes, Routed, Target};
 use crate::dynamic::{Handler, Method as RouteMethod};
 use crate::files::StaticFiles;
 use crate::fs::{DiskFs, FileSystem};
 use crate::http::head::{Method, RequestHead};
 use crate::http::response::{Body, Response};
+use crate::job::{Completion, Output};
 use crate::limits::Limits;
 use crate::log::RequestLog;
+use crate::worker::{WorkerDone, WorkerFn, WorkerRoute};
+use std::sync::atomic::AtomicUsize;
 
 /// Code run before routing for every GET/HEAD/POST/PUT/DELETE request (the original's
 /// pre-middleware); an `Err` answers with that response instead.
@@ -86,7 +89,7 @@ pub(crate) enum Dispatch {
     /// Answer at once.
     Respond(Response),
     /// Answer with what this work returns, run by the transport as a [`Job`](crate::Job).
-    Run(Box<dyn FnOnce() -> Response + Send>),
+    Run(Box<dyn FnOnce() -> Output + Send>),
 }
 
 /// Shared, read-only-after-start description of a server. Build it with
@@ -101,6 +104,7 @@ pub struct Server {
     files: StaticFiles,
     dynamic: DynamicRoutes,
     shared: Shared,
+    workers: Vec<Arc<WorkerRoute>>,
 }
 
 /// Configures a [`Server`].
@@ -112,6 +116,8 @@ pub struct ServerBuilder {
     files: StaticFiles,
     dynamic: DynamicRoutes,
     shared: Shared,
+    workers: Vec<Arc<WorkerRoute>>,
+    max_chunk_size: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -136,6 +142,8 @@ impl Server {
                 ..DynamicRoutes::default()
             },
             shared: Shared::default(),
+            workers: Vec::new(),
+            max_chunk_size: Arc::new(AtomicUsize::new(10 * 1024 * 1024)),
         }
     }
 
@@ -158,12 +166,45 @@ impl Server {
     /// discarded).
     pub(crate) fn wants_body(&self, head: &RequestHead) -> bool {
         matches!(head.method(), Method::Post | Method::Put | Method::Delete)
-            && matches!(self.dynamic.route(head), Routed::Handler(..))
+            && matches!(self.dynamic.route(head), Routed::Matched(..))
     }
 
     /// `Cache-Control: max-age` for files and handler answers.
     pub fn max_age(&self) -> u64 {
         self.files.max_age
+    }
+
+    /// Records a finished worker computation whose connection is gone (a connection
+    /// forwards its own background completions here itself). Other completions are dropped.
+    pub fn complete(&self, completion: Completion, now: Instant) {
+        if let Output::Worker(done) = completion.output {
+            self.record_worker(done, now);
+        }
+    }
+
+    pub(crate) fn record_worker(&self, done: WorkerDone, now: Instant) {
+        if let Some(message) = done.record(now) {
+            if let Some(log) = self.request_log() {
+                log.note(&message);
+            }
+        }
+    }
+
+    /// The next instant at which [`handle_timeout`](Self::handle_timeout) must run: when
+    /// an unread worker result or cargo chunk expires.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.workers.iter().filter_map(|w| w.poll_timeout()).min()
+    }
+
+    /// Purges worker results and cargo that expired by `now` (SPEC 5.4, 5.5), logging each.
+    pub fn handle_timeout(&self, now: Instant) {
+        for worker in &self.workers {
+            for purged in worker.handle_timeout(now) {
+                if let Some(log) = self.request_log() {
+                    log.note(&purged.to_string());
+                }
+            }
+        }
     }
 
     /// The request log, if one is installed.
@@ -212,7 +253,12 @@ impl Server {
     }
 
     /// Routes a complete request (SPEC 2): pre-middleware, then dynamic routes, then files.
-    pub(crate) fn dispatch(server: &Arc<Self>, request: Request, _wall: SystemTime) -> Dispatch {
+    pub(crate) fn dispatch(
+        server: &Arc<Self>,
+        request: Request,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Dispatch {
         let routed = matches!(
             request.head.method(),
             Method::Get | Method::Head | Method::Post | Method::Put | Method::Delete
@@ -223,22 +269,22 @@ impl Server {
             return Dispatch::Run(Box::new(move || {
                 for pre in &server.shared.pre_middleware {
                     if let Err(response) = pre(&request) {
-                        return response;
+                        return Output::Respond(response);
                     }
                 }
-                match server.route(request) {
-                    Dispatch::Respond(response) => response,
+                match server.route(request, now, wall) {
+                    Dispatch::Respond(response) => Output::Respond(response),
                     Dispatch::Run(work) => work(),
                 }
             }));
         }
-        server.route(request)
+        server.route(request, now, wall)
     }
 
     /// Dynamic routes first, then static files, then the fixed answers.
-    fn route(&self, request: Request) -> Dispatch {
-        if let Routed::Handler(handler, args) = self.dynamic.route(&request.head) {
-            return Dispatch::Run(Box::new(self.dynamic.work(handler, args, request)));
+    fn route(&self, request: Request, now: Instant, wall: SystemTime) -> Dispatch {
+        if let Routed::Matched(target, args) = self.dynamic.route(&request.head) {
+            return Dispatch::Run(self.dynamic.work(target, args, request, now, wall));
         }
         let head = &request.head;
         Dispatch::Respond(match head.method() {
@@ -283,8 +329,31 @@ impl ServerBuilder {
         argc: Option<usize>,
         handler: Handler,
     ) -> &mut Self {
-        self.dynamic.table.insert(method, mask, argc, handler);
+        self.dynamic
+            .table
+            .insert(method, mask, argc, Target::Handler(handler));
         self
+    }
+
+    /// Registers a worker at `mask`: a POST route (argc 0) speaking the start/get/stop/cargo
+    /// protocol (SPEC 5), whose computations run as background jobs.
+    pub fn worker(&mut self, mask: &str, work: WorkerFn) -> &mut Self {
+        let route = Arc::new(WorkerRoute::new(
+            mask,
+            work,
+            Arc::clone(&self.max_chunk_size),
+        ));
+        self.workers.push(Arc::clone(&route));
+        self.dynamic
+            .table
+            .insert(RouteMethod::Post, mask, Some(0), Target::Worker(route));
+        self
+    }
+
+    /// The worker result split size in characters (default 10 MiB), shared so it can be
+    /// changed while the server runs (the original's `max_chunk_size`).
+    pub fn max_chunk_size(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.max_chunk_size)
     }
 
     /// Adds CORS fields to every answer and answers preflight `OPTIONS` (SPEC 7).
@@ -331,6 +400,7 @@ impl ServerBuilder {
             files: self.files,
             dynamic: self.dynamic,
             shared: self.shared,
+            workers: self.workers,
         })
     }
 }
@@ -359,6 +429,9 @@ mod tests {
         fn slow(&self, s: &SlowRequest<'_>) {
             let line = format!("slow {} {} {}", s.method, s.target, s.completed);
             self.0.lock().unwrap().push(line);
+        }
+        fn note(&self, text: &str) {
+            self.0.lock().unwrap().push(text.to_owned());
         }
     }
 
@@ -491,5 +564,230 @@ mod tests {
                 "GET /slow HTTP/1.1 200 None None 127.0.0.1:9"
             ]
         );
+    }
+
+    fn post(target: &str, body: &str) -> Vec<u8> {
+        format!("POST {target} HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+    }
+
+    /// Runs request jobs inline and keeps background jobs for the test to run.
+    fn step(
+        conn: &mut Connection,
+        input: &[u8],
+        now: Instant,
+        background: &mut Vec<crate::Job>,
+    ) -> String {
+        conn.feed(input, now);
+        let mut wire = Vec::new();
+        loop {
+            if let Some(job) = conn.poll_job() {
+                match job.kind() {
+                    crate::JobKind::Request => conn.complete(job.run(), now),
+                    crate::JobKind::Background => background.push(job),
+                }
+                continue;
+            }
+            let Some(Transmit::Bytes(b)) = conn.poll_transmit() else {
+                break;
+            };
+            wire.extend_from_slice(b);
+            let n = b.len();
+            conn.transmitted(n, now);
+        }
+        String::from_utf8_lossy(&wire).into_owned()
+    }
+
+    fn token_of(wire: &str) -> String {
+        let body = &wire[wire.find("\r\n\r\n").unwrap() + 4..];
+        let value: serde_json::Value = serde_json::from_str(body).unwrap();
+        value["token"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn worker_protocol_through_a_connection() {
+        let log = Arc::new(Recorder::default());
+        let mut chunk = None;
+        let (server, now) = build(|b| {
+            chunk = Some(b.max_chunk_size());
+            b.request_log(log.clone());
+            b.worker(
+                "/api/work/:n",
+                Arc::new(
+                    |payload: serde_json::Value, flag: &crate::worker::CancelFlag| {
+                        if flag.is_cancelled() {
+                            return Ok("null".into());
+                        }
+                        match payload["n"].as_str() {
+                            Some("fail") => Err(crate::worker::WorkerFailure {
+                                status: None,
+                                message: "broken".into(),
+                            }),
+                            Some(n) => Ok(format!("\"{}\"", n.repeat(3))),
+                            None => Ok("null".into()),
+                        }
+                    },
+                ),
+            );
+        });
+        chunk
+            .unwrap()
+            .store(4, std::sync::atomic::Ordering::Relaxed);
+        let mut conn = Connection::new(Arc::clone(&server), PeerInfo::default(), now);
+        let mut background = Vec::new();
+        // start: nothing until the wait is over, then the first answer.
+        let wire = step(
+            &mut conn,
+            &post("/api/work/ab", r#"{"action": "start", "payload": {}}"#),
+            now,
+            &mut background,
+        );
+        assert_eq!(wire, "");
+        assert_eq!(background.len(), 1);
+        assert_eq!(conn.poll_timeout(), Some(now + crate::worker::START_WAIT));
+        let later = now + crate::worker::START_WAIT;
+        conn.handle_timeout(later);
+        let wire = step(&mut conn, b"", later, &mut background);
+        assert!(
+            wire.contains("\"continue\": true") && wire.contains("\"done\": false"),
+            "{wire}"
+        );
+        let token = token_of(&wire);
+        // The computation finishes; get returns the result split into cargo.
+        conn.complete(background.pop().unwrap().run(), later);
+        let wire = step(
+            &mut conn,
+            &post(
+                "/api/work/ab",
+                &format!(r#"{{"action": "get", "token": {token}}}"#),
+            ),
+            later,
+            &mut background,
+        );
+        assert!(
+            wire.contains("\"done\": true") && wire.contains("\"continue\": true"),
+            "{wire}"
+        );
+        let body = &wire[wire.find("\r\n\r\n").unwrap() + 4..];
+        let value: serde_json::Value = serde_json::from_str(body).unwrap();
+        let keys: Vec<String> = value["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect();
+        let mut text = String::new();
+        for key in &keys {
+            let wire = step(
+                &mut conn,
+                &post(
+                    "/api/work/ab",
+                    &format!(r#"{{"action": "cargo", "token": "{key}"}}"#),
+                ),
+                later,
+                &mut background,
+            );
+            let body = &wire[wire.find("\r\n\r\n").unwrap() + 4..];
+            let value: serde_json::Value = serde_json::from_str(body).unwrap();
+            text.push_str(value["result"].as_str().unwrap());
+        }
+        assert_eq!(text, "\"ababab\"");
+        let wire = step(
+            &mut conn,
+            &post(
+                "/api/work/ab",
+                &format!(r#"{{"action": "cargo", "token": "{}"}}"#, keys[0]),
+            ),
+            later,
+            &mut background,
+        );
+        assert!(
+            wire.starts_with("HTTP/1.1 500 "),
+            "cargo is one-shot: {wire}"
+        );
+        // A failing computation: logged and answered 500 worker error.
+        step(
+            &mut conn,
+            &post("/api/work/fail", r#"{"action": "start"}"#),
+            later,
+            &mut background,
+        );
+        server.complete(background.pop().unwrap().run(), later);
+        conn.handle_timeout(later + crate::worker::START_WAIT);
+        let wire = step(&mut conn, b"", later, &mut background);
+        assert!(wire.starts_with("HTTP/1.1 500 worker error"), "{wire}");
+        assert!(log
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("Error in worker for /api/work/:n (")));
+        // stop on an unknown token still answers done.
+        let wire = step(
+            &mut conn,
+            &post("/api/work/x", r#"{"action": "stop", "token": "1"}"#),
+            later,
+            &mut background,
+        );
+        assert!(
+            wire.contains("\"done\": true") && wire.contains("\"token\": \"1\""),
+            "{wire}"
+        );
+        let wire = step(
+            &mut conn,
+            &post("/api/work/x", r#"{"action": "dance"}"#),
+            later,
+            &mut background,
+        );
+        assert!(wire.starts_with("HTTP/1.1 500 "), "{wire}");
+    }
+
+    #[test]
+    fn worker_results_expire_on_the_server_timer() {
+        let log = Arc::new(Recorder::default());
+        let (server, now) = build(|b| {
+            b.request_log(log.clone());
+            b.worker(
+                "/w",
+                Arc::new(|_: serde_json::Value, _: &crate::worker::CancelFlag| Ok("1".into())),
+            );
+        });
+        let mut conn = Connection::new(Arc::clone(&server), PeerInfo::default(), now);
+        let mut background = Vec::new();
+        for _ in 0..3 {
+            step(
+                &mut conn,
+                &post("/w", r#"{"action": "start"}"#),
+                now,
+                &mut background,
+            );
+            server.complete(background.pop().unwrap().run(), now);
+            conn.handle_timeout(now + crate::worker::START_WAIT);
+            step(&mut conn, b"", now, &mut background);
+        }
+        assert_eq!(
+            server.poll_timeout(),
+            None,
+            "results collected by the start answers"
+        );
+        step(
+            &mut conn,
+            &post("/w", r#"{"action": "start"}"#),
+            now,
+            &mut background,
+        );
+        let abandoned = background.pop().unwrap();
+        conn.handle_timeout(now + crate::worker::START_WAIT);
+        step(&mut conn, b"", now, &mut background);
+        server.complete(abandoned.run(), now);
+        let deadline = server.poll_timeout().expect("an unread result waits");
+        assert_eq!(deadline, now + crate::worker::RESULT_RETENTION);
+        server.handle_timeout(deadline);
+        assert_eq!(server.poll_timeout(), None);
+        assert!(log
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("purged result that was never read (")));
     }
 }

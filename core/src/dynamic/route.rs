@@ -12,16 +12,28 @@ use super::multipart::{boundary_from_content_type, Event, MultipartParser};
 use crate::files::{if_none_match, ETag};
 use crate::http::head::{self, Framing, RequestHead};
 use crate::http::response::{Body, Response};
+use crate::job::Output;
 use crate::server::Request;
+use crate::worker::WorkerRoute;
+use std::time::{Instant, SystemTime};
 
 /// A handler as the core stores it: the facade wraps typed user closures into this shape.
 /// It runs inside a [`Job`](crate::Job), off the event loop.
 pub type Handler = Arc<dyn Fn(&Request, &mut Args) -> Response + Send + Sync>;
 
+/// What a dynamic mask leads to.
+#[derive(Clone)]
+pub(crate) enum Target {
+    /// A JSON or text handler.
+    Handler(Handler),
+    /// A worker route (POST only, argc 0).
+    Worker(Arc<WorkerRoute>),
+}
+
 /// The dynamic routes of a server and the options they share.
 #[derive(Default)]
 pub(crate) struct DynamicRoutes {
-    pub(crate) table: RouteTable<Handler>,
+    pub(crate) table: RouteTable<Target>,
     /// Largest multipart part, in bytes (413 beyond it). Default 50 MiB as the original.
     pub(crate) max_file_size: u64,
 }
@@ -36,8 +48,8 @@ impl std::fmt::Debug for DynamicRoutes {
 
 /// What to do with a request, decided from its head.
 pub(crate) enum Routed {
-    /// A handler matched: run it with these args.
-    Handler(Handler, Args),
+    /// A route matched: run it with these args.
+    Matched(Target, Args),
     /// No dynamic route (or the argc check failed).
     None,
 }
@@ -53,24 +65,33 @@ impl DynamicRoutes {
             head::Method::Options | head::Method::Other => return Routed::None,
         };
         match self.table.find(method, head.target()) {
-            Some(RouteHit::Matched { value, args, .. }) => Routed::Handler(Arc::clone(value), args),
+            Some(RouteHit::Matched { value, args, .. }) => Routed::Matched(value.clone(), args),
             Some(RouteHit::ArgcMismatch { .. }) | None => Routed::None,
         }
     }
 
-    /// The work of answering `request` with `handler`: parse the body into `args`, call.
+    /// The work of answering `request` with `target`, run as a job: parse the body into
+    /// `args` and call the handler, or drive the worker protocol.
     pub(crate) fn work(
         &self,
-        handler: Handler,
+        target: Target,
         mut args: Args,
         request: Request,
-    ) -> impl FnOnce() -> Response + Send + 'static {
+        now: Instant,
+        wall: SystemTime,
+    ) -> Box<dyn FnOnce() -> Output + Send> {
         let max_file_size = self.max_file_size;
-        move || {
-            if let Err(response) = parse_body(&request, &mut args, max_file_size) {
-                return response;
-            }
-            handler(&request, &mut args)
+        match target {
+            Target::Handler(handler) => Box::new(move || {
+                if let Err(response) = parse_body(&request, &mut args, max_file_size) {
+                    return Output::Respond(response);
+                }
+                Output::Respond(handler(&request, &mut args))
+            }),
+            Target::Worker(route) => Box::new(move || {
+                let segments: Vec<(String, String)> = args.segments.into_iter().collect();
+                route.handle(&request, &segments, now, wall)
+            }),
         }
     }
 }

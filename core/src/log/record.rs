@@ -42,4 +42,6 @@ pub trait RequestLog: Send + Sync {
     fn request(&self, record: &RequestRecord<'_>);
     /// A dynamic request passed the slow threshold (once while running, once when done).
     fn slow(&self, slow: &SlowRequest<'_>);
+    /// Any other message for the log (worker failures, purged results).
+    fn note(&self, text: &str);
 }

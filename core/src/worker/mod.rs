@@ -3,8 +3,9 @@
 //!
 //! This module is sans-IO like the rest of the core: it parses the request body into a
 //! [`Command`], keeps the per-route task and cargo state in a [`WorkerRegistry`] and builds
-//! the [`Reply`]. Running the job, the 100 ms wait after `start` ([`START_WAIT`]) and the
-//! logging of [`Purged`] entries are the transport's part. The flow for one request is:
+//! the [`Reply`]. `route.rs` puts this together as a route kind: the computation leaves as
+//! a background job, the connection waits [`START_WAIT`] before answering `start`, and the
+//! server's timer purges expired entries. The flow for one request is:
 //!
 //! 1. [`Command::from_json`] on the parsed body; for [`Command::Start`] also
 //!    [`apply_segments`] with the mask captures.
@@ -24,6 +25,7 @@ mod error;
 mod key;
 mod protocol;
 mod registry;
+pub(crate) mod route;
 
 use std::time::Duration;
 
@@ -31,6 +33,7 @@ pub use error::{WorkerError, WorkerFailure};
 pub use key::{clock_seed, TaskKey};
 pub use protocol::{apply_segments, Command, Reply, Token};
 pub use registry::{Finished, Purged, Stopped, TaskOutcome, WorkerRegistry};
+pub use route::{CancelFlag, WorkerDone, WorkerFn, WorkerRoute};
 
 /// How long a finished task whose result was never collected is kept (SPEC 5.5).
 pub const RESULT_RETENTION: Duration = Duration::from_secs(120);
