@@ -1,1 +1,247 @@
-fn main() {}
+//! `quick-server`: serve a folder over HTTP (or HTTPS), like `python -m quick_server`.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use quick_server::{load_tls, msg, QuickServer, Transport, TransportOptions};
+
+/// One command-line flag: its spellings, value name and help, defined once; `--help` is
+/// generated from this table.
+struct Flag {
+    short: Option<char>,
+    long: &'static str,
+    aliases: &'static [&'static str],
+    value: Option<&'static str>,
+    help: &'static str,
+}
+
+const FLAGS: &[Flag] = &[
+    Flag {
+        short: Some('a'),
+        long: "addr",
+        aliases: &[],
+        value: Some("ADDR"),
+        help: "address to listen on [default: 127.0.0.1]",
+    },
+    Flag {
+        short: Some('p'),
+        long: "port",
+        aliases: &[],
+        value: Some("PORT"),
+        help: "port to listen on [default: 8080]",
+    },
+    Flag {
+        short: None,
+        long: "www",
+        aliases: &[],
+        value: Some("DIR"),
+        help: "folder to serve (same as the DIR argument)",
+    },
+    Flag {
+        short: None,
+        long: "transport",
+        aliases: &[],
+        value: Some("mio|std"),
+        help: "event loop or blocking thread pool [default: mio]",
+    },
+    Flag {
+        short: None,
+        long: "threads",
+        aliases: &[],
+        value: Some("N"),
+        help: "pool threads (default: per transport)",
+    },
+    Flag {
+        short: None,
+        long: "tls-cert",
+        aliases: &[],
+        value: Some("FILE"),
+        help: "PEM certificate chain; serve HTTPS (needs --tls-key)",
+    },
+    Flag {
+        short: None,
+        long: "tls-key",
+        aliases: &[],
+        value: Some("FILE"),
+        help: "PEM private key for --tls-cert",
+    },
+    Flag {
+        short: None,
+        long: "spa",
+        aliases: &[],
+        value: Some("FILE"),
+        help: "answer unknown HTML requests with FILE (single-page apps)",
+    },
+    Flag {
+        short: None,
+        long: "no-listing",
+        aliases: &[],
+        value: None,
+        help: "do not list folders without an index page",
+    },
+    Flag {
+        short: None,
+        long: "all-files",
+        aliases: &[],
+        value: None,
+        help: "serve every file, not only the default white list",
+    },
+    Flag {
+        short: Some('V'),
+        long: "version",
+        aliases: &["-v"],
+        value: None,
+        help: "print the version and exit",
+    },
+    Flag {
+        short: Some('h'),
+        long: "help",
+        aliases: &[],
+        value: None,
+        help: "print this help and exit",
+    },
+];
+
+/// What the command line asked for.
+struct Cli {
+    addr: String,
+    port: u16,
+    dir: PathBuf,
+    transport: Transport,
+    threads: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    spa: Option<PathBuf>,
+    listing: bool,
+    all_files: bool,
+}
+
+fn help() -> String {
+    let mut out = String::from(
+        "quick-server: serve a folder over HTTP, fast.\n\nUsage: quick-server [OPTIONS] [DIR]\n\n\
+         Arguments:\n  [DIR]  folder to serve [default: .]\n\nOptions:\n",
+    );
+    for flag in FLAGS {
+        let short = flag.short.map_or("    ".to_owned(), |c| format!("-{c}, "));
+        let value = flag.value.map_or(String::new(), |v| format!(" <{v}>"));
+        let spelling = format!("{short}--{}{value}", flag.long);
+        out.push_str(&format!("  {spelling:<28} {}\n", flag.help));
+    }
+    out
+}
+
+enum Parsed {
+    Run(Box<Cli>),
+    Exit(String),
+}
+
+fn parse() -> Result<Parsed, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut cli = Cli {
+        addr: "127.0.0.1".into(),
+        port: 8080,
+        dir: PathBuf::from("."),
+        transport: Transport::default(),
+        threads: None,
+        tls_cert: None,
+        tls_key: None,
+        spa: None,
+        listing: true,
+        all_files: false,
+    };
+    // `-v` is the original's version flag; lexopt reads it as a short option.
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        let long = match &arg {
+            Short(c) => FLAGS
+                .iter()
+                .find(|f| f.short == Some(*c) || f.aliases.contains(&format!("-{c}").as_str()))
+                .map(|f| f.long),
+            Long(name) => FLAGS.iter().find(|f| f.long == *name).map(|f| f.long),
+            Value(dir) => {
+                cli.dir = PathBuf::from(dir.clone());
+                continue;
+            }
+        };
+        let Some(long) = long else {
+            return Err(arg.unexpected());
+        };
+        match long {
+            "addr" => cli.addr = parser.value()?.string()?,
+            "port" => cli.port = parser.value()?.parse()?,
+            "www" => cli.dir = parser.value()?.into(),
+            "transport" => cli.transport = parser.value()?.parse()?,
+            "threads" => cli.threads = Some(parser.value()?.parse()?),
+            "tls-cert" => cli.tls_cert = Some(parser.value()?.into()),
+            "tls-key" => cli.tls_key = Some(parser.value()?.into()),
+            "spa" => cli.spa = Some(parser.value()?.into()),
+            "no-listing" => cli.listing = false,
+            "all-files" => cli.all_files = true,
+            "version" => {
+                return Ok(Parsed::Exit(format!(
+                    "quick-server version {}",
+                    quick_server_core::VERSION
+                )))
+            }
+            _ => return Ok(Parsed::Exit(help())),
+        }
+    }
+    Ok(Parsed::Run(Box::new(cli)))
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let addr: SocketAddr = (cli.addr.as_str(), cli.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", cli.addr))?
+        .next()
+        .ok_or_else(|| format!("no address for {}", cli.addr))?;
+    if !cli.dir.is_dir() {
+        return Err(format!("not a folder: {}", cli.dir.display()));
+    }
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => Some(load_tls(cert, key).map_err(|e| e.to_string())?),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
+    let mut server = QuickServer::new(addr);
+    server.bind_path("/", &cli.dir).map_err(|e| e.to_string())?;
+    server
+        .directory_listing(cli.listing)
+        .link_empty_favicon_fallback();
+    if !cli.all_files {
+        server.add_default_white_list();
+    }
+    if let Some(spa) = &cli.spa {
+        server.spa_fallback(spa);
+    }
+    server.transport(TransportOptions {
+        kind: cli.transport,
+        tls,
+        threads: cli.threads,
+        shutdown_grace: None,
+    });
+    server
+        .serve_forever()
+        .map_err(|e| format!("cannot serve on {addr}: {e}"))
+}
+
+fn main() -> ExitCode {
+    match parse() {
+        Ok(Parsed::Exit(text)) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Ok(Parsed::Run(cli)) => match run(*cli) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                msg(&format!("error: {e}"));
+                ExitCode::from(1)
+            }
+        },
+        Err(e) => {
+            eprintln!("quick-server: {e}\n\n{}", help());
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The benchmark's JSON handler (tests/bench/run, row d): `GET /api/hello` answers
+//! `{"hello": "world"}` through `json_get`, the same body the hyper peer sends.
+//!
+//! Usage: `bench_json [--transport mio|std] [--port PORT]` (listens on 127.0.0.1).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use quick_server::{Abort, QuickServer, Transport, TransportOptions};
+
+/// What the command line asked for.
+struct Options {
+    transport: Transport,
+    port: u16,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut options = Options {
+        transport: Transport::Mio,
+        port: 8000,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--transport" => options.transport = value.parse()?,
+            "--port" | "-p" => {
+                options.port = value
+                    .parse()
+                    .map_err(|e| format!("bad port '{value}': {e}"))?
+            }
+            other => return Err(format!("unknown flag '{other}'")),
+        }
+    }
+    Ok(options)
+}
+
+fn main() -> ExitCode {
+    let options = match parse() {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("bench_json: {e}\nusage: bench_json [--transport mio|std] [--port PORT]");
+            return ExitCode::from(2);
+        }
+    };
+    let mut server = QuickServer::new(SocketAddr::from(([127, 0, 0, 1], options.port)));
+    server.json_get("/api/hello", None, |_req, _args| {
+        Ok::<_, Abort>(serde_json::json!({ "hello": "world" }))
+    });
+    server.transport(TransportOptions {
+        kind: options.transport,
+        ..TransportOptions::default()
+    });
+    match server.serve_forever() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench_json: cannot serve on port {}: {e}", options.port);
+            ExitCode::from(1)
+        }
+    }
+}
