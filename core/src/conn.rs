@@ -11,6 +11,8 @@ use crate::http::head::{Framing, HeadScanner, Method, RequestHead};
 use crate::http::response::{self, Body, DateCache, FileRegion, Response};
 use crate::job::{Completion, Job, JobId, Output};
 use crate::log::{RequestRecord, SlowRequest};
+use crate::proxy::exchange::{Exchange, ProxyFailure};
+use crate::proxy::Connect;
 use crate::server::{Dispatch, Request, Server};
 use crate::worker::route::WorkerRoute;
 use crate::worker::{TaskKey, START_WAIT};
@@ -20,6 +22,8 @@ use crate::worker::{TaskKey, START_WAIT};
 const INLINE_FILE_MAX: u64 = 32 * 1024;
 /// Free space `read_buf` guarantees before a read.
 const READ_CHUNK: usize = 16 * 1024;
+/// Request body bytes buffered for the upstream before the client is read again.
+const PROXY_BUFFER: usize = 64 * 1024;
 
 /// What the transport should send next.
 #[derive(Debug)]
@@ -51,6 +55,11 @@ enum State {
     },
     /// A job computes the answer; nothing more is read until it completes.
     Waiting { id: JobId, head_only: bool },
+    /// The request is forwarded upstream; `reader` frames what is left of its body.
+    Proxy {
+        exchange: Box<Exchange>,
+        reader: Option<BodyReader>,
+    },
     /// A worker task started; its first answer is due at `until` (SPEC 5.3).
     Delayed {
         until: Instant,
@@ -116,6 +125,8 @@ pub struct Connection {
     last_activity: Instant,
     read_closed: bool,
     shutting_down: bool,
+    /// Buffer the transport reads upstream bytes into.
+    upstream_in: Vec<u8>,
 }
 
 impl Current {
@@ -154,6 +165,7 @@ impl Connection {
             last_activity: now,
             read_closed: false,
             shutting_down: false,
+            upstream_in: Vec::new(),
         }
     }
 
@@ -325,6 +337,7 @@ impl Connection {
             }),
             State::Body { .. } => Some(self.last_activity + limits.body_timeout),
             State::Delayed { until, .. } => Some(*until),
+            State::Proxy { .. } => Some(self.last_activity + limits.upstream_timeout),
             State::Waiting { .. } => match (&self.current, self.server.slow_threshold()) {
                 (Some(c), Some(threshold)) if !c.reported_slow => Some(c.started + threshold),
                 _ => None,
@@ -349,6 +362,7 @@ impl Connection {
             return;
         }
         match self.state {
+            State::Proxy { .. } => self.end_proxy(Err(ProxyFailure::Timeout), now),
             State::Delayed { .. } => self.answer_start(now),
             State::Waiting { .. } => self.report_slow(now),
             State::Head if self.head_started.is_some() => self.fail(HttpError::HeadTimeout, now),
@@ -438,6 +452,7 @@ impl Connection {
                 State::Closing | State::Waiting { .. } | State::Delayed { .. } => false,
                 State::Head => self.process_head(now),
                 State::Body { .. } => self.process_body(now),
+                State::Proxy { .. } => self.process_proxy_body(now),
             };
             if !progressed {
                 break;
@@ -516,6 +531,15 @@ impl Connection {
             current.target = head.target().to_owned();
             current.cors = self.server.cors_fields(&head);
         }
+        if let Some((route, target)) = self.server.proxy_for(&head) {
+            let exchange = Exchange::new(route, &target, &head, &self.peer.addr, self.peer.secure);
+            let reader = (!exchange.request_done()).then_some(reader);
+            self.state = State::Proxy {
+                exchange: Box::new(exchange),
+                reader,
+            };
+            return;
+        }
         let collect = self.server.wants_body(&head);
         let request = Box::new(Request::new(head, self.peer.clone(), collect));
         self.state = State::Body { request, reader };
@@ -570,6 +594,202 @@ impl Connection {
         true
     }
 
+    /// Forwards client body bytes to the exchange while its buffer has room.
+    fn process_proxy_body(&mut self, now: Instant) -> bool {
+        let limits = &self.server.limits;
+        let State::Proxy { exchange, reader } = &mut self.state else {
+            return false;
+        };
+        let Some(body) = reader.as_mut() else {
+            return false;
+        };
+        let buf = &self.input[self.consumed..self.filled];
+        if buf.is_empty() || exchange.pending() >= PROXY_BUFFER {
+            return false;
+        }
+        let room = PROXY_BUFFER - exchange.pending();
+        let (used, finished) = match body {
+            BodyReader::Length { left } => {
+                let take = usize::try_from(*left)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len())
+                    .min(room);
+                exchange.push_body(&buf[..take]);
+                *left -= take as u64;
+                (take, *left == 0)
+            }
+            BodyReader::Chunked(decoder) => match decoder.step(&buf[..buf.len().min(room)], limits)
+            {
+                Ok(step) => {
+                    exchange.push_body(step.data);
+                    (step.consumed, decoder.is_done())
+                }
+                Err(e) => {
+                    self.fail(e, now);
+                    return true;
+                }
+            },
+        };
+        self.consumed += used;
+        if finished {
+            exchange.finish_body();
+            *reader = None;
+        }
+        used > 0
+    }
+
+    // ----- upstream (proxy) -----
+
+    /// An upstream connection the transport must open for a proxied request; report the
+    /// result with [`upstream_connected`](Self::upstream_connected) or
+    /// [`upstream_failed`](Self::upstream_failed).
+    pub fn poll_connect(&mut self) -> Option<Connect> {
+        match &mut self.state {
+            State::Proxy { exchange, .. } => exchange.take_connect(),
+            _ => None,
+        }
+    }
+
+    /// Whether a proxied exchange is in progress; once false, the transport closes the
+    /// upstream socket it holds.
+    pub fn upstream_active(&self) -> bool {
+        matches!(self.state, State::Proxy { .. })
+    }
+
+    /// The upstream socket is connected.
+    pub fn upstream_connected(&mut self, now: Instant) {
+        if let State::Proxy { exchange, .. } = &mut self.state {
+            exchange.connected = true;
+            self.last_activity = now;
+        }
+    }
+
+    /// The upstream could not be reached, or its socket failed.
+    pub fn upstream_failed(&mut self, now: Instant) {
+        self.end_proxy(Err(ProxyFailure::Unreachable), now);
+    }
+
+    /// Request bytes to write to the upstream socket.
+    pub fn upstream_transmit(&self) -> Option<&[u8]> {
+        match &self.state {
+            State::Proxy { exchange, .. } => exchange.transmit(),
+            _ => None,
+        }
+    }
+
+    /// `n` bytes of [`upstream_transmit`](Self::upstream_transmit) were written.
+    pub fn upstream_transmitted(&mut self, n: usize, now: Instant) {
+        if let State::Proxy { exchange, .. } = &mut self.state {
+            exchange.transmitted(n);
+            if n > 0 {
+                self.last_activity = now;
+            }
+        }
+        self.process(now);
+    }
+
+    /// Whether the transport should read from the upstream socket.
+    pub fn upstream_wants_read(&self) -> bool {
+        matches!(&self.state, State::Proxy { exchange, .. } if exchange.connected)
+            && self.pending_output < self.server.limits.max_pending_output
+    }
+
+    /// Whether request bytes wait for the upstream socket.
+    pub fn upstream_wants_write(&self) -> bool {
+        self.upstream_transmit().is_some()
+    }
+
+    /// A buffer to read upstream bytes into; follow with
+    /// [`upstream_commit`](Self::upstream_commit). Empty when no upstream input is wanted.
+    pub fn upstream_read_buf(&mut self) -> &mut [u8] {
+        if !self.upstream_wants_read() {
+            return &mut [];
+        }
+        self.upstream_in.resize(READ_CHUNK, 0);
+        &mut self.upstream_in
+    }
+
+    /// Takes `n` bytes the transport read from the upstream into
+    /// [`upstream_read_buf`](Self::upstream_read_buf).
+    pub fn upstream_commit(&mut self, n: usize, now: Instant) {
+        let n = n.min(self.upstream_in.len());
+        if n == 0 {
+            return;
+        }
+        self.last_activity = now;
+        let date = self.date.get(self.server.wall_time(now)).to_vec();
+        let State::Proxy { exchange, .. } = &mut self.state else {
+            return;
+        };
+        let result = exchange.receive(
+            &self.upstream_in[..n],
+            self.server.server_header(),
+            &date,
+            &self.server.limits,
+        );
+        self.relay(result, now);
+    }
+
+    /// The upstream closed its side.
+    pub fn upstream_eof(&mut self, now: Instant) {
+        let State::Proxy { exchange, .. } = &mut self.state else {
+            return;
+        };
+        let result = exchange.eof();
+        self.relay(result, now);
+    }
+
+    /// Queues what the upstream produced; ends the exchange when the response is complete.
+    fn relay(
+        &mut self,
+        result: Result<crate::proxy::exchange::Relayed, ProxyFailure>,
+        now: Instant,
+    ) {
+        let relayed = match result {
+            Ok(relayed) => relayed,
+            Err(failure) => return self.end_proxy(Err(failure), now),
+        };
+        if let Some((status, size)) = relayed.head {
+            if relayed.close {
+                self.keep_alive = false;
+            }
+            if let Some(current) = self.current.take() {
+                self.log_status(&current, status, None, size, now);
+            }
+        }
+        self.push_bytes(&relayed.bytes);
+        if relayed.done {
+            self.end_proxy(Ok(()), now);
+        }
+    }
+
+    /// Leaves the proxy state: after a complete response the connection goes on (when its
+    /// framing allows); a failure before the head answers 502/504, after it closes.
+    fn end_proxy(&mut self, outcome: Result<(), ProxyFailure>, now: Instant) {
+        let State::Proxy { exchange, reader } = std::mem::replace(&mut self.state, State::Head)
+        else {
+            return;
+        };
+        let body_left = reader.is_some();
+        match outcome {
+            Ok(()) if !body_left => {}
+            Ok(()) => self.keep_alive = false,
+            Err(failure) if exchange.awaiting_head() => {
+                if body_left {
+                    self.keep_alive = false;
+                }
+                let response = Response::error_page(failure.status(), Some(failure.message()));
+                self.send(response, false, now);
+            }
+            Err(_) => self.keep_alive = false,
+        }
+        if !self.keep_alive {
+            self.state = State::Closing;
+        }
+        self.upstream_in = Vec::new();
+        self.process(now);
+    }
+
     /// Answers a request the connection cannot frame or accept, then closes.
     fn fail(&mut self, error: HttpError, now: Instant) {
         self.keep_alive = false;
@@ -620,6 +840,31 @@ impl Connection {
 
     /// Reports an answered request (and a slow one's completion) to the server's log.
     fn log(&self, current: &Current, response: &Response, now: Instant) {
+        let size = match &response.body {
+            Body::File(region) => Some(region.file.metadata().len),
+            _ => None,
+        };
+        let page = response
+            .fields
+            .iter()
+            .any(|(n, v)| n == "Content-Type" && v == response::ERROR_PAGE_TYPE);
+        let message = if page {
+            response.reason.as_deref()
+        } else {
+            None
+        };
+        self.log_status(current, response.status, message, size, now);
+    }
+
+    /// Reports one answer (status, error-page message, known size) to the server's log.
+    fn log_status(
+        &self,
+        current: &Current,
+        status: u16,
+        message: Option<&str>,
+        size: Option<u64>,
+        now: Instant,
+    ) {
         let Some(log) = self.server.request_log() else {
             return;
         };
@@ -632,23 +877,11 @@ impl Connection {
                 completed: true,
             });
         }
-        let size = match &response.body {
-            Body::File(region) => Some(region.file.metadata().len),
-            _ => None,
-        };
-        let message = response
-            .fields
-            .iter()
-            .any(|(n, v)| n == "Content-Type" && v == response::ERROR_PAGE_TYPE);
         log.request(&RequestRecord {
             peer: &self.peer.addr,
             request_line: &current.line,
-            status: response.status,
-            message: if message {
-                response.reason.as_deref()
-            } else {
-                None
-            },
+            status,
+            message,
             size,
             elapsed,
             wall: self.server.wall_time(now),

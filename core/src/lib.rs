@@ -64,6 +64,7 @@ pub mod http;
 mod job;
 mod limits;
 pub mod log;
+pub mod proxy;
 mod server;
 pub mod tokens;
 pub mod worker;

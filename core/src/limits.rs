@@ -27,6 +27,9 @@ pub struct Limits {
     /// Time a response may go without the peer taking a byte before the connection is
     /// dropped. Default 60 s.
     pub send_timeout: Duration,
+    /// Time a proxied request may wait on its upstream (to connect, to answer, or between
+    /// body bytes) before the client gets 504 (or the connection closes). Default 30 s.
+    pub upstream_timeout: Duration,
     /// Buffered output above which the connection stops reading new requests. Default 256 KiB.
     pub max_pending_output: usize,
 }
@@ -44,6 +47,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
             send_timeout: Duration::from_secs(60),
+            upstream_timeout: Duration::from_secs(30),
             max_pending_output: 256 * 1024,
         }
     }

@@ -15,6 +15,7 @@ use crate::http::response::{Body, Response};
 use crate::job::{Completion, Output};
 use crate::limits::Limits;
 use crate::log::RequestLog;
+use crate::proxy::{ProxyError, ProxyRoute};
 use crate::worker::{WorkerDone, WorkerFn, WorkerRoute};
 use std::sync::atomic::AtomicUsize;
 
@@ -105,6 +106,7 @@ pub struct Server {
     dynamic: DynamicRoutes,
     shared: Shared,
     workers: Vec<Arc<WorkerRoute>>,
+    proxies: Vec<ProxyRoute>,
 }
 
 /// Configures a [`Server`].
@@ -118,6 +120,7 @@ pub struct ServerBuilder {
     shared: Shared,
     workers: Vec<Arc<WorkerRoute>>,
     max_chunk_size: Arc<AtomicUsize>,
+    proxies: Vec<ProxyRoute>,
 }
 
 impl Server {
@@ -144,6 +147,7 @@ impl Server {
             shared: Shared::default(),
             workers: Vec::new(),
             max_chunk_size: Arc::new(AtomicUsize::new(10 * 1024 * 1024)),
+            proxies: Vec::new(),
         }
     }
 
@@ -205,6 +209,20 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// The proxy binding that takes this request, and the upstream target (SPEC 8: checked
+    /// before dynamic routes and files, newest binding first).
+    pub(crate) fn proxy_for(&self, head: &RequestHead) -> Option<(&ProxyRoute, String)> {
+        if !matches!(
+            head.method(),
+            Method::Get | Method::Head | Method::Post | Method::Put | Method::Delete
+        ) {
+            return None;
+        }
+        self.proxies
+            .iter()
+            .find_map(|p| p.upstream_target(head.target()).map(|t| (p, t)))
     }
 
     /// The request log, if one is installed.
@@ -335,6 +353,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Forwards requests under `prefix` to the `http://` upstream `url`, before any other
+    /// route (SPEC 8); the newest binding wins.
+    pub fn bind_proxy(&mut self, prefix: &str, url: &str) -> Result<&mut Self, ProxyError> {
+        self.proxies.insert(0, ProxyRoute::new(prefix, url)?);
+        Ok(self)
+    }
+
     /// Registers a worker at `mask`: a POST route (argc 0) speaking the start/get/stop/cargo
     /// protocol (SPEC 5), whose computations run as background jobs.
     pub fn worker(&mut self, mask: &str, work: WorkerFn) -> &mut Self {
@@ -401,6 +426,7 @@ impl ServerBuilder {
             dynamic: self.dynamic,
             shared: self.shared,
             workers: self.workers,
+            proxies: self.proxies,
         })
     }
 }

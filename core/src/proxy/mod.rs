@@ -1,0 +1,9 @@
+//! The reverse-proxy route kind (SPEC 8): bindings from a prefix to an `http://` upstream,
+//! and the sans-IO client exchange the connection runs for a proxied request. The
+//! transport only opens the upstream socket and moves bytes.
+
+pub(crate) mod exchange;
+mod route;
+
+pub use exchange::Connect;
+pub use route::{ProxyError, ProxyRoute};
