@@ -1,1 +1,26 @@
-//! placeholder
+//! # quick-server-std
+//!
+//! The blocking transport of quick-server: one accept thread hands sockets to a fixed pool
+//! of worker threads through a bounded queue, and each worker drives one connection at a
+//! time through the core's drain loop (plain TCP with `sendfile`, or TLS with rustls).
+//! Request jobs run inline on the worker, which blocks per connection anyway; background
+//! jobs have a pool of their own.
+#![warn(missing_docs, unreachable_pub)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod accept;
+mod background;
+mod control;
+mod drive;
+mod linger;
+mod options;
+mod poll;
+mod pool;
+mod reject;
+mod running;
+mod sendfile;
+mod tls;
+mod wire;
+
+pub use options::Options;
+pub use running::{start, Running, ShutdownHandle};

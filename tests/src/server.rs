@@ -1,0 +1,206 @@
+//! A server under test: a core `Server` on 127.0.0.1 port 0, served by the chosen
+//! transport, stopped (gracefully) when dropped.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use quick_server_core::{Server, ServerBuilder};
+use rustls::ClientConfig;
+
+use crate::certs::{client_tls_config, server_tls_config};
+use crate::client::Client;
+use crate::response::Response;
+use crate::setup::{Setup, Transport};
+
+/// Transport knobs a test may change; `None` keeps the transport's default.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Worker threads (std) or job threads (mio).
+    pub threads: Option<usize>,
+    /// Most connections at once before 503.
+    pub max_connections: Option<usize>,
+    /// Grace period of a shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            threads: Some(4),
+            max_connections: None,
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+enum Running {
+    Std(quick_server_std::Running),
+    Mio(quick_server_mio::Running),
+}
+
+/// Stops a [`TestServer`] from another thread.
+#[derive(Clone)]
+pub enum Stopper {
+    /// Of the std transport.
+    Std(quick_server_std::ShutdownHandle),
+    /// Of the mio transport.
+    Mio(quick_server_mio::ShutdownHandle),
+}
+
+impl Stopper {
+    /// Starts a graceful shutdown.
+    pub fn shutdown(&self) {
+        match self {
+            Self::Std(handle) => handle.shutdown(),
+            Self::Mio(handle) => handle.shutdown(),
+        }
+    }
+}
+
+/// A running server and how to reach it.
+pub struct TestServer {
+    setup: Setup,
+    addr: SocketAddr,
+    client_tls: Option<Arc<ClientConfig>>,
+    stopper: Stopper,
+    running: Option<Running>,
+}
+
+impl TestServer {
+    /// Builds a server with `configure` (given a builder anchored now) and serves it with
+    /// the default [`Tuning`].
+    pub fn start(setup: Setup, configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> Self {
+        Self::start_tuned(setup, Tuning::default(), configure)
+    }
+
+    /// Like [`start`](Self::start) with transport knobs.
+    pub fn start_tuned(
+        setup: Setup,
+        tuning: Tuning,
+        configure: impl FnOnce(ServerBuilder) -> ServerBuilder,
+    ) -> Self {
+        let server = configure(Server::builder((Instant::now(), SystemTime::now()))).build();
+        Self::serve(setup, tuning, server)
+    }
+
+    /// Serves a built server.
+    pub fn serve(setup: Setup, tuning: Tuning, server: Arc<Server>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let tls = setup.tls.then(server_tls_config);
+        let (running, stopper, addr) = match setup.transport {
+            Transport::Std => {
+                let defaults = quick_server_std::Options::default();
+                let options = quick_server_std::Options {
+                    tls,
+                    threads: tuning.threads.unwrap_or(defaults.threads),
+                    max_connections: tuning.max_connections.unwrap_or(defaults.max_connections),
+                    shutdown_grace: tuning.shutdown_grace,
+                };
+                let running = quick_server_std::start(listener, server, options)
+                    .expect("start the std transport");
+                let stopper = Stopper::Std(running.handle());
+                let addr = running.local_addr();
+                (Running::Std(running), stopper, addr)
+            }
+            Transport::Mio => {
+                let defaults = quick_server_mio::Options::default();
+                let options = quick_server_mio::Options {
+                    tls,
+                    threads: tuning.threads.unwrap_or(defaults.threads),
+                    max_connections: tuning.max_connections.unwrap_or(defaults.max_connections),
+                    shutdown_grace: tuning.shutdown_grace,
+                };
+                let running = quick_server_mio::start(listener, server, options)
+                    .expect("start the mio transport");
+                let stopper = Stopper::Mio(running.handle());
+                let addr = running.local_addr();
+                (Running::Mio(running), stopper, addr)
+            }
+        };
+        let client_tls = setup.tls.then(client_tls_config);
+        Self {
+            setup,
+            addr,
+            client_tls,
+            stopper,
+            running: Some(running),
+        }
+    }
+
+    /// The setup this server runs in.
+    pub fn setup(&self) -> Setup {
+        self.setup
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A new client connection (TLS when the server speaks it).
+    pub fn connect(&self) -> Client {
+        self.try_connect()
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.addr))
+    }
+
+    /// A new client connection, or the connect error.
+    pub fn try_connect(&self) -> io::Result<Client> {
+        Client::connect(self.addr, self.client_tls.clone())
+    }
+
+    /// Sends `bytes` on a new connection, ends the sending side, and parses every
+    /// response until the server closes (no request may be HEAD). Panics if what came
+    /// back is not a sequence of whole responses.
+    pub fn send_raw(&self, bytes: &[u8]) -> Vec<Response> {
+        let mut client = self.connect();
+        client.send(bytes).unwrap_or_else(|e| panic!("send: {e}"));
+        // The server may answer and close before reading all of it: then this fails.
+        let _ = client.half_close();
+        let mut responses = Vec::new();
+        loop {
+            match client.read_response() {
+                Ok(response) => responses.push(response),
+                Err(_) if client.is_closed() => break,
+                Err(e) => panic!("reading responses: {e}"),
+            }
+        }
+        let rest = client
+            .read_to_close()
+            .unwrap_or_else(|e| panic!("reading to close: {e}"));
+        assert!(
+            rest.is_empty(),
+            "bytes after the last response: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+        responses
+    }
+
+    /// A handle that starts a shutdown from anywhere.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Shuts down gracefully and waits until the transport returns; how long that took.
+    pub fn stop(mut self) -> io::Result<Duration> {
+        self.stop_and_wait()
+    }
+
+    fn stop_and_wait(&mut self) -> io::Result<Duration> {
+        let started = Instant::now();
+        self.stopper.shutdown();
+        match self.running.take() {
+            Some(Running::Std(running)) => running.wait()?,
+            Some(Running::Mio(running)) => running.wait()?,
+            None => {}
+        }
+        Ok(started.elapsed())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.stop_and_wait();
+    }
+}

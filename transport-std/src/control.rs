@@ -1,0 +1,199 @@
+//! What the accept thread, the workers and the shutdown handle share: the stop signal,
+//! the count of admitted connections, and each worker's socket so a shutdown whose grace
+//! ran out can close it.
+
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+/// The control block of one running server.
+#[derive(Debug)]
+pub(crate) struct Control {
+    /// Written once by [`stop`](Self::stop) and never read, so its peer stays readable:
+    /// every thread waiting in `poll` on [`stop_fd`](Self::stop_fd) wakes.
+    stop_tx: UnixStream,
+    stop_rx: UnixStream,
+    stopping: AtomicBool,
+    stopped_at: Mutex<Option<Instant>>,
+    /// Sockets are closed under the workers' feet: the grace period is over.
+    forced: AtomicBool,
+    /// Connections queued or being served.
+    load: Mutex<usize>,
+    /// Signalled when `load` drops to zero.
+    drained: Condvar,
+    /// The socket each worker serves, by worker index.
+    sockets: Vec<Mutex<Option<TcpStream>>>,
+}
+
+impl Control {
+    /// A control block for `workers` worker threads.
+    pub(crate) fn new(workers: usize) -> io::Result<Self> {
+        let (stop_tx, stop_rx) = UnixStream::pair()?;
+        stop_tx.set_nonblocking(true)?;
+        Ok(Self {
+            stop_tx,
+            stop_rx,
+            stopping: AtomicBool::new(false),
+            stopped_at: Mutex::new(None),
+            forced: AtomicBool::new(false),
+            load: Mutex::new(0),
+            drained: Condvar::new(),
+            sockets: (0..workers).map(|_| Mutex::new(None)).collect(),
+        })
+    }
+
+    /// Starts a graceful stop (idempotent).
+    pub(crate) fn stop(&self) {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        *lock(&self.stopped_at) = Some(Instant::now());
+        // One byte is enough: nobody reads it, so the descriptor stays readable. A full
+        // buffer would mean a byte is already there.
+        let _ = (&self.stop_tx).write(&[1]);
+    }
+
+    /// Whether a stop was requested.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// When the stop was requested.
+    pub(crate) fn stopped_at(&self) -> Option<Instant> {
+        *lock(&self.stopped_at)
+    }
+
+    /// A descriptor that becomes readable, for good, once a stop is requested.
+    pub(crate) fn stop_fd(&self) -> RawFd {
+        self.stop_rx.as_raw_fd()
+    }
+
+    /// Whether the grace period is over and connections are being cut.
+    pub(crate) fn is_forced(&self) -> bool {
+        self.forced.load(Ordering::SeqCst)
+    }
+
+    /// Counts one more connection if fewer than `max` are admitted; false otherwise.
+    pub(crate) fn admit(&self, max: usize) -> bool {
+        let mut load = lock(&self.load);
+        if *load >= max {
+            return false;
+        }
+        *load += 1;
+        true
+    }
+
+    /// A connection admitted by [`admit`](Self::admit) is finished.
+    pub(crate) fn release(&self) {
+        let mut load = lock(&self.load);
+        *load = load.saturating_sub(1);
+        if *load == 0 {
+            self.drained.notify_all();
+        }
+    }
+
+    /// Waits until no connection is left or `deadline` passes; true if none is left.
+    pub(crate) fn wait_drained(&self, deadline: Instant) -> bool {
+        let mut load = lock(&self.load);
+        while *load > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            load = self
+                .drained
+                .wait_timeout(load, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    /// Records the socket worker `index` serves, so [`force`](Self::force) can close it.
+    pub(crate) fn register(&self, index: usize, socket: &TcpStream) -> io::Result<()> {
+        let clone = socket.try_clone()?;
+        if let Some(slot) = self.sockets.get(index) {
+            *lock(slot) = Some(clone);
+        }
+        Ok(())
+    }
+
+    /// Worker `index` is done with its socket.
+    pub(crate) fn unregister(&self, index: usize) {
+        if let Some(slot) = self.sockets.get(index) {
+            *lock(slot) = None;
+        }
+    }
+
+    /// Ends the grace period: shuts down every socket being served, so blocked reads and
+    /// writes return at once, and makes workers drop what is still queued.
+    pub(crate) fn force(&self) {
+        self.forced.store(true, Ordering::SeqCst);
+        for slot in &self.sockets {
+            if let Some(socket) = lock(slot).as_ref() {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Locks a mutex; a panic elsewhere cannot leave these plain values inconsistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::poll;
+
+    #[test]
+    fn admission_is_bounded_and_drains() {
+        let control = Control::new(1).unwrap();
+        assert!(control.admit(2) && control.admit(2));
+        assert!(!control.admit(2), "the third is over the limit");
+        control.release();
+        assert!(control.admit(2));
+        let soon = Instant::now() + Duration::from_millis(10);
+        assert!(!control.wait_drained(soon));
+        control.release();
+        control.release();
+        assert!(control.wait_drained(Instant::now()));
+    }
+
+    #[test]
+    fn stop_wakes_pollers_for_good() {
+        let control = Control::new(1).unwrap();
+        assert!(!control.is_stopping() && control.stopped_at().is_none());
+        control.stop();
+        control.stop();
+        assert!(control.is_stopping() && control.stopped_at().is_some());
+        for _ in 0..2 {
+            let woken = poll::wait(None, Some(control.stop_fd()), None).unwrap();
+            assert!(woken.stop);
+        }
+    }
+
+    #[test]
+    fn force_closes_registered_sockets() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let control = Control::new(2).unwrap();
+        control.register(1, &server).unwrap();
+        control.force();
+        assert!(control.is_forced());
+        let mut buf = [0; 1];
+        assert_eq!(client.read(&mut buf).unwrap(), 0, "the peer sees the close");
+        control.unregister(1);
+        control.unregister(7);
+    }
+}

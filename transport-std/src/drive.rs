@@ -1,0 +1,170 @@
+//! One connection on one worker thread: the core's drain loop, run with blocking I/O.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quick_server_core::{Connection, Job, JobKind, PeerInfo, Server};
+
+use crate::control::Control;
+use crate::poll;
+use crate::wire::{is_timeout, End, Input, Wire};
+
+/// What every worker needs to serve a connection.
+#[derive(Debug)]
+pub(crate) struct Context {
+    /// The routes and limits.
+    pub(crate) server: Arc<Server>,
+    /// TLS configuration, when serving HTTPS.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// Stop signal and bookkeeping.
+    pub(crate) control: Arc<Control>,
+    /// The background job pool.
+    pub(crate) background: Sender<Job>,
+}
+
+/// Serves one accepted connection until it closes.
+pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: &Context) {
+    let now = Instant::now();
+    let info = PeerInfo {
+        addr: peer.to_string(),
+        secure: ctx.tls.is_some(),
+    };
+    let mut conn = Connection::new(Arc::clone(&ctx.server), info, now);
+    let Ok(mut wire) = Wire::new(socket, ctx.tls.as_ref()) else {
+        return;
+    };
+    // A handshake is bounded like a request head, from the moment a worker takes it.
+    let handshake_deadline = now + ctx.server.limits().header_timeout;
+    let end = drive(&mut conn, &mut wire, ctx, handshake_deadline);
+    wire.close(end);
+}
+
+/// The drain loop: after every input or command, run the jobs and write all output,
+/// then close if the core is done, else wait for input, a deadline or the stop signal.
+fn drive(
+    conn: &mut Connection,
+    wire: &mut Wire,
+    ctx: &Context,
+    handshake_deadline: Instant,
+) -> End {
+    let send_timeout = ctx.server.limits().send_timeout;
+    let control = &ctx.control;
+    let mut stop_seen = false;
+    let mut peer_closed = false;
+    loop {
+        if drain(conn, wire, ctx, send_timeout).is_err() {
+            return End::Abort;
+        }
+        if conn.is_closed() {
+            return if peer_closed {
+                End::PeerClosed
+            } else {
+                End::Finished
+            };
+        }
+        let input = if conn.wants_read() && wire.has_buffered_input() {
+            wire.read_buffered(conn, Instant::now())
+        } else {
+            let handshake = wire.is_handshaking().then_some(handshake_deadline);
+            let deadline = earliest(conn.poll_timeout(), handshake);
+            let socket = conn.wants_read().then(|| wire.fd());
+            let stop = (!stop_seen).then(|| control.stop_fd());
+            if socket.is_none() && stop.is_none() && deadline.is_none() {
+                return End::Finished; // nothing could ever wake this connection again
+            }
+            let Ok(woken) = poll::wait(socket, stop, deadline) else {
+                return End::Abort;
+            };
+            let now = Instant::now();
+            // The stop goes first: bytes sent after it must not start a new exchange.
+            if !stop_seen && control.is_stopping() {
+                stop_seen = true;
+                conn.shutdown(now);
+                continue;
+            }
+            if woken.readable {
+                wire.read(conn, now)
+            } else {
+                if deadline.is_some_and(|d| now >= d) {
+                    if handshake.is_some_and(|d| now >= d) {
+                        return End::Abort; // stalled or garbage handshake
+                    }
+                    conn.handle_timeout(now);
+                }
+                Ok(Input::Nothing)
+            }
+        };
+        match input {
+            Ok(Input::Eof) => peer_closed = true,
+            Ok(Input::Data | Input::Nothing) => {}
+            Err(_) => return End::Abort,
+        }
+    }
+}
+
+/// Starts every job the core hands out (request jobs inline: this thread serves only
+/// this connection anyway) and writes everything it transmits; a write that runs into
+/// the core's send deadline is reported to it as a timeout.
+fn drain(
+    conn: &mut Connection,
+    wire: &mut Wire,
+    ctx: &Context,
+    send_timeout: Duration,
+) -> io::Result<()> {
+    loop {
+        if let Some(job) = conn.poll_job() {
+            match job.kind() {
+                JobKind::Request => {
+                    let done = job.run();
+                    conn.complete(done, Instant::now());
+                }
+                JobKind::Background => {
+                    // The pool outlives every connection; should it be gone, the job
+                    // still runs, here.
+                    if let Err(returned) = ctx.background.send(job) {
+                        let done = returned.0.run();
+                        conn.complete(done, Instant::now());
+                    }
+                }
+            }
+            continue;
+        }
+        let deadline = conn.poll_timeout();
+        let Some(transmit) = conn.poll_transmit() else {
+            break;
+        };
+        match wire.send(transmit, deadline) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => conn.transmitted(n, Instant::now()),
+            Err(e) if is_timeout(&e) => conn.handle_timeout(Instant::now()),
+            Err(e) => return Err(e),
+        }
+    }
+    wire.flush(Instant::now() + send_timeout)
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earliest_deadline() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(1);
+        assert_eq!(earliest(None, None), None);
+        assert_eq!(earliest(Some(later), None), Some(later));
+        assert_eq!(earliest(None, Some(now)), Some(now));
+        assert_eq!(earliest(Some(later), Some(now)), Some(now));
+    }
+}

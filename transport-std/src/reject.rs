@@ -1,0 +1,57 @@
+//! The rejecter thread: answers connections over the limit with `503 Service
+//! Unavailable` (over TLS too) and closes them, one at a time, so the accept thread never
+//! blocks on a client.
+
+use std::io;
+use std::net::TcpStream;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::control::Control;
+use crate::wire::{End, Wire};
+
+/// The whole answer: no body, and the connection closes.
+const OVERLOADED: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+/// Longest time one rejection (handshake and answer) may take.
+const REJECT_TIME: Duration = Duration::from_secs(1);
+/// Connections waiting to be rejected; beyond, they are closed unanswered.
+const QUEUE: usize = 64;
+
+/// Starts the rejecter; it ends when the returned sender is dropped.
+pub(crate) fn spawn(
+    tls: Option<Arc<rustls::ServerConfig>>,
+    control: Arc<Control>,
+) -> io::Result<(SyncSender<TcpStream>, JoinHandle<()>)> {
+    let (queue, sockets) = mpsc::sync_channel(QUEUE);
+    let thread = thread::Builder::new()
+        .name("quick-server-std-reject".to_owned())
+        .spawn(move || run(&sockets, tls.as_ref(), &control))?;
+    Ok((queue, thread))
+}
+
+fn run(sockets: &Receiver<TcpStream>, tls: Option<&Arc<rustls::ServerConfig>>, control: &Control) {
+    for socket in sockets {
+        if !control.is_stopping() {
+            reject(socket, tls);
+        }
+    }
+}
+
+/// Answers 503 (after the handshake, under TLS) and closes.
+fn reject(socket: TcpStream, tls: Option<&Arc<rustls::ServerConfig>>) {
+    let deadline = Instant::now() + REJECT_TIME;
+    let Ok(mut wire) = Wire::new(socket, tls) else {
+        return;
+    };
+    let end = match wire
+        .handshake(deadline)
+        .and_then(|()| wire.write_all(OVERLOADED, deadline))
+    {
+        Ok(()) => End::Finished,
+        Err(_) => End::Abort,
+    };
+    wire.close(end);
+}

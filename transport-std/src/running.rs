@@ -1,0 +1,124 @@
+//! Starting the server threads, and stopping them gracefully.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use quick_server_core::Server;
+
+use crate::accept::{self, Admission};
+use crate::control::Control;
+use crate::drive::Context;
+use crate::options::Options;
+use crate::{background, pool, reject};
+
+/// How long to wait for connections cut at the end of the grace period to let go of
+/// their threads before `wait` returns without them.
+const FORCE_WAIT: Duration = Duration::from_secs(2);
+
+/// Starts serving `server` on `listener` with the given options; returns at once.
+pub fn start(listener: TcpListener, server: Arc<Server>, options: Options) -> io::Result<Running> {
+    if options.threads == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "threads must be at least 1",
+        ));
+    }
+    let local_addr = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    let control = Arc::new(Control::new(options.threads)?);
+    let background = background::spawn(background::thread_count(), &server)?;
+    let ctx = Arc::new(Context {
+        server: Arc::clone(&server),
+        tls: options.tls.clone(),
+        control: Arc::clone(&control),
+        background,
+    });
+    let (queue, queued) = mpsc::sync_channel(options.max_connections.max(1));
+    // On any error below, dropping the queue's sender ends the threads already started.
+    let workers = pool::spawn(options.threads, queued, &ctx)?;
+    let (reject, rejecter) = reject::spawn(options.tls, Arc::clone(&control))?;
+    let admission = Admission {
+        queue,
+        reject,
+        control: Arc::clone(&control),
+        max_connections: options.max_connections,
+        server,
+    };
+    let acceptor = thread::Builder::new()
+        .name("quick-server-std-accept".to_owned())
+        .spawn(move || accept::run(listener, admission))?;
+    Ok(Running {
+        local_addr,
+        grace: options.shutdown_grace,
+        control,
+        acceptor,
+        workers,
+        rejecter,
+    })
+}
+
+/// A running server; its threads serve until [`ShutdownHandle::shutdown`].
+#[derive(Debug)]
+pub struct Running {
+    local_addr: SocketAddr,
+    grace: Duration,
+    control: Arc<Control>,
+    acceptor: JoinHandle<io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
+    rejecter: JoinHandle<()>,
+}
+
+/// Stops a running server from any thread (signal handlers use it).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    control: Arc<Control>,
+}
+
+impl Running {
+    /// The address the server listens on (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops this server.
+    pub fn handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            control: Arc::clone(&self.control),
+        }
+    }
+
+    /// Blocks until a shutdown completed: accepting stopped, and every connection closed
+    /// or the grace period ran out (its socket is then closed under it). Fails if the
+    /// listener failed.
+    pub fn wait(self) -> io::Result<()> {
+        let accepted = self.acceptor.join();
+        // The accept thread also ends when the listener fails: stop everything then too.
+        self.control.stop();
+        let grace_end = self.control.stopped_at().unwrap_or_else(Instant::now) + self.grace;
+        let mut drained = self.control.wait_drained(grace_end);
+        if !drained {
+            self.control.force();
+            drained = self.control.wait_drained(Instant::now() + FORCE_WAIT);
+        }
+        // A handler that never returns keeps its worker: leave it rather than hang.
+        if drained {
+            for worker in self.workers {
+                let _ = worker.join();
+            }
+            let _ = self.rejecter.join();
+        }
+        accepted.unwrap_or_else(|_| Err(io::Error::other("the accept thread panicked")))
+    }
+}
+
+impl ShutdownHandle {
+    /// Stops accepting (new connects are refused), lets each connection finish the
+    /// request in progress and close, and closes the rest when the grace period ends.
+    pub fn shutdown(&self) {
+        self.control.stop();
+    }
+}
