@@ -1,0 +1,364 @@
+//! The event loop: one thread owning the listener, every session, the timers and the
+//! job pool's return channel. Each wake-up handles a whole batch of readiness events
+//! with one clock read, then the due timers.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll};
+use quick_server_core::{Completion, Connection, PeerInfo, Server};
+use rustls::ServerConfig;
+
+use crate::pool::Jobs;
+use crate::session::{Context, Next, Session};
+use crate::slab::{Key, Slab, LISTENER, WAKER};
+use crate::timers::Timers;
+use crate::tls::{Tls, FILE_CHUNK};
+
+/// Readiness events taken per wake-up.
+const EVENTS_PER_POLL: usize = 1024;
+/// The answer to a connection beyond `max_connections`.
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+/// Longest time a refused TLS connection may take (handshake and answer).
+const REFUSE_TIME: Duration = Duration::from_secs(1);
+/// Refused TLS connections being answered at once; beyond, they are closed unanswered.
+const REFUSING_MAX: usize = 64;
+/// Pause before accepting again after the process ran out of descriptors or memory.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// What happened to a session.
+enum Input<'a> {
+    /// It was just accepted.
+    Accepted,
+    /// Its socket is ready.
+    Ready(&'a Event),
+    /// Its deadline passed.
+    Timeout,
+    /// Its job finished.
+    Done(Completion),
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// Everything the loop thread owns.
+pub(crate) struct EventLoop {
+    poll: Poll,
+    /// `None` once shutdown began.
+    listener: Option<TcpListener>,
+    sessions: Slab<Session>,
+    timers: Timers,
+    jobs: Jobs,
+    server: Arc<Server>,
+    tls: Option<Arc<ServerConfig>>,
+    max_connections: usize,
+    /// Sessions that only answer 503 (counted apart from `max_connections`).
+    refusing: usize,
+    grace: Duration,
+    stop: Arc<AtomicBool>,
+    /// File bytes under TLS or without `sendfile`, and discarded input.
+    scratch: Vec<u8>,
+    /// When the shutdown grace ends, once shutdown began.
+    grace_end: Option<Instant>,
+    /// Accepting resumes then, after a shortage of descriptors or memory.
+    accept_retry: Option<Instant>,
+}
+
+/// How the loop is set up.
+pub(crate) struct Setup {
+    /// The poller, with the listener and the pool's waker registered.
+    pub(crate) poll: Poll,
+    /// The listening socket.
+    pub(crate) listener: TcpListener,
+    /// The pools for jobs.
+    pub(crate) jobs: Jobs,
+    /// The HTTP server every connection shares.
+    pub(crate) server: Arc<Server>,
+    /// TLS, if any.
+    pub(crate) tls: Option<Arc<ServerConfig>>,
+    /// Most sessions at once.
+    pub(crate) max_connections: usize,
+    /// Time in-flight requests get after shutdown.
+    pub(crate) grace: Duration,
+    /// Set by the shutdown handle.
+    pub(crate) stop: Arc<AtomicBool>,
+}
+
+impl EventLoop {
+    /// A loop ready to [`run`](Self::run).
+    pub(crate) fn new(setup: Setup) -> Self {
+        Self {
+            poll: setup.poll,
+            listener: Some(setup.listener),
+            sessions: Slab::new(),
+            timers: Timers::default(),
+            jobs: setup.jobs,
+            server: setup.server,
+            tls: setup.tls,
+            max_connections: setup.max_connections,
+            refusing: 0,
+            grace: setup.grace,
+            stop: setup.stop,
+            scratch: vec![0; FILE_CHUNK],
+            grace_end: None,
+            accept_retry: None,
+        }
+    }
+
+    /// Runs until a shutdown completes; waits for the request pool before returning.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        let result = loop {
+            let timeout = self.poll_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                break Err(e);
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    WAKER => self.collect(now),
+                    token => self.step(Key::from_token(token), Input::Ready(event), now),
+                }
+            }
+            if self.stop.load(Ordering::SeqCst) && self.grace_end.is_none() {
+                self.begin_shutdown(now);
+            }
+            if self.accept_retry.is_some_and(|at| at <= now) {
+                self.accept_retry = None;
+                self.accept(now);
+            }
+            self.expire(now);
+            if self.server.poll_timeout().is_some_and(|at| at <= now) {
+                self.server.handle_timeout(now);
+            }
+            if let Some(end) = self.grace_end {
+                if self.sessions.is_empty() || end <= now {
+                    break Ok(());
+                }
+            }
+        };
+        // Connections still open when the grace ended close before the pool is awaited.
+        self.sessions = Slab::new();
+        self.jobs.finish();
+        result
+    }
+
+    /// How long to sleep: until the earliest connection timer, server timer (worker
+    /// results expiring), grace end or accept retry.
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        [
+            self.timers.next(),
+            self.server.poll_timeout(),
+            self.grace_end,
+            self.accept_retry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(now))
+    }
+
+    /// Accepts every pending connection.
+    fn accept(&mut self, now: Instant) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, addr)) => self.admit(stream, addr, now),
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::Interrupted
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::ConnectionReset => {}
+                    _ => {
+                        // Out of descriptors or memory: the pending connection stays
+                        // queued and no new edge will come, so retry on a timer.
+                        self.accept_retry = Some(now + ACCEPT_BACKOFF);
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Sets up a session for an accepted stream. Over the limit, a plain connection is
+    /// answered 503 on the spot; a TLS one gets a short-lived session that completes the
+    /// handshake to say it.
+    fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Instant) {
+        let refuse = self.sessions.len().saturating_sub(self.refusing) >= self.max_connections;
+        if refuse && (self.tls.is_none() || self.refusing >= REFUSING_MAX) {
+            // Plain TCP hears 503 on the spot; TLS beyond the refusing sessions, nothing.
+            let answer = if self.tls.is_none() { BUSY } else { b"" };
+            turn_away(&stream, &mut self.scratch, answer);
+            return;
+        }
+        let Some(key) = self.sessions.vacant_key() else {
+            return;
+        };
+        // Nagle only delays our single-write responses.
+        let _ = stream.set_nodelay(true);
+        let tls = match &self.tls {
+            None => None,
+            Some(config) => {
+                let deadline = now
+                    + if refuse {
+                        REFUSE_TIME
+                    } else {
+                        self.server.limits().header_timeout
+                    };
+                match Tls::new(config.clone(), deadline) {
+                    Ok(tls) => Some(Box::new(tls)),
+                    Err(_) => return,
+                }
+            }
+        };
+        let peer = PeerInfo {
+            addr: addr.to_string(),
+            secure: tls.is_some(),
+        };
+        let conn = Connection::new(self.server.clone(), peer, now);
+        let interest = Interest::READABLE;
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, key.token(), interest)
+            .is_err()
+        {
+            return;
+        }
+        let session = match tls {
+            Some(tls) if refuse => {
+                match Session::refusing(stream, conn, tls, BUSY, interest, now) {
+                    Ok(session) => session,
+                    Err(_) => return,
+                }
+            }
+            tls => Session::new(stream, conn, tls, interest, now),
+        };
+        if let Ok(key) = self.sessions.insert(session) {
+            if refuse {
+                self.refusing += 1;
+            }
+            self.step(key, Input::Accepted, now);
+        }
+    }
+
+    /// Drops a session (closing its socket, which also removes it from the poller).
+    fn close(&mut self, key: Key) {
+        if self
+            .sessions
+            .remove(key)
+            .is_some_and(|session| session.refused)
+        {
+            self.refusing -= 1;
+        }
+    }
+
+    /// Feeds finished jobs to their sessions. The result of a session that closed
+    /// meanwhile (its slot may have a new occupant, of another generation) goes to the
+    /// server, which keeps what outlives a connection (worker results).
+    fn collect(&mut self, now: Instant) {
+        self.jobs.woken();
+        while let Some((key, completion)) = self.jobs.result() {
+            if self.sessions.get_mut(key).is_some() {
+                self.step(key, Input::Done(completion), now);
+            } else {
+                self.server.complete(completion, now);
+            }
+        }
+    }
+
+    /// Handles due timers.
+    fn expire(&mut self, now: Instant) {
+        while let Some((at, key)) = self.timers.pop_due(now) {
+            let Some(session) = self.sessions.get_mut(key) else {
+                continue;
+            };
+            if self.timers.fire(&mut session.timer, key, at, now) {
+                self.step(key, Input::Timeout, now);
+            }
+        }
+    }
+
+    /// Stops accepting and asks every session to finish.
+    fn begin_shutdown(&mut self, now: Instant) {
+        self.grace_end = Some(now + self.grace);
+        self.accept_retry = None;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        for key in self.sessions.keys() {
+            self.step(key, Input::Shutdown, now);
+        }
+    }
+
+    /// Applies one input to a session, runs its drain loop, and re-arms or closes it.
+    fn step(&mut self, key: Key, input: Input<'_>, now: Instant) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let keep = match input {
+            Input::Accepted => true,
+            Input::Ready(event) => {
+                session.on_ready(event);
+                true
+            }
+            Input::Timeout => session.timeout(now),
+            Input::Done(completion) => {
+                session.complete(completion, now);
+                true
+            }
+            Input::Shutdown => {
+                session.shutdown(now);
+                true
+            }
+        };
+        let next = if keep {
+            let mut cx = Context {
+                scratch: &mut self.scratch,
+                jobs: &self.jobs,
+            };
+            session.drive(key, &mut cx, now)
+        } else {
+            Next::Close
+        };
+        match next {
+            Next::Keep { interest, deadline } => {
+                if interest != session.interest {
+                    if self
+                        .poll
+                        .registry()
+                        .reregister(session.stream_mut(), key.token(), interest)
+                        .is_err()
+                    {
+                        self.close(key);
+                        return;
+                    }
+                    session.interest = interest;
+                }
+                self.timers.arm(&mut session.timer, key, deadline);
+            }
+            Next::Close => self.close(key),
+        }
+    }
+}
+
+/// Closes a connection beyond the limit after writing `answer` (if any). What the client
+/// already sent is read first, so closing does not reset the answer.
+fn turn_away(mut stream: &TcpStream, scratch: &mut [u8], answer: &[u8]) {
+    if !answer.is_empty() {
+        let _ = stream.read(scratch);
+        let _ = stream.write(answer);
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+}

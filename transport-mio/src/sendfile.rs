@@ -1,0 +1,79 @@
+//! Zero-copy file sending on plain TCP: `sendfile(2)` from an open file to the socket,
+//! the only `unsafe` in the crate.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+/// Most bytes asked of one `sendfile` call, so one large file cannot hold the loop long.
+pub(crate) const MAX_CHUNK: u64 = 1 << 20;
+
+/// Sends up to `len` bytes of `file_fd` from `offset` to `socket`; returns the bytes sent.
+/// A nonblocking socket that is full gives `WouldBlock`; `Ok(0)` means the file ended
+/// before `offset + len` (it shrank since it was opened).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn send_file(
+    socket: &impl AsRawFd,
+    file_fd: RawFd,
+    offset: u64,
+    len: u64,
+) -> io::Result<usize> {
+    let count = usize::try_from(len.min(MAX_CHUNK)).unwrap_or(0);
+    let mut off =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `socket` and `file_fd` are descriptors open for the duration of the call
+    // (the socket is borrowed, the file is held by the caller's `Arc<dyn OpenFile>`), and
+    // `off` is a live, exclusively borrowed `off_t` the kernel writes the new offset into.
+    let sent = unsafe { libc::sendfile(socket.as_raw_fd(), file_fd, &mut off, count) };
+    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
+}
+
+/// Without `sendfile(2)`, callers fall back to reading and writing.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn send_file(
+    _socket: &impl AsRawFd,
+    _file_fd: RawFd,
+    _offset: u64,
+    _len: u64,
+) -> io::Result<usize> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    #[test]
+    fn sends_a_region_of_a_file() {
+        let dir = std::env::temp_dir().join(format!("qs-mio-sendfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.bin");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(b"0123456789")
+            .unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert_eq!(send_file(&server, file.as_raw_fd(), 2, 5).unwrap(), 5);
+        assert_eq!(
+            send_file(&server, file.as_raw_fd(), 10, 5).unwrap(),
+            0,
+            "past the end"
+        );
+        drop(server);
+        let mut got = Vec::new();
+        (&client).read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"23456");
+        assert!(
+            send_file(&client, -1, 0, 1).is_err(),
+            "a bad descriptor is an error"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,262 @@
+//! One accepted connection as the event loop holds it: socket, HTTP state machine,
+//! optional TLS, and the drain loop that runs after every event.
+
+use std::io::{self, Read};
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::Interest;
+use quick_server_core::{Completion, Connection};
+
+use crate::plain;
+use crate::pool::Jobs;
+use crate::slab::Key;
+use crate::socket::Socket;
+use crate::timers::TimerSlot;
+use crate::tls::Tls;
+
+/// How long a closing connection keeps reading (and discarding) after our last byte left.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+/// How much a closing connection discards before it gives up waiting for the peer's FIN.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// What the loop lends a session for one drive.
+pub(crate) struct Context<'a> {
+    /// A buffer for file bytes and discarded input, shared by all sessions.
+    pub(crate) scratch: &'a mut [u8],
+    /// Where jobs run.
+    pub(crate) jobs: &'a Jobs,
+}
+
+/// What the loop does with a session after driving it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Keep it: register these interests, wake it at this deadline.
+    Keep {
+        /// Readiness to wait for.
+        interest: Interest,
+        /// When to call [`Session::timeout`].
+        deadline: Option<Instant>,
+    },
+    /// Drop it (closes the socket).
+    Close,
+}
+
+/// Where the session is in its life.
+#[derive(Debug)]
+enum Phase {
+    /// Serving HTTP.
+    Serving,
+    /// Our side is shut down; reading and discarding until the peer's FIN, `until` or
+    /// [`LINGER_BYTES`], so unread client bytes do not reset our last answer.
+    Lingering { until: Instant, discarded: usize },
+}
+
+/// One accepted connection.
+#[derive(Debug)]
+pub(crate) struct Session {
+    socket: Socket,
+    conn: Connection,
+    tls: Option<Box<Tls>>,
+    phase: Phase,
+    /// When our last byte left (bounds the lingering close).
+    last_write: Instant,
+    /// The interests registered with the poller.
+    pub(crate) interest: Interest,
+    /// This session's entry in the loop's timers.
+    pub(crate) timer: TimerSlot,
+    /// It only answers 503 (it is over the connection limit).
+    pub(crate) refused: bool,
+}
+
+impl Session {
+    /// A session for a stream registered with `interest`.
+    pub(crate) fn new(
+        stream: TcpStream,
+        conn: Connection,
+        tls: Option<Box<Tls>>,
+        interest: Interest,
+        now: Instant,
+    ) -> Self {
+        Self {
+            socket: Socket::new(stream),
+            conn,
+            tls,
+            phase: Phase::Serving,
+            last_write: now,
+            interest,
+            timer: TimerSlot::default(),
+            refused: false,
+        }
+    }
+
+    /// A session over the connection limit: the TLS handshake runs, `answer` goes out,
+    /// and the connection closes without reading a request.
+    pub(crate) fn refusing(
+        stream: TcpStream,
+        mut conn: Connection,
+        mut tls: Box<Tls>,
+        answer: &[u8],
+        interest: Interest,
+        now: Instant,
+    ) -> io::Result<Self> {
+        tls.refuse(answer)?;
+        conn.shutdown(now);
+        let mut session = Self::new(stream, conn, Some(tls), interest, now);
+        session.refused = true;
+        Ok(session)
+    }
+
+    /// The stream, to (re-)register it.
+    pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
+        self.socket.stream_mut()
+    }
+
+    /// Records a readiness event.
+    pub(crate) fn on_ready(&mut self, event: &Event) {
+        self.socket.on_ready(event);
+    }
+
+    /// Hands a finished job to the connection.
+    pub(crate) fn complete(&mut self, completion: Completion, now: Instant) {
+        self.conn.complete(completion, now);
+    }
+
+    /// Starts a graceful close (server shutdown).
+    pub(crate) fn shutdown(&mut self, now: Instant) {
+        self.conn.shutdown(now);
+    }
+
+    /// The deadline passed: false if the session must be dropped now.
+    pub(crate) fn timeout(&mut self, now: Instant) -> bool {
+        if let Phase::Lingering { until, .. } = self.phase {
+            return now < until;
+        }
+        if let Some(tls) = &self.tls {
+            if tls.handshake_deadline().is_some_and(|at| at <= now) {
+                return false; // garbage or stalled handshake
+            }
+            if self.conn.is_closed() && self.last_write + LINGER_TIME <= now {
+                return false; // the peer stopped taking our last records
+            }
+        }
+        self.conn.handle_timeout(now);
+        true
+    }
+
+    /// The drain loop, run after every input: reads what the socket and the connection
+    /// allow, starts every job, writes until done or blocked, and repeats while anything
+    /// moved; then says which interests and deadline to arm, or to close.
+    pub(crate) fn drive(&mut self, key: Key, cx: &mut Context<'_>, now: Instant) -> Next {
+        if let Phase::Lingering { .. } = self.phase {
+            return self.linger(cx.scratch);
+        }
+        if self.pump(key, cx, now).is_err() {
+            return Next::Close;
+        }
+        if self.socket.take_wrote() {
+            self.last_write = now;
+        }
+        let flushing = self.tls.as_ref().is_some_and(|tls| tls.holds_output());
+        if self.conn.is_closed() && !flushing {
+            return self.start_linger(cx.scratch, now);
+        }
+        Next::Keep {
+            interest: self.interest_wanted(),
+            deadline: self.deadline(),
+        }
+    }
+
+    /// Input, jobs and output until nothing moves; an error ends the connection.
+    fn pump(&mut self, key: Key, cx: &mut Context<'_>, now: Instant) -> io::Result<()> {
+        loop {
+            let mut moved = match &mut self.tls {
+                None => plain::read_input(&mut self.socket, &mut self.conn, now)?,
+                Some(tls) => tls.read_input(&mut self.socket, &mut self.conn, now)?,
+            };
+            while let Some(job) = self.conn.poll_job() {
+                cx.jobs.submit(key, job);
+            }
+            moved |= match &mut self.tls {
+                None => plain::transmit(&mut self.socket, &mut self.conn, cx.scratch, now)?,
+                Some(tls) => tls.transmit(&mut self.socket, &mut self.conn, cx.scratch, now)?,
+            };
+            if !moved {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Readiness to wait for: readable while input is wanted, writable while output
+    /// waits. A session that wants neither (a job runs) stays readable: with edge
+    /// triggering that costs at most one event, remembered until input is wanted again.
+    fn interest_wanted(&self) -> Interest {
+        let (read, write) = match &self.tls {
+            None => (self.conn.wants_read(), self.conn.wants_write()),
+            Some(tls) => (
+                tls.wants_read(&self.conn),
+                tls.wants_write() || self.conn.wants_write(),
+            ),
+        };
+        match (read, write) {
+            (true, true) => Interest::READABLE | Interest::WRITABLE,
+            (false, true) => Interest::WRITABLE,
+            _ => Interest::READABLE,
+        }
+    }
+
+    /// The earliest of the connection's deadline, the TLS handshake's and, once the
+    /// connection is closed but records remain, the linger bound.
+    fn deadline(&self) -> Option<Instant> {
+        let core = self.conn.poll_timeout();
+        let Some(tls) = &self.tls else { return core };
+        let closing = self
+            .conn
+            .is_closed()
+            .then_some(self.last_write + LINGER_TIME);
+        [core, tls.handshake_deadline(), closing]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Shuts our side down and starts discarding input, unless there is nothing to
+    /// protect: the peer already closed, or our last byte left long enough ago.
+    fn start_linger(&mut self, scratch: &mut [u8], now: Instant) -> Next {
+        let until = self.last_write + LINGER_TIME;
+        if until <= now || self.socket.at_eof() {
+            return Next::Close;
+        }
+        self.socket.shutdown_write();
+        self.phase = Phase::Lingering {
+            until,
+            discarded: 0,
+        };
+        self.linger(scratch)
+    }
+
+    /// Reads and discards until the peer's FIN, an error or the byte bound.
+    fn linger(&mut self, scratch: &mut [u8]) -> Next {
+        let Phase::Lingering { until, discarded } = &mut self.phase else {
+            return Next::Close;
+        };
+        while self.socket.may_read() {
+            match self.socket.read(scratch) {
+                Ok(0) => return Next::Close,
+                Ok(n) => {
+                    *discarded += n;
+                    if *discarded >= LINGER_BYTES {
+                        return Next::Close;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return Next::Close,
+            }
+        }
+        Next::Keep {
+            interest: Interest::READABLE,
+            deadline: Some(*until),
+        }
+    }
+}
