@@ -20,7 +20,9 @@ use crate::worker::{TaskKey, START_WAIT};
 /// Bodies up to this size are read into the output buffer, so head and body leave in one
 /// write; larger ones leave as a file region.
 const INLINE_FILE_MAX: u64 = 32 * 1024;
-/// Free space `read_buf` guarantees before a read.
+/// Free space `read_buf` offers for the first read of a request: most heads fit.
+const FIRST_READ: usize = 4 * 1024;
+/// Free space `read_buf` offers once a request needs more (long heads, bodies).
 const READ_CHUNK: usize = 16 * 1024;
 /// Request body bytes buffered for the upstream before the client is read again.
 const PROXY_BUFFER: usize = 64 * 1024;
@@ -182,7 +184,12 @@ impl Connection {
             self.filled -= self.consumed;
             self.consumed = 0;
         }
-        let want = (self.filled + READ_CHUNK).min(self.input_capacity());
+        let chunk = if self.filled == 0 {
+            FIRST_READ
+        } else {
+            READ_CHUNK
+        };
+        let want = (self.filled + chunk).min(self.input_capacity());
         if self.input.len() < want {
             self.input.resize(want, 0);
         }
@@ -457,6 +464,13 @@ impl Connection {
             if !progressed {
                 break;
             }
+        }
+        if matches!(self.state, State::Head | State::Closing) && self.consumed == self.filled {
+            // Between requests nothing is buffered: give the memory back, so idle
+            // keep-alive connections cost little.
+            self.input = Vec::new();
+            self.filled = 0;
+            self.consumed = 0;
         }
     }
 
@@ -1000,6 +1014,15 @@ mod tests {
         assert!(wire.contains("\r\nContent-Length: 5\r\n"));
         assert!(wire.ends_with("\r\n\r\nhello"));
         assert!(!c.is_closed() && c.wants_read());
+    }
+
+    #[test]
+    fn idle_connections_hold_no_input_buffer() {
+        let (mut c, now) = conn();
+        exchange(&mut c, b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        assert_eq!(c.input.capacity(), 0);
+        exchange(&mut c, b"GET /a.txt HTT", now);
+        assert!(c.input.capacity() > 0, "a partial head is kept");
     }
 
     #[test]
