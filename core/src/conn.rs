@@ -814,6 +814,10 @@ impl Connection {
     /// Queues a response; closes afterwards unless keep-alive holds.
     fn send(&mut self, mut response: Response, head_only: bool, now: Instant) {
         let close = !self.keep_alive;
+        if self.output.is_empty() {
+            // The send deadline counts from when output starts waiting.
+            self.last_activity = now;
+        }
         if let Some(current) = self.current.take() {
             if !current.cors.is_empty() {
                 response.fields.splice(0..0, current.cors.iter().cloned());
