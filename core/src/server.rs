@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::conn::PeerInfo;
 use crate::dynamic::route::{DynamicRoutes, Routed, Target};
 use crate::dynamic::{Handler, Method as RouteMethod};
-use crate::files::StaticFiles;
+use crate::files::{HashFirst, StaticFiles};
 use crate::fs::{DiskFs, FileSystem};
 use crate::http::head::{Method, RequestHead};
 use crate::http::response::{Body, Response};
@@ -290,23 +290,35 @@ impl Server {
                         return Output::Respond(response);
                     }
                 }
-                match server.route(request, now, wall) {
+                match Server::route(&server, request, now, wall) {
                     Dispatch::Respond(response) => Output::Respond(response),
                     Dispatch::Run(work) => work(),
                 }
             }));
         }
-        server.route(request, now, wall)
+        Server::route(server, request, now, wall)
     }
 
     /// Dynamic routes first, then static files, then the fixed answers.
-    fn route(&self, request: Request, now: Instant, wall: SystemTime) -> Dispatch {
-        if let Routed::Matched(target, args) = self.dynamic.route(&request.head) {
-            return Dispatch::Run(self.dynamic.work(target, args, request, now, wall));
+    fn route(server: &Arc<Self>, request: Request, now: Instant, wall: SystemTime) -> Dispatch {
+        if let Routed::Matched(target, args) = server.dynamic.route(&request.head) {
+            return Dispatch::Run(server.dynamic.work(target, args, request, now, wall));
         }
         let head = &request.head;
         Dispatch::Respond(match head.method() {
-            Method::Get | Method::Head => self.files.serve(head),
+            Method::Get | Method::Head => match server.files.serve(head, false) {
+                Ok(response) => response,
+                Err(HashFirst) => {
+                    // A big file seen for the first time: hash it off the event loop.
+                    let server = Arc::clone(server);
+                    return Dispatch::Run(Box::new(move || {
+                        let served = server.files.serve(&request.head, true);
+                        Output::Respond(
+                            served.unwrap_or_else(|HashFirst| Response::error_page(500, None)),
+                        )
+                    }));
+                }
+            },
             Method::Options => Response::new(200, Body::Empty),
             Method::Post | Method::Put | Method::Delete => {
                 Response::error_page(404, Some("File not found"))

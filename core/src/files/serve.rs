@@ -82,6 +82,14 @@ pub struct StaticFiles {
     etags: Mutex<HashMap<PathBuf, (u64, SystemTime, ETag)>>,
 }
 
+/// Most bytes hashed on the caller's thread when a file's ETag is not cached yet.
+const INLINE_HASH_MAX: u64 = 256 * 1024;
+
+/// A file must be hashed before it can be answered, and it is too big to do in passing:
+/// answer from a job with `hash_inline` set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashFirst;
+
 /// Why a binding could not be added.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadPrefix(pub String);
@@ -97,7 +105,8 @@ impl std::error::Error for BadPrefix {}
 /// The outcome of looking a path up under the bindings.
 enum Found {
     File(PathBuf),
-    Dir(PathBuf),
+    /// A directory, and the index of the binding it was found under.
+    Dir(PathBuf, usize),
     Missing,
     Hidden,
     NoBinding,
@@ -150,35 +159,39 @@ impl StaticFiles {
         })
     }
 
-    /// Answers a GET or HEAD for `head`'s target.
-    pub fn serve(&self, head: &RequestHead) -> Response {
+    /// Answers a GET or HEAD for `head`'s target. With `hash_inline` false, a file whose
+    /// ETag is not cached yet and which is too big to hash in passing yields [`HashFirst`]:
+    /// the caller answers from a job instead, so an event loop never reads a large file.
+    pub fn serve(&self, head: &RequestHead, hash_inline: bool) -> Result<Response, HashFirst> {
         let target = head.target();
         let (raw_path, _, _) = split_target(target);
         let path = match sanitize(raw_path) {
             Ok(path) => path,
-            Err(e) => return Response::error_page(400, Some(&format!("Bad request path ({e})"))),
-        };
-        let found = self.lookup(&path);
-        let found = match found {
-            Found::Missing | Found::Hidden | Found::NoBinding if self.is_favicon(&path) => {
-                match self.favicon() {
-                    Some(Favicon::Embedded(bytes)) => return self.embedded(head, bytes),
-                    Some(Favicon::File(file)) => self.stat(file),
-                    None => found,
-                }
+            Err(e) => {
+                return Ok(Response::error_page(
+                    400,
+                    Some(&format!("Bad request path ({e})")),
+                ))
             }
-            other => other,
         };
+        let mut found = self.lookup(&path);
+        if matches!(found, Found::Missing) && self.is_favicon(&path) {
+            match self.favicon() {
+                Some(Favicon::Embedded(bytes)) => return Ok(self.embedded(head, bytes)),
+                Some(Favicon::File(file)) => found = Found::File(file),
+                None => {}
+            }
+        }
         match found {
-            Found::File(file) => self.file_response(head, &file),
-            Found::Dir(_) if !path.is_folder() => {
+            Found::File(file) => self.file_response(head, &file, hash_inline),
+            Found::Dir(..) if !path.is_folder() => {
                 let location = redirect_location(target);
                 let mut response = Response::new(301, Body::Empty).with_field("Location", location);
                 response.reason = Some("Use index page with slash".to_owned());
-                response
+                Ok(response)
             }
-            Found::Dir(dir) => self.directory(head, &path, &dir),
-            Found::Missing | Found::Hidden | Found::NoBinding => self.not_found(head),
+            Found::Dir(dir, binding) => self.directory(head, &path, &dir, binding, hash_inline),
+            Found::Missing | Found::Hidden | Found::NoBinding => self.not_found(head, hash_inline),
         }
     }
 
@@ -186,7 +199,7 @@ impl StaticFiles {
     /// hidden names stop the search.
     fn lookup(&self, path: &SafePath) -> Found {
         let mut found = Found::NoBinding;
-        for binding in &self.bindings {
+        for (index, binding) in self.bindings.iter().enumerate() {
             let Some(rest) = path.strip_prefix(&binding.prefix) else {
                 continue;
             };
@@ -194,12 +207,12 @@ impl StaticFiles {
                 return Found::Hidden;
             }
             let candidate: PathBuf = rest.iter().fold(binding.root.clone(), |p, w| p.join(w));
-            if !self.links_allowed(binding, &candidate, rest.len()) {
+            if !self.links_allowed(binding, &candidate) {
                 found = Found::Missing;
                 continue;
             }
             match self.fs.metadata(&candidate) {
-                Ok(meta) if meta.kind == FileKind::Dir => return Found::Dir(candidate),
+                Ok(meta) if meta.kind == FileKind::Dir => return Found::Dir(candidate, index),
                 Ok(meta) if meta.kind == FileKind::File => {
                     if !self.filter.allows(&candidate.to_string_lossy()) {
                         return Found::Missing;
@@ -212,11 +225,26 @@ impl StaticFiles {
         found
     }
 
-    /// Applies the symlink policy to the last `depth` components of `candidate`.
-    fn links_allowed(&self, binding: &Binding, candidate: &Path, depth: usize) -> bool {
+    /// A regular file under `binding` that the symlink policy and the lists allow.
+    fn checked_file(&self, binding: &Binding, candidate: PathBuf) -> Option<PathBuf> {
+        let is_file = self
+            .fs
+            .metadata(&candidate)
+            .is_ok_and(|m| m.kind == FileKind::File);
+        (is_file
+            && self.links_allowed(binding, &candidate)
+            && self.filter.allows(&candidate.to_string_lossy()))
+        .then_some(candidate)
+    }
+
+    /// Applies the symlink policy to the components of `candidate` below the binding root.
+    fn links_allowed(&self, binding: &Binding, candidate: &Path) -> bool {
         if self.symlinks == SymlinkPolicy::DangerFollowAll {
             return true;
         }
+        let depth = candidate
+            .strip_prefix(&binding.root)
+            .map_or(0, |rest| rest.components().count());
         let mut ancestors = candidate.ancestors().take(depth);
         if !ancestors.any(|p| self.fs.is_symlink(p).unwrap_or(false)) {
             return true;
@@ -232,68 +260,81 @@ impl StaticFiles {
         self.favicon_everywhere
             && !path.is_folder()
             && path.segments().last().is_some_and(|s| s == "favicon.ico")
-            && self
-                .bindings
-                .iter()
-                .any(|b| path.strip_prefix(&b.prefix).is_some())
     }
 
-    /// The first binding's root icon, else the fallback (SPEC 3.5).
+    /// The first binding's root icon (if the policy and lists allow it), else the
+    /// fallback (SPEC 3.5).
     fn favicon(&self) -> Option<Favicon> {
         for binding in &self.bindings {
-            let icon = binding.root.join("favicon.ico");
-            if self
-                .fs
-                .metadata(&icon)
-                .is_ok_and(|m| m.kind == FileKind::File)
-            {
+            if let Some(icon) = self.checked_file(binding, binding.root.join("favicon.ico")) {
                 return Some(Favicon::File(icon));
             }
-            if let Some(fallback) = &self.favicon_fallback {
-                return Some(fallback.clone());
+            match &self.favicon_fallback {
+                Some(Favicon::File(file)) => {
+                    let allowed = self
+                        .fs
+                        .metadata(file)
+                        .is_ok_and(|m| m.kind == FileKind::File)
+                        && self.filter.allows(&file.to_string_lossy());
+                    return allowed.then(|| Favicon::File(file.clone()));
+                }
+                Some(embedded) => return Some(embedded.clone()),
+                None => {}
             }
         }
         None
     }
 
-    fn stat(&self, file: PathBuf) -> Found {
-        match self.fs.metadata(&file) {
-            Ok(meta) if meta.kind == FileKind::File => Found::File(file),
-            _ => Found::Missing,
-        }
-    }
-
-    /// `index.html`, `index.htm`, a listing, or 404 (SPEC 3.3).
-    fn directory(&self, head: &RequestHead, path: &SafePath, dir: &Path) -> Response {
-        for index in ["index.html", "index.htm"] {
-            if let Found::File(file) = self.stat(dir.join(index)) {
-                return self.file_response(head, &file);
+    /// `index.html`, `index.htm`, a listing, or 404 (SPEC 3.3). Index pages go through
+    /// the same symlink and list checks as any file.
+    fn directory(
+        &self,
+        head: &RequestHead,
+        path: &SafePath,
+        dir: &Path,
+        binding: usize,
+        hash_inline: bool,
+    ) -> Result<Response, HashFirst> {
+        if let Some(binding) = self.bindings.get(binding) {
+            for index in ["index.html", "index.htm"] {
+                if let Some(file) = self.checked_file(binding, dir.join(index)) {
+                    return self.file_response(head, &file, hash_inline);
+                }
             }
         }
         if !self.directory_listing {
-            return Response::error_page(404, Some("No permission to list directory"));
+            return Ok(Response::error_page(
+                404,
+                Some("No permission to list directory"),
+            ));
         }
         let Ok(mut entries) = self.fs.read_dir(dir) else {
-            return Response::error_page(404, Some("No permission to list directory"));
+            return Ok(Response::error_page(
+                404,
+                Some("No permission to list directory"),
+            ));
         };
         let page = render_listing(&path.normalized(), &mut entries);
-        Response::new(200, Body::Bytes(page.into_bytes()))
-            .with_field("Content-Type", "text/html; charset=utf-8")
+        Ok(Response::new(200, Body::Bytes(page.into_bytes()))
+            .with_field("Content-Type", "text/html; charset=utf-8"))
     }
 
     /// 404, or the single-page-app file when configured and the client accepts HTML.
-    fn not_found(&self, head: &RequestHead) -> Response {
+    fn not_found(&self, head: &RequestHead, hash_inline: bool) -> Result<Response, HashFirst> {
         if let Some(spa) = &self.spa_fallback {
             let accepts_html = head
                 .field_str("accept")
                 .is_some_and(|a| a.contains("text/html"));
-            if accepts_html {
-                if let Found::File(file) = self.stat(spa.clone()) {
-                    return self.file_response(head, &file);
-                }
+            if accepts_html
+                && self
+                    .fs
+                    .metadata(spa)
+                    .is_ok_and(|m| m.kind == FileKind::File)
+            {
+                return self.file_response(head, spa, hash_inline);
             }
         }
-        Response::error_page(404, Some("File not found"))
+        Ok(Response::error_page(404, Some("File not found")))
     }
 
     fn embedded(&self, head: &RequestHead, bytes: &'static [u8]) -> Response {
@@ -311,20 +352,25 @@ impl StaticFiles {
     }
 
     /// 200, 206, 304 or 416 for a regular file.
-    fn file_response(&self, head: &RequestHead, path: &Path) -> Response {
+    fn file_response(
+        &self,
+        head: &RequestHead,
+        path: &Path,
+        hash_inline: bool,
+    ) -> Result<Response, HashFirst> {
         let file = match self.fs.open(path) {
             Ok(file) => file,
-            Err(_) => return Response::error_page(404, Some("File not found")),
+            Err(_) => return Ok(Response::error_page(404, Some("File not found"))),
         };
         // The descriptor's own metadata: the path may have changed since it was looked up.
         let meta = file.metadata();
-        let Some(etag) = self.etag(path, &*file, meta) else {
-            return Response::error_page(500, Some("Cannot read file"));
+        let Some(etag) = self.etag(path, &*file, meta, hash_inline)? else {
+            return Ok(Response::error_page(500, Some("Cannot read file")));
         };
         let last_modified = httpdate::fmt_http_date(meta.modified);
         if let Some(inm) = head.field_str("if-none-match") {
             if if_none_match(inm, &etag) {
-                return self.not_modified(&etag, Some(last_modified));
+                return Ok(self.not_modified(&etag, Some(last_modified)));
             }
         } else if let Some(since) = head
             .field_str("if-modified-since")
@@ -338,7 +384,7 @@ impl StaticFiles {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             if modified_secs <= since_secs {
-                return self.not_modified(&etag, Some(last_modified));
+                return Ok(self.not_modified(&etag, Some(last_modified)));
             }
         }
         let mut status = 200;
@@ -366,7 +412,7 @@ impl StaticFiles {
                     response
                         .fields
                         .push(("Content-Range".into(), format!("bytes */{}", meta.len)));
-                    return response;
+                    return Ok(response);
                 }
             }
         }
@@ -385,7 +431,7 @@ impl StaticFiles {
                 .fields
                 .push(("Content-Range".into(), content_range));
         }
-        response
+        Ok(response)
     }
 
     fn not_modified(&self, etag: &ETag, last_modified: Option<String>) -> Response {
@@ -401,20 +447,29 @@ impl StaticFiles {
     }
 
     /// The CRC-32 ETag of a file version, computed once per (path, size, mtime).
-    fn etag(&self, path: &Path, file: &dyn OpenFile, meta: Metadata) -> Option<ETag> {
+    fn etag(
+        &self,
+        path: &Path,
+        file: &dyn OpenFile,
+        meta: Metadata,
+        hash_inline: bool,
+    ) -> Result<Option<ETag>, HashFirst> {
         if let Ok(cache) = self.etags.lock() {
             if let Some((len, modified, etag)) = cache.get(path) {
                 if *len == meta.len && *modified == meta.modified {
-                    return Some(etag.clone());
+                    return Ok(Some(etag.clone()));
                 }
             }
         }
+        if !hash_inline && meta.len > INLINE_HASH_MAX {
+            return Err(HashFirst);
+        }
         let mut hasher = EtagHasher::new();
-        let mut buf = vec![0; 64 * 1024];
+        let mut buf = vec![0; meta.len.clamp(1, 64 * 1024) as usize];
         let mut offset = 0;
         while offset < meta.len {
             match file.read_at(&mut buf, offset) {
-                Ok(0) | Err(_) => return None,
+                Ok(0) | Err(_) => return Ok(None),
                 Ok(n) => {
                     hasher.update(&buf[..n]);
                     offset += n as u64;
@@ -428,6 +483,6 @@ impl StaticFiles {
             }
             cache.insert(path.to_owned(), (meta.len, meta.modified, etag.clone()));
         }
-        Some(etag)
+        Ok(Some(etag))
     }
 }
