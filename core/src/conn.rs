@@ -230,9 +230,18 @@ impl Connection {
     pub fn read_eof(&mut self, now: Instant) {
         self.read_closed = true;
         self.last_activity = now;
-        // Answers already queued still go out (the peer may have half-closed); a request
-        // cut short is dropped.
-        self.state = State::Closing;
+        self.keep_alive = false;
+        // A half-closed peer still gets the answers queued and the answer to a complete
+        // request being computed (a job, a worker start, a proxied request whose body was
+        // all read); a request cut short is dropped.
+        let complete = match &self.state {
+            State::Waiting { .. } | State::Delayed { .. } => true,
+            State::Proxy { reader, .. } => reader.is_none(),
+            State::Head | State::Body { .. } | State::Closing => false,
+        };
+        if !complete {
+            self.state = State::Closing;
+        }
     }
 
     // ----- output -----
@@ -1255,6 +1264,30 @@ mod tests {
             "a half-closed peer still gets queued answers"
         );
         drain(&mut c, now);
+        assert!(c.is_closed());
+    }
+
+    #[test]
+    fn half_closed_peer_still_gets_a_computed_answer() {
+        let now = Instant::now();
+        let mut builder =
+            Server::builder_with_fs((now, SystemTime::UNIX_EPOCH), Arc::new(MemoryFs::new()));
+        builder.route(
+            crate::dynamic::Method::Get,
+            "/job",
+            None,
+            Arc::new(|_: &Request, _: &mut crate::dynamic::Args| Response::new(200, Body::Empty)),
+        );
+        let mut c = Connection::new(builder.build(), PeerInfo::default(), now);
+        c.feed(b"GET /job HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        c.read_eof(now);
+        let job = c.poll_job().expect("the request is complete");
+        c.complete(job.run(), now);
+        let wire = String::from_utf8_lossy(&drain(&mut c, now)).into_owned();
+        assert!(
+            wire.starts_with("HTTP/1.1 200 OK") && wire.contains("Connection: close"),
+            "{wire}"
+        );
         assert!(c.is_closed());
     }
 

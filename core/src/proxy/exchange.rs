@@ -644,6 +644,27 @@ mod tests {
     }
 
     #[test]
+    fn half_closed_client_still_gets_the_proxied_answer() {
+        let (mut c, now) = conn();
+        c.feed(b"GET /px/ HTTP/1.1\r\nHost: f\r\n\r\n", now);
+        c.read_eof(now);
+        assert!(c.upstream_active());
+        c.upstream_connected(now);
+        upstream_output(&mut c, now);
+        upstream_send(
+            &mut c,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            now,
+        );
+        let wire = client_output(&mut c, now);
+        assert!(
+            wire.starts_with("HTTP/1.1 200 OK") && wire.ends_with("\r\n\r\nok"),
+            "{wire}"
+        );
+        assert!(c.is_closed());
+    }
+
+    #[test]
     fn client_leaving_mid_exchange_ends_it() {
         let (mut c, now) = conn();
         c.feed(
