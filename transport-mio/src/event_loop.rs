@@ -14,9 +14,9 @@ use mio::{Events, Interest, Poll};
 use quick_server_core::{Completion, Connection, PeerInfo, Server};
 use rustls::ServerConfig;
 
-use crate::pool::Jobs;
+use crate::pool::{Done, Jobs};
 use crate::session::{Context, Next, Session};
-use crate::slab::{Key, Slab, LISTENER, WAKER};
+use crate::slab::{Key, Side, Slab, LISTENER, WAKER};
 use crate::timers::Timers;
 use crate::tls::{Tls, FILE_CHUNK};
 
@@ -36,12 +36,14 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 enum Input<'a> {
     /// It was just accepted.
     Accepted,
-    /// Its socket is ready.
-    Ready(&'a Event),
+    /// Its client or upstream socket is ready.
+    Ready(&'a Event, Side),
     /// Its deadline passed.
     Timeout,
     /// Its job finished.
     Done(Completion),
+    /// The host name of its upstream attempt `id` was looked up.
+    Resolved(u64, io::Result<Vec<SocketAddr>>),
     /// The server is shutting down.
     Shutdown,
 }
@@ -126,7 +128,10 @@ impl EventLoop {
                 match event.token() {
                     LISTENER => self.accept(now),
                     WAKER => self.collect(now),
-                    token => self.step(Key::from_token(token), Input::Ready(event), now),
+                    token => {
+                        let (key, side) = Key::from_token(token);
+                        self.step(key, Input::Ready(event, side), now);
+                    }
                 }
             }
             if self.stop.load(Ordering::SeqCst) && self.grace_end.is_none() {
@@ -264,16 +269,22 @@ impl EventLoop {
         }
     }
 
-    /// Feeds finished jobs to their sessions. The result of a session that closed
-    /// meanwhile (its slot may have a new occupant, of another generation) goes to the
-    /// server, which keeps what outlives a connection (worker results).
+    /// Feeds finished jobs and host lookups to their sessions. The job result of a
+    /// session that closed meanwhile (its slot may have a new occupant, of another
+    /// generation) goes to the server, which keeps what outlives a connection (worker
+    /// results); its lookup result is dropped.
     fn collect(&mut self, now: Instant) {
         self.jobs.woken();
-        while let Some((key, completion)) = self.jobs.result() {
-            if self.sessions.get_mut(key).is_some() {
-                self.step(key, Input::Done(completion), now);
-            } else {
-                self.server.complete(completion, now);
+        while let Some((key, done)) = self.jobs.result() {
+            match done {
+                Done::Job(completion) => {
+                    if self.sessions.get_mut(key).is_some() {
+                        self.step(key, Input::Done(completion), now);
+                    } else {
+                        self.server.complete(completion, now);
+                    }
+                }
+                Done::Resolved { id, addrs } => self.step(key, Input::Resolved(id, addrs), now),
             }
         }
     }
@@ -309,13 +320,17 @@ impl EventLoop {
         };
         let keep = match input {
             Input::Accepted => true,
-            Input::Ready(event) => {
-                session.on_ready(event);
+            Input::Ready(event, side) => {
+                session.on_ready(event, side);
                 true
             }
             Input::Timeout => session.timeout(now),
             Input::Done(completion) => {
                 session.complete(completion, now);
+                true
+            }
+            Input::Resolved(id, addrs) => {
+                session.resolved(id, addrs);
                 true
             }
             Input::Shutdown => {
@@ -327,6 +342,7 @@ impl EventLoop {
             let mut cx = Context {
                 scratch: &mut self.scratch,
                 jobs: &self.jobs,
+                registry: self.poll.registry(),
             };
             session.drive(key, &mut cx, now)
         } else {

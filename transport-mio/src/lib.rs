@@ -3,7 +3,10 @@
 //! The event-loop transport of quick-server: one thread runs a `mio` poller over the
 //! listener and every connection (plain TCP with `sendfile`, or TLS through rustls), and
 //! drives each [`quick_server_core::Connection`] by the core's drain rule. Slow work the
-//! core hands out runs on small thread pools and comes back through a `mio::Waker`.
+//! core hands out runs on small thread pools and comes back through a `mio::Waker`. A
+//! proxied request's upstream socket is a second socket of its session on the same loop
+//! (non-blocking connect; host names other than IP literals and `localhost` are looked up
+//! on the request pool, never on the loop).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -16,6 +19,7 @@ mod slab;
 mod socket;
 mod timers;
 mod tls;
+mod upstream;
 
 use std::fmt;
 use std::io;

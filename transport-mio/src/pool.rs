@@ -1,8 +1,9 @@
-//! Fixed pools of threads for work that may block (user handlers, worker computations),
-//! so the event loop never does. Results come back through a channel, and the loop is
-//! woken through its `mio::Waker` — once per batch, not once per result.
+//! Fixed pools of threads for work that may block (user handlers, worker computations,
+//! host-name lookups), so the event loop never does. Results come back through a channel,
+//! and the loop is woken through its `mio::Waker` — once per batch, not once per result.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -12,19 +13,64 @@ use mio::Waker;
 use quick_server_core::{Completion, Job, JobKind};
 
 use crate::slab::Key;
+use crate::upstream;
 
-/// The core's jobs on two pools: request handlers, which a client waits for, and
-/// background computations, which may run for minutes and must not starve them.
+/// Work for the request pool: a core job, or the host name of a proxy upstream to look up
+/// (`getaddrinfo` blocks, so it never runs on the loop).
+#[derive(Debug)]
+pub(crate) enum Task {
+    /// A request job of the core.
+    Job(Job),
+    /// Look up `host`; `id` names the upstream connection that asked.
+    Resolve {
+        /// The session's upstream attempt this lookup is for.
+        id: u64,
+        /// Host name.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+/// What the request pool hands back.
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// A job's result.
+    Job(Completion),
+    /// The addresses of a looked-up host (in the order to try them).
+    Resolved {
+        /// The upstream attempt that asked.
+        id: u64,
+        /// The addresses, or why there are none.
+        addrs: io::Result<Vec<SocketAddr>>,
+    },
+}
+
+impl Task {
+    fn run(self) -> Done {
+        match self {
+            Self::Job(job) => Done::Job(job.run()),
+            Self::Resolve { id, host, port } => Done::Resolved {
+                id,
+                addrs: upstream::resolve(&host, port),
+            },
+        }
+    }
+}
+
+/// The core's jobs on two pools: request handlers (and upstream lookups), which a client
+/// waits for, and background computations, which may run for minutes and must not starve
+/// them.
 #[derive(Debug)]
 pub(crate) struct Jobs {
-    requests: Pool<Job, Completion>,
+    requests: Pool<Task, Done>,
     background: Pool<Job, Completion>,
 }
 
 impl Jobs {
     /// Two pools of `threads` threads each, waking the loop through `waker`.
     pub(crate) fn new(threads: usize, waker: &Arc<Waker>) -> io::Result<Self> {
-        let requests = Pool::new(threads, Job::run, waker.clone(), "job")?;
+        let requests = Pool::new(threads, Task::run, waker.clone(), "job")?;
         let background = Pool::new(threads, Job::run, waker.clone(), "background")?;
         Ok(Self {
             requests,
@@ -36,8 +82,13 @@ impl Jobs {
     pub(crate) fn submit(&self, key: Key, job: Job) {
         match job.kind() {
             JobKind::Background => self.background.submit(key, job),
-            _ => self.requests.submit(key, job),
+            _ => self.requests.submit(key, Task::Job(job)),
         }
+    }
+
+    /// Queues the lookup of an upstream host name for the session `key`.
+    pub(crate) fn resolve(&self, key: Key, id: u64, host: String, port: u16) {
+        self.requests.submit(key, Task::Resolve { id, host, port });
     }
 
     /// Marks pending wakes as seen; call before collecting with [`result`](Self::result).
@@ -46,9 +97,13 @@ impl Jobs {
         self.background.woken();
     }
 
-    /// A finished job, if any.
-    pub(crate) fn result(&self) -> Option<(Key, Completion)> {
-        self.requests.result().or_else(|| self.background.result())
+    /// A finished job or lookup, if any.
+    pub(crate) fn result(&self) -> Option<(Key, Done)> {
+        self.requests.result().or_else(|| {
+            self.background
+                .result()
+                .map(|(key, completion)| (key, Done::Job(completion)))
+        })
     }
 
     /// Waits for the request pool to finish its queue; background computations go on

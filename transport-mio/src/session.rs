@@ -1,20 +1,23 @@
 //! One accepted connection as the event loop holds it: socket, HTTP state machine,
-//! optional TLS, and the drain loop that runs after every event.
+//! optional TLS, the upstream socket of a proxied request, and the drain loop that runs
+//! after every event.
 
 use std::io::{self, Read};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
 use mio::net::TcpStream;
-use mio::Interest;
+use mio::{Interest, Registry};
 use quick_server_core::{Completion, Connection};
 
 use crate::plain;
 use crate::pool::Jobs;
-use crate::slab::Key;
+use crate::slab::{Key, Side};
 use crate::socket::Socket;
 use crate::timers::TimerSlot;
 use crate::tls::Tls;
+use crate::upstream::{Link, Upstream};
 
 /// How long a closing connection keeps reading (and discarding) after our last byte left.
 const LINGER_TIME: Duration = Duration::from_secs(1);
@@ -25,8 +28,10 @@ const LINGER_BYTES: usize = 64 * 1024;
 pub(crate) struct Context<'a> {
     /// A buffer for file bytes and discarded input, shared by all sessions.
     pub(crate) scratch: &'a mut [u8],
-    /// Where jobs run.
+    /// Where jobs (and upstream host lookups) run.
     pub(crate) jobs: &'a Jobs,
+    /// Where upstream sockets are registered.
+    pub(crate) registry: &'a Registry,
 }
 
 /// What the loop does with a session after driving it.
@@ -59,6 +64,10 @@ pub(crate) struct Session {
     socket: Socket,
     conn: Connection,
     tls: Option<Box<Tls>>,
+    /// The upstream of the proxied request in progress.
+    upstream: Option<Upstream>,
+    /// Upstream connections started so far (names the current one's host lookup).
+    upstream_attempts: u64,
     phase: Phase,
     /// When our last byte left (bounds the lingering close).
     last_write: Instant,
@@ -83,6 +92,8 @@ impl Session {
             socket: Socket::new(stream),
             conn,
             tls,
+            upstream: None,
+            upstream_attempts: 0,
             phase: Phase::Serving,
             last_write: now,
             interest,
@@ -113,9 +124,23 @@ impl Session {
         self.socket.stream_mut()
     }
 
-    /// Records a readiness event.
-    pub(crate) fn on_ready(&mut self, event: &Event) {
-        self.socket.on_ready(event);
+    /// Records a readiness event of the client socket or of the upstream socket.
+    pub(crate) fn on_ready(&mut self, event: &Event, side: Side) {
+        match side {
+            Side::Client => self.socket.on_ready(event),
+            Side::Upstream => {
+                if let Some(upstream) = &mut self.upstream {
+                    upstream.on_ready(event);
+                }
+            }
+        }
+    }
+
+    /// Takes the addresses looked up for upstream attempt `id`.
+    pub(crate) fn resolved(&mut self, id: u64, addrs: io::Result<Vec<SocketAddr>>) {
+        if let Some(upstream) = &mut self.upstream {
+            upstream.resolved(id, addrs);
+        }
     }
 
     /// Hands a finished job to the connection.
@@ -168,7 +193,8 @@ impl Session {
         }
     }
 
-    /// Input, jobs and output until nothing moves; an error ends the connection.
+    /// Input, jobs, upstream and output until nothing moves; an error of the client
+    /// socket ends the connection (one of the upstream socket goes to the core).
     fn pump(&mut self, key: Key, cx: &mut Context<'_>, now: Instant) -> io::Result<()> {
         loop {
             let mut moved = match &mut self.tls {
@@ -178,6 +204,7 @@ impl Session {
             while let Some(job) = self.conn.poll_job() {
                 cx.jobs.submit(key, job);
             }
+            moved |= self.pump_upstream(key, cx, now);
             moved |= match &mut self.tls {
                 None => plain::transmit(&mut self.socket, &mut self.conn, cx.scratch, now)?,
                 Some(tls) => tls.transmit(&mut self.socket, &mut self.conn, cx.scratch, now)?,
@@ -186,6 +213,36 @@ impl Session {
                 return Ok(());
             }
         }
+    }
+
+    /// Starts the connect a proxied request asks for, moves its bytes both ways, and
+    /// closes the upstream socket once the core no longer uses it; returns whether
+    /// anything moved.
+    fn pump_upstream(&mut self, key: Key, cx: &Context<'_>, now: Instant) -> bool {
+        let link = Link {
+            registry: cx.registry,
+            jobs: cx.jobs,
+            key,
+        };
+        let mut moved = false;
+        if let Some(connect) = self.conn.poll_connect() {
+            if let Some(old) = self.upstream.take() {
+                old.close(cx.registry);
+            }
+            self.upstream_attempts += 1;
+            let id = self.upstream_attempts;
+            self.upstream = Some(Upstream::start(id, &connect.host, connect.port, &link));
+            moved = true;
+        }
+        if let Some(upstream) = &mut self.upstream {
+            moved |= upstream.pump(&mut self.conn, &link, now);
+        }
+        if !self.conn.upstream_active() {
+            if let Some(upstream) = self.upstream.take() {
+                upstream.close(cx.registry);
+            }
+        }
+        moved
     }
 
     /// Readiness to wait for: readable while input is wanted, writable while output

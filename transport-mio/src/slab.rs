@@ -1,13 +1,18 @@
 //! Connections by index: a vector of slots with a free list, and keys that carry the
 //! slot's generation so a stale key (a timer, a job result, a late readiness event) never
-//! reaches the connection that reused its slot.
+//! reaches the connection that reused its slot. A token packs the index, the generation
+//! and one bit that tells the client socket from the session's upstream (proxy) socket.
 
 use mio::Token;
 
-/// Bits of a token that hold the slot index; the rest hold the generation.
+/// Bits of a token that hold the slot index; the generation and the upstream bit follow.
 const INDEX_BITS: u32 = usize::BITS / 2;
 /// Mask of the index bits.
 const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
+/// Mask of a generation (the bits between the index and the upstream bit).
+const GENERATION_MASK: usize = (1 << (usize::BITS - INDEX_BITS - 1)) - 1;
+/// The token bit naming a session's upstream socket rather than its client socket.
+const UPSTREAM_BIT: usize = 1 << (usize::BITS - 1);
 /// Largest number of slots: the two highest indices are the listener's and the waker's.
 pub(crate) const MAX_SLOTS: usize = INDEX_MASK - 1;
 
@@ -23,18 +28,38 @@ pub(crate) struct Key {
     generation: usize,
 }
 
+/// Which of a session's sockets a readiness token names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The accepted client connection.
+    Client,
+    /// The connection to a proxy upstream.
+    Upstream,
+}
+
 impl Key {
-    /// The readiness token for this key: index and generation packed together.
+    /// The readiness token of the client socket: index and generation packed together.
     pub(crate) fn token(self) -> Token {
         Token(self.index | (self.generation << INDEX_BITS))
     }
 
-    /// The key a token was made from.
-    pub(crate) fn from_token(token: Token) -> Self {
-        Self {
+    /// The readiness token of the session's upstream socket.
+    pub(crate) fn upstream_token(self) -> Token {
+        Token(self.token().0 | UPSTREAM_BIT)
+    }
+
+    /// The key a token was made from, and which socket it names.
+    pub(crate) fn from_token(token: Token) -> (Self, Side) {
+        let side = if token.0 & UPSTREAM_BIT == 0 {
+            Side::Client
+        } else {
+            Side::Upstream
+        };
+        let key = Self {
             index: token.0 & INDEX_MASK,
-            generation: token.0 >> INDEX_BITS,
-        }
+            generation: (token.0 >> INDEX_BITS) & GENERATION_MASK,
+        };
+        (key, side)
     }
 }
 
@@ -126,7 +151,7 @@ impl<T> Slab<T> {
             return None;
         }
         let value = slot.value.take()?;
-        slot.generation = (slot.generation + 1) & INDEX_MASK;
+        slot.generation = (slot.generation + 1) & GENERATION_MASK;
         self.free.push(key.index);
         self.len -= 1;
         Some(value)
@@ -177,16 +202,46 @@ mod tests {
         slab.remove(first);
         let second = slab.insert(()).unwrap();
         for key in [first, second] {
-            assert_eq!(Key::from_token(key.token()), key);
-            assert_ne!(key.token(), LISTENER);
-            assert_ne!(key.token(), WAKER);
+            assert_eq!(Key::from_token(key.token()), (key, Side::Client));
+            assert_eq!(Key::from_token(key.upstream_token()), (key, Side::Upstream));
+            for token in [key.token(), key.upstream_token()] {
+                assert_ne!(token, LISTENER);
+                assert_ne!(token, WAKER);
+            }
+            assert_ne!(key.token(), key.upstream_token());
         }
         assert_ne!(
             first.token(),
             second.token(),
             "the generation is part of the token"
         );
-        assert_eq!(Key::from_token(LISTENER).index, INDEX_MASK);
+        assert_eq!(Key::from_token(LISTENER).0.index, INDEX_MASK);
+    }
+
+    #[test]
+    fn generations_wrap_below_the_upstream_bit() {
+        let top = Key {
+            index: 3,
+            generation: GENERATION_MASK,
+        };
+        assert_eq!(Key::from_token(top.token()), (top, Side::Client));
+        assert_eq!(Key::from_token(top.upstream_token()), (top, Side::Upstream));
+        assert_eq!(top.token().0 & UPSTREAM_BIT, 0);
+        let mut slab = Slab::new();
+        let key = slab.insert(()).unwrap();
+        if let Some(slot) = slab.slots.get_mut(key.index) {
+            slot.generation = GENERATION_MASK;
+        }
+        let last = Key {
+            index: key.index,
+            generation: GENERATION_MASK,
+        };
+        slab.remove(last);
+        assert_eq!(
+            slab.vacant_key().map(|k| k.generation),
+            Some(0),
+            "wraps to 0"
+        );
     }
 
     #[test]
@@ -195,8 +250,8 @@ mod tests {
         let old = slab.insert(1).unwrap();
         slab.remove(old);
         slab.insert(2).unwrap();
-        assert_eq!(slab.get_mut(Key::from_token(old.token())), None);
-        assert_eq!(slab.remove(Key::from_token(old.token())), None);
+        assert_eq!(slab.get_mut(Key::from_token(old.token()).0), None);
+        assert_eq!(slab.remove(Key::from_token(old.token()).0), None);
         assert_eq!(
             slab.get_mut(Key {
                 index: 99,

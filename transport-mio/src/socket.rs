@@ -45,6 +45,35 @@ impl Socket {
         }
     }
 
+    /// Wraps a stream whose non-blocking connect is under way: not writable until the
+    /// poller says the connect ended (see [`connect_done`](Self::connect_done)).
+    pub(crate) fn connecting(stream: TcpStream) -> Self {
+        Self {
+            writable: false,
+            ..Self::new(stream)
+        }
+    }
+
+    /// For a socket made with [`connecting`](Self::connecting): whether the connect
+    /// succeeded (`Ok(true)`) or is still under way (`Ok(false)`: wait for the next
+    /// writable edge); an error is why it failed. Checked only after a readiness event.
+    pub(crate) fn connect_done(&mut self) -> io::Result<bool> {
+        if !self.writable {
+            return Ok(false);
+        }
+        if let Some(error) = self.stream.take_error()? {
+            return Err(error);
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                self.writable = false; // a spurious edge: the connect goes on
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The stream, to register it with the poller.
     pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
         &mut self.stream
@@ -217,6 +246,24 @@ mod tests {
         socket.readable = true;
         assert_eq!(socket.read(&mut buf).unwrap(), 0);
         assert!(socket.at_eof() && !socket.may_read());
+    }
+
+    #[test]
+    fn a_connect_is_done_once_the_peer_accepted() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut socket = Socket::connecting(TcpStream::connect(addr).unwrap());
+        assert!(!socket.may_write());
+        assert!(!socket.connect_done().unwrap(), "no event yet");
+        let _accepted = listener.accept().unwrap();
+        socket.writable = true; // what the writable edge records
+        assert!(socket.connect_done().unwrap());
+
+        drop(listener);
+        let mut refused = Socket::connecting(TcpStream::connect(addr).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        refused.writable = true;
+        assert!(refused.connect_done().is_err(), "nobody listens any more");
     }
 
     #[test]

@@ -51,6 +51,7 @@ fn accept_until_stopped(listener: &TcpListener, admission: &Admission) -> io::Re
         let deadline = server.poll_timeout().map_or(tick, |d| d.min(tick));
         let woken = poll::wait(
             Some(listener.as_raw_fd()),
+            None,
             Some(control.stop_fd()),
             Some(deadline),
         )?;
@@ -71,6 +72,7 @@ fn accept_until_stopped(listener: &TcpListener, admission: &Admission) -> io::Re
                 Err(e) if is_transient(&e) => {}
                 Err(e) if is_out_of_resources(&e) => {
                     poll::wait(
+                        None,
                         None,
                         Some(control.stop_fd()),
                         Some(Instant::now() + RESOURCE_BACKOFF),

@@ -1,15 +1,17 @@
-//! One connection on one worker thread: the core's drain loop, run with blocking I/O.
+//! One connection on one worker thread: the core's drain loop, run with blocking I/O (and
+//! a non-blocking upstream socket while a request is proxied).
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use quick_server_core::{Connection, Job, JobKind, PeerInfo, Server};
 
 use crate::control::Control;
 use crate::poll;
+use crate::upstream::{self, Upstream};
 use crate::wire::{is_timeout, End, Input, Wire};
 
 /// What every worker needs to serve a connection.
@@ -42,20 +44,21 @@ pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: &Context) {
     wire.close(end);
 }
 
-/// The drain loop: after every input or command, run the jobs and write all output,
-/// then close if the core is done, else wait for input, a deadline or the stop signal.
+/// The drain loop: after every input or command, run the jobs, move the upstream's
+/// bytes and write all output, then close if the core is done, else wait for input, the
+/// upstream, a deadline or the stop signal.
 fn drive(
     conn: &mut Connection,
     wire: &mut Wire,
     ctx: &Context,
     handshake_deadline: Instant,
 ) -> End {
-    let send_timeout = ctx.server.limits().send_timeout;
     let control = &ctx.control;
+    let mut upstream = None;
     let mut stop_seen = false;
     let mut peer_closed = false;
     loop {
-        if drain(conn, wire, ctx, send_timeout).is_err() {
+        if drain(conn, wire, &mut upstream, ctx).is_err() {
             return End::Abort;
         }
         if conn.is_closed() {
@@ -71,11 +74,12 @@ fn drive(
             let handshake = wire.is_handshaking().then_some(handshake_deadline);
             let deadline = earliest(conn.poll_timeout(), handshake);
             let socket = conn.wants_read().then(|| wire.fd());
+            let watch = upstream.as_ref().and_then(|u| u.watch(conn));
             let stop = (!stop_seen).then(|| control.stop_fd());
-            if socket.is_none() && stop.is_none() && deadline.is_none() {
+            if socket.is_none() && watch.is_none() && stop.is_none() && deadline.is_none() {
                 return End::Finished; // nothing could ever wake this connection again
             }
-            let Ok(woken) = poll::wait(socket, stop, deadline) else {
+            let Ok(woken) = poll::wait(socket, watch, stop, deadline) else {
                 return End::Abort;
             };
             let now = Instant::now();
@@ -85,6 +89,8 @@ fn drive(
                 conn.shutdown(now);
                 continue;
             }
+            // A ready upstream needs nothing here: the drain at the top of the loop moves
+            // its bytes.
             if woken.readable {
                 wire.read(conn, now)
             } else {
@@ -106,14 +112,16 @@ fn drive(
 }
 
 /// Starts every job the core hands out (request jobs inline: this thread serves only
-/// this connection anyway) and writes everything it transmits; a write that runs into
-/// the core's send deadline is reported to it as a timeout.
+/// this connection anyway), moves the upstream's bytes while they move, and writes
+/// everything the core transmits; a write that runs into the core's send deadline is
+/// reported to it as a timeout.
 fn drain(
     conn: &mut Connection,
     wire: &mut Wire,
+    upstream: &mut Option<Upstream>,
     ctx: &Context,
-    send_timeout: Duration,
 ) -> io::Result<()> {
+    let limits = ctx.server.limits();
     loop {
         if let Some(job) = conn.poll_job() {
             match job.kind() {
@@ -132,6 +140,9 @@ fn drain(
             }
             continue;
         }
+        if upstream::pump(upstream, conn, limits.upstream_timeout) {
+            continue;
+        }
         let deadline = conn.poll_timeout();
         let Some(transmit) = conn.poll_transmit() else {
             break;
@@ -143,7 +154,7 @@ fn drain(
             Err(e) => return Err(e),
         }
     }
-    wire.flush(Instant::now() + send_timeout)
+    wire.flush(Instant::now() + limits.send_timeout)
 }
 
 /// The earlier of two optional deadlines.
@@ -156,6 +167,8 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

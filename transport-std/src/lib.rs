@@ -4,7 +4,9 @@
 //! of worker threads through a bounded queue, and each worker drives one connection at a
 //! time through the core's drain loop (plain TCP with `sendfile`, or TLS with rustls).
 //! Request jobs run inline on the worker, which blocks per connection anyway; background
-//! jobs have a pool of their own.
+//! jobs have a pool of their own. A proxied request's upstream socket is connected by the
+//! same worker (blocking, bounded by the upstream timeout) and then watched beside the
+//! client socket.
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -20,6 +22,7 @@ mod reject;
 mod running;
 mod sendfile;
 mod tls;
+mod upstream;
 mod wire;
 
 pub use options::Options;

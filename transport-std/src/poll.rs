@@ -1,27 +1,42 @@
-//! Blocking until a socket is readable, the stop signal fires or a deadline passes, with
-//! `poll(2)`: the one wait every thread of the transport does.
+//! Blocking until a socket is readable, a proxy upstream is ready, the stop signal fires
+//! or a deadline passes, with `poll(2)`: the one wait every thread of the transport does.
 
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Instant;
 
-/// What ended a [`wait`]. Both false: the deadline passed or a signal interrupted the call.
+/// What ended a [`wait`]. All false: the deadline passed or a signal interrupted the call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Woken {
     /// The socket has bytes, an end of stream or an error to read.
     pub(crate) readable: bool,
+    /// The upstream socket is ready for what it was watched for (or failed).
+    pub(crate) upstream: bool,
     /// The stop signal fired.
     pub(crate) stop: bool,
 }
 
-/// Blocks until `socket` is readable, `stop` is readable or `deadline` passes. A `None`
-/// descriptor is not watched; a `None` deadline waits without limit.
+/// A descriptor watched for reading, writing or both (a proxy upstream socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Watch {
+    /// The descriptor.
+    pub(crate) fd: RawFd,
+    /// Wake when it is readable.
+    pub(crate) read: bool,
+    /// Wake when it is writable.
+    pub(crate) write: bool,
+}
+
+/// Blocks until `socket` is readable, `upstream` is ready as asked, `stop` is readable or
+/// `deadline` passes. A `None` descriptor is not watched; a `None` deadline waits without
+/// limit.
 pub(crate) fn wait(
     socket: Option<RawFd>,
+    upstream: Option<Watch>,
     stop: Option<RawFd>,
     deadline: Option<Instant>,
 ) -> io::Result<Woken> {
-    let mut fds = [pollfd(socket), pollfd(stop)];
+    let mut fds = [pollfd(socket), watched(upstream), pollfd(stop)];
     let timeout = timeout_ms(deadline, Instant::now());
     let nfds = fds.len() as libc::nfds_t;
     // SAFETY: `fds` is a live local array of initialised `pollfd` values, borrowed mutably
@@ -35,11 +50,31 @@ pub(crate) fn wait(
         }
         return Err(error);
     }
-    let [socket, stop] = fds;
+    let [socket, upstream, stop] = fds;
     Ok(Woken {
         readable: fired(&socket),
+        upstream: fired(&upstream),
         stop: fired(&stop),
     })
+}
+
+/// The `pollfd` of a watched upstream; hang-up and errors are always reported.
+fn watched(watch: Option<Watch>) -> libc::pollfd {
+    let Some(watch) = watch else {
+        return pollfd(None);
+    };
+    let mut events = 0;
+    if watch.read {
+        events |= libc::POLLIN;
+    }
+    if watch.write {
+        events |= libc::POLLOUT;
+    }
+    libc::pollfd {
+        fd: watch.fd,
+        events,
+        revents: 0,
+    }
 }
 
 fn pollfd(fd: Option<RawFd>) -> libc::pollfd {
@@ -50,10 +85,11 @@ fn pollfd(fd: Option<RawFd>) -> libc::pollfd {
     }
 }
 
-/// Hang-up, error and invalid descriptor count as readable: the read that follows
+/// Hang-up, error and invalid descriptor count as ready: the read or write that follows
 /// reports what happened.
 fn fired(fd: &libc::pollfd) -> bool {
-    fd.fd >= 0 && fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+    let ready = libc::POLLIN | libc::POLLOUT | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+    fd.fd >= 0 && fd.revents & ready != 0
 }
 
 /// Milliseconds until `deadline`, rounded up so the wait never ends before it; -1 waits
@@ -95,38 +131,83 @@ mod tests {
         let (mut a, b) = UnixStream::pair().unwrap();
         let (mut c, d) = UnixStream::pair().unwrap();
         let soon = Some(Instant::now() + Duration::from_millis(20));
-        let quiet = wait(Some(b.as_raw_fd()), Some(d.as_raw_fd()), soon).unwrap();
+        let quiet = wait(Some(b.as_raw_fd()), None, Some(d.as_raw_fd()), soon).unwrap();
         assert_eq!(quiet, Woken::default());
         c.write_all(b"x").unwrap();
-        let stop = wait(Some(b.as_raw_fd()), Some(d.as_raw_fd()), None).unwrap();
+        let stop = wait(Some(b.as_raw_fd()), None, Some(d.as_raw_fd()), None).unwrap();
         assert_eq!(
             stop,
             Woken {
-                readable: false,
-                stop: true
+                stop: true,
+                ..Woken::default()
             }
         );
         a.write_all(b"y").unwrap();
-        let both = wait(Some(b.as_raw_fd()), Some(d.as_raw_fd()), None).unwrap();
+        let both = wait(Some(b.as_raw_fd()), None, Some(d.as_raw_fd()), None).unwrap();
         assert_eq!(
             both,
             Woken {
                 readable: true,
-                stop: true
+                stop: true,
+                ..Woken::default()
             }
         );
-        let socket_only = wait(Some(b.as_raw_fd()), None, None).unwrap();
+        let socket_only = wait(Some(b.as_raw_fd()), None, None, None).unwrap();
         assert_eq!(
             socket_only,
             Woken {
                 readable: true,
-                stop: false
+                ..Woken::default()
             }
         );
         drop(a);
         let (e, f) = UnixStream::pair().unwrap();
         drop(e);
-        let hangup = wait(Some(f.as_raw_fd()), None, None).unwrap();
+        let hangup = wait(Some(f.as_raw_fd()), None, None, None).unwrap();
         assert!(hangup.readable, "a closed peer is readable (end of stream)");
+    }
+
+    #[test]
+    fn watches_an_upstream_for_what_is_asked() {
+        let (mut up, up_peer) = UnixStream::pair().unwrap();
+        let fd = up_peer.as_raw_fd();
+        let soon = Some(Instant::now() + Duration::from_millis(20));
+        let read_only = Watch {
+            fd,
+            read: true,
+            write: false,
+        };
+        assert_eq!(
+            wait(None, Some(read_only), None, soon).unwrap(),
+            Woken::default(),
+            "nothing to read yet"
+        );
+        let write = Watch {
+            read: false,
+            write: true,
+            ..read_only
+        };
+        assert_eq!(
+            wait(None, Some(write), None, soon).unwrap(),
+            Woken {
+                upstream: true,
+                ..Woken::default()
+            },
+            "an empty send buffer is writable"
+        );
+        up.write_all(b"z").unwrap();
+        let woken = wait(None, Some(read_only), None, None).unwrap();
+        assert!(woken.upstream && !woken.readable && !woken.stop);
+        drop(up);
+        let (_, hung) = UnixStream::pair().unwrap();
+        let hung_up = Watch {
+            fd: hung.as_raw_fd(),
+            read: false,
+            write: false,
+        };
+        assert!(
+            wait(None, Some(hung_up), None, None).unwrap().upstream,
+            "a hang-up is reported even when nothing is asked"
+        );
     }
 }

@@ -134,7 +134,7 @@ impl TlsSession {
     ) -> io::Result<()> {
         while self.session.is_handshaking() {
             self.flush(socket, Some(deadline))?;
-            let woken = poll::wait(Some(socket.as_raw_fd()), None, Some(deadline))?;
+            let woken = poll::wait(Some(socket.as_raw_fd()), None, None, Some(deadline))?;
             if !woken.readable {
                 if Instant::now() >= deadline {
                     return Err(io::ErrorKind::TimedOut.into());

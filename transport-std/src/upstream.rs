@@ -1,0 +1,177 @@
+//! The upstream socket of a proxied request, on the worker thread that serves its client:
+//! a blocking connect bounded by the upstream timeout, then a non-blocking socket that the
+//! drain loop moves bytes through and the wait watches beside the client socket.
+//!
+//! The worker serves only this connection, so the blocking connect (and the host-name
+//! lookup before it, through the system resolver) costs no other client anything; a
+//! shutdown waits for it to end, at most the upstream timeout.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use quick_server_core::Connection;
+
+use crate::poll::Watch;
+use crate::wire::is_retry;
+
+/// A connected upstream.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    socket: TcpStream,
+}
+
+impl Upstream {
+    /// Connects to the first address of `host:port` that answers before `deadline`; the
+    /// socket is then non-blocking. `TimedOut` when the deadline passed.
+    fn connect(host: &str, port: u16, deadline: Instant) -> io::Result<Self> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, format!("no address for {host}"));
+        for addr in (host, port).to_socket_addrs()? {
+            let Some(left) = time_left(deadline) else {
+                return Err(io::ErrorKind::TimedOut.into());
+            };
+            match connect_one(addr, left) {
+                Ok(socket) => return Ok(Self { socket }),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// What the wait should watch this socket for, given what the core wants now;
+    /// `None` when it wants nothing from it.
+    pub(crate) fn watch(&self, conn: &Connection) -> Option<Watch> {
+        let read = conn.upstream_wants_read();
+        let write = conn.upstream_wants_write();
+        (read || write).then(|| Watch {
+            fd: self.fd(),
+            read,
+            write,
+        })
+    }
+
+    fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// Writes request bytes until the core has none or the socket is full, then reads
+    /// response bytes while the core has room and the socket has data; returns whether
+    /// anything moved. An error means the upstream connection is broken.
+    fn transfer(&mut self, conn: &mut Connection) -> io::Result<bool> {
+        let mut moved = false;
+        while let Some(bytes) = conn.upstream_transmit() {
+            match self.socket.write(bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    conn.upstream_transmitted(n, Instant::now());
+                    moved = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if is_retry(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        loop {
+            let buf = conn.upstream_read_buf();
+            if buf.is_empty() {
+                break;
+            }
+            match self.socket.read(buf) {
+                Ok(0) => {
+                    conn.upstream_eof(Instant::now());
+                    return Ok(true);
+                }
+                Ok(n) => {
+                    conn.upstream_commit(n, Instant::now());
+                    moved = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if is_retry(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// The upstream step of the drain loop: starts the connect a proxied request asks for,
+/// moves its bytes both ways, and closes the socket once the core no longer uses it;
+/// returns whether anything moved. Upstream failures go to the core (502, 504 or close).
+pub(crate) fn pump(slot: &mut Option<Upstream>, conn: &mut Connection, timeout: Duration) -> bool {
+    let mut moved = false;
+    if let Some(target) = conn.poll_connect() {
+        moved = true;
+        *slot = None;
+        match Upstream::connect(&target.host, target.port, Instant::now() + timeout) {
+            Ok(upstream) => {
+                *slot = Some(upstream);
+                conn.upstream_connected(Instant::now());
+            }
+            // The core's own deadline has passed too: it answers 504.
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => conn.handle_timeout(Instant::now()),
+            Err(_) => conn.upstream_failed(Instant::now()),
+        }
+    }
+    if let Some(upstream) = slot {
+        match upstream.transfer(conn) {
+            Ok(step) => moved |= step,
+            Err(_) => {
+                conn.upstream_failed(Instant::now());
+                moved = true;
+            }
+        }
+    }
+    if !conn.upstream_active() {
+        *slot = None;
+    }
+    moved
+}
+
+/// Time until `deadline`, if any is left.
+fn time_left(deadline: Instant) -> Option<Duration> {
+    Some(deadline.saturating_duration_since(Instant::now())).filter(|left| !left.is_zero())
+}
+
+/// One connect attempt bounded by `timeout`; the socket comes back non-blocking.
+fn connect_one(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let socket = TcpStream::connect_timeout(&addr, timeout)?;
+    socket.set_nonblocking(true)?;
+    // Nagle would only hold back the last piece of a request.
+    let _ = socket.set_nodelay(true);
+    Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn connects_to_a_listener_and_fails_without_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let soon = Instant::now() + Duration::from_secs(5);
+        let upstream = Upstream::connect("127.0.0.1", port, soon).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert_eq!(
+            upstream.socket.peer_addr().unwrap(),
+            accepted.local_addr().unwrap()
+        );
+        drop(listener);
+        let refused = Upstream::connect("127.0.0.1", port, soon).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+        let past = Instant::now() - Duration::from_millis(1);
+        let late = Upstream::connect("127.0.0.1", port, past).unwrap_err();
+        assert_eq!(late.kind(), io::ErrorKind::TimedOut);
+        assert!(Upstream::connect("no such host name", port, soon).is_err());
+    }
+
+    #[test]
+    fn time_left_is_none_once_passed() {
+        let now = Instant::now();
+        assert_eq!(time_left(now - Duration::from_secs(1)), None);
+        assert!(time_left(now + Duration::from_secs(60)).is_some());
+    }
+}
