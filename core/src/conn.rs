@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::error::HttpError;
@@ -24,6 +24,9 @@ const INLINE_FILE_MAX: u64 = 32 * 1024;
 const FIRST_READ: usize = 4 * 1024;
 /// Free space `read_buf` offers once a request needs more (long heads, bodies).
 const READ_CHUNK: usize = 16 * 1024;
+/// How long a graceful shutdown waits for the first request of a connection accepted just
+/// before it: that request is usually already on its way (a restart must not drop it).
+const FRESH_CONNECTION_GRACE: Duration = Duration::from_millis(500);
 /// Request body bytes buffered for the upstream before the client is read again.
 const PROXY_BUFFER: usize = 64 * 1024;
 
@@ -125,8 +128,12 @@ pub struct Connection {
     current: Option<Current>,
     /// Last time bytes arrived or left.
     last_activity: Instant,
+    /// When the connection was accepted.
+    created: Instant,
     read_closed: bool,
     shutting_down: bool,
+    /// Whether a response was ever queued (a fresh connection has none).
+    served_any: bool,
     /// Buffer the transport reads upstream bytes into.
     upstream_in: Vec<u8>,
 }
@@ -165,8 +172,10 @@ impl Connection {
             head_started: None,
             current: None,
             last_activity: now,
+            created: now,
             read_closed: false,
             shutting_down: false,
+            served_any: false,
             upstream_in: Vec::new(),
         }
     }
@@ -349,6 +358,7 @@ impl Connection {
         match &self.state {
             State::Head => Some(match self.head_started {
                 Some(start) => start + limits.header_timeout,
+                None if self.shutting_down => self.created + FRESH_CONNECTION_GRACE,
                 None => self.last_activity + limits.idle_timeout,
             }),
             State::Body { .. } => Some(self.last_activity + limits.body_timeout),
@@ -428,10 +438,18 @@ impl Connection {
         self.shutting_down = true;
         self.keep_alive = false;
         // A job in flight keeps the connection open until it completes.
-        if matches!(self.state, State::Head) && self.head_started.is_none() {
+        if self.idle_at_shutdown(now) {
             self.state = State::Closing;
         }
         self.process(now);
+    }
+
+    /// During a shutdown, whether the connection waits for nothing: no request under way,
+    /// and not so freshly accepted that its first request may still be arriving.
+    fn idle_at_shutdown(&self, now: Instant) -> bool {
+        let fresh = !self.served_any
+            && now.saturating_duration_since(self.created) < FRESH_CONNECTION_GRACE;
+        matches!(self.state, State::Head) && self.head_started.is_none() && !fresh
     }
 
     /// Whether the transport should read from the socket.
@@ -489,7 +507,7 @@ impl Connection {
             return false; // answer what is queued before reading more requests
         }
         if self.consumed == self.filled {
-            if self.shutting_down {
+            if self.shutting_down && self.idle_at_shutdown(now) {
                 self.state = State::Closing;
             }
             return false;
@@ -823,6 +841,7 @@ impl Connection {
     /// Queues a response; closes afterwards unless keep-alive holds.
     fn send(&mut self, mut response: Response, head_only: bool, now: Instant) {
         let close = !self.keep_alive;
+        self.served_any = true;
         if self.output.is_empty() {
             // The send deadline counts from when output starts waiting.
             self.last_activity = now;
@@ -1306,7 +1325,27 @@ mod tests {
         assert!(wire.contains("Connection: close"));
         assert!(c.is_closed());
         let (mut c, now) = conn();
+        exchange(&mut c, b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", now);
         c.shutdown(now);
+        assert!(
+            c.is_closed(),
+            "an idle keep-alive connection closes at once"
+        );
+    }
+
+    #[test]
+    fn shutdown_waits_briefly_for_the_first_request_of_a_fresh_connection() {
+        let (mut c, now) = conn();
+        c.shutdown(now);
+        assert!(!c.is_closed(), "its request may be on its way");
+        let wire = exchange(&mut c, b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        assert!(wire.starts_with("HTTP/1.1 200") && wire.contains("Connection: close"));
         assert!(c.is_closed());
+        let (mut c, now) = conn();
+        c.shutdown(now);
+        let deadline = c.poll_timeout().expect("the grace has an end");
+        assert_eq!(deadline, now + FRESH_CONNECTION_GRACE);
+        c.handle_timeout(deadline);
+        assert!(c.is_closed() && c.poll_transmit().is_none());
     }
 }
