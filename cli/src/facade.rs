@@ -15,11 +15,21 @@ use serde::Serialize;
 
 use crate::transport::{self, Running, TransportOptions};
 
-/// Writes a line to stderr with the `[SERVER] ` prefix (the original's short form).
+use crate::cache::ResultCache;
+use crate::middleware::{with_middlewares, Middleware, PreChain};
+use crate::tokens::TokenHandle;
+use crate::workers::{
+    mirror_worker_js, worker_fn, CacheId, CacheSlot, DEFAULT_CACHE_SECTION, WORKER_JS,
+    WORKER_JS_CONTENT_TYPE,
+};
+use quick_server_core::worker::{CancelFlag, WorkerFailure};
+use serde_json::Value;
+use std::sync::atomic::AtomicUsize;
+
+/// Writes each line of `text` with the `[SERVER] ` prefix (the original's short form) to
+/// the log: stderr, or the file given to [`set_log_file`](crate::set_log_file).
 pub fn msg(text: &str) {
-    for line in text.lines() {
-        eprintln!("[SERVER] {line}");
-    }
+    crate::logging::write_lines(text);
 }
 
 /// Stops a handler with an error page: the original's `PreventDefaultResponse`.
@@ -118,32 +128,44 @@ impl<T: Serialize> JsonReply for Custom<T> {
     }
 }
 
-/// A value a text route may return: text or bytes, plain or in a `Custom`.
+/// A value a text route may return: text or bytes, plain, optional or in a `Custom`.
 pub trait TextReply {
-    /// The body as a `Custom`.
-    fn into_custom(self) -> Custom<Vec<u8>>;
+    /// The body as a `Custom` (`None` for "no value": 404 `File not found`).
+    fn into_custom(self) -> Custom<Option<Vec<u8>>>;
 }
 
 impl TextReply for String {
-    fn into_custom(self) -> Custom<Vec<u8>> {
-        Custom::new(self.into_bytes())
+    fn into_custom(self) -> Custom<Option<Vec<u8>>> {
+        Custom::new(Some(self.into_bytes()))
     }
 }
 
 impl TextReply for &'static str {
-    fn into_custom(self) -> Custom<Vec<u8>> {
-        Custom::new(self.as_bytes().to_vec())
+    fn into_custom(self) -> Custom<Option<Vec<u8>>> {
+        Custom::new(Some(self.as_bytes().to_vec()))
     }
 }
 
 impl TextReply for Vec<u8> {
-    fn into_custom(self) -> Custom<Vec<u8>> {
-        Custom::new(self)
+    fn into_custom(self) -> Custom<Option<Vec<u8>>> {
+        Custom::new(Some(self))
+    }
+}
+
+impl TextReply for &'static [u8] {
+    fn into_custom(self) -> Custom<Option<Vec<u8>>> {
+        Custom::new(Some(self.to_vec()))
+    }
+}
+
+impl<T: TextReply> TextReply for Option<T> {
+    fn into_custom(self) -> Custom<Option<Vec<u8>>> {
+        self.map_or_else(|| Custom::new(None), TextReply::into_custom)
     }
 }
 
 impl<T: TextReply> TextReply for Custom<T> {
-    fn into_custom(self) -> Custom<Vec<u8>> {
+    fn into_custom(self) -> Custom<Option<Vec<u8>>> {
         let inner = self.value.into_custom();
         Custom {
             value: inner.value,
@@ -157,9 +179,25 @@ impl<T: TextReply> TextReply for Custom<T> {
 /// A server being configured; [`serve_forever`](Self::serve_forever) runs it.
 pub struct QuickServer {
     addr: SocketAddr,
+    /// Console commands and options (see `console.rs`).
+    pub(crate) console: crate::console::Console,
+    /// Request-log options (see `logging.rs`).
+    pub(crate) log: crate::logging::LogOptions,
     builder: ServerBuilder,
     transport: TransportOptions,
     max_age: u64,
+    routing: Routing,
+}
+
+/// What route registration keeps besides the core builder.
+#[derive(Default)]
+struct Routing {
+    /// Middlewares of the enclosing [`QuickServer::middlewares`] scopes, outermost first.
+    scope: Vec<Middleware>,
+    /// Pre-middlewares and worker middleware, run before routing.
+    pre: PreChain,
+    tokens: TokenHandle,
+    cache: CacheSlot,
 }
 
 impl fmt::Debug for QuickServer {
@@ -175,9 +213,12 @@ impl QuickServer {
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
+            console: crate::console::Console::default(),
+            log: crate::logging::LogOptions::default(),
             builder: Server::builder((Instant::now(), SystemTime::now())),
             transport: TransportOptions::default(),
             max_age: 0,
+            routing: Routing::default(),
         }
     }
 
@@ -203,6 +244,17 @@ impl QuickServer {
         self.builder
             .files()
             .bind_path_fallback(prefix, absolute(folder.as_ref()))?;
+        Ok(self)
+    }
+
+    /// Forwards requests under `prefix` (which must start and end with `/`) to the
+    /// `http://` upstream `url`, before every other route; the newest binding wins.
+    pub fn bind_proxy(
+        &mut self,
+        prefix: &str,
+        url: &str,
+    ) -> Result<&mut Self, quick_server_core::proxy::ProxyError> {
+        self.builder.bind_proxy(prefix, url)?;
         Ok(self)
     }
 
@@ -277,6 +329,11 @@ impl QuickServer {
     }
 
     /// A JSON `GET` route; `argc` is the required number of extra path segments.
+    ///
+    /// The handler runs off the event loop with the parsed `args`; its value is sent with
+    /// [`json_dumps`] (a null value answers 404), an [`Abort`] answers its error page and
+    /// a panic answers 500. Middlewares of enclosing [`middlewares`](Self::middlewares)
+    /// scopes run first.
     pub fn json_get<F, R>(&mut self, mask: &str, argc: Option<usize>, handler: F) -> &mut Self
     where
         F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
@@ -312,7 +369,26 @@ impl QuickServer {
         self.json(Method::Delete, mask, argc, handler)
     }
 
-    /// A text route for any of the four methods.
+    /// A JSON route for any of the four methods.
+    pub fn json<F, R>(
+        &mut self,
+        method: Method,
+        mask: &str,
+        argc: Option<usize>,
+        handler: F,
+    ) -> &mut Self
+    where
+        F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
+        R: JsonReply,
+    {
+        let handler = with_middlewares(&self.routing.scope, handler);
+        self.builder
+            .route(method, mask, argc, json_handler(handler, self.max_age));
+        self
+    }
+
+    /// A text route for any of the four methods: the body is sent as it is (`text/plain`
+    /// unless a [`Custom`] says otherwise); `None` answers 404.
     pub fn text<F, R>(
         &mut self,
         method: Method,
@@ -324,24 +400,9 @@ impl QuickServer {
         F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
         R: TextReply,
     {
-        let max_age = self.max_age;
-        let wrapped: Handler =
-            Arc::new(
-                move |request: &Request, args: &mut Args| match handler(request, args) {
-                    Ok(reply) => {
-                        let custom = reply.into_custom();
-                        let custom = Custom {
-                            value: Some(custom.value),
-                            status: custom.status,
-                            content_type: custom.content_type,
-                            fields: custom.fields,
-                        };
-                        finish(request, custom, "text/plain", max_age)
-                    }
-                    Err(abort) => abort_page(&abort),
-                },
-            );
-        self.builder.route(method, mask, argc, wrapped);
+        let handler = with_middlewares(&self.routing.scope, handler);
+        self.builder
+            .route(method, mask, argc, text_handler(handler, self.max_age));
         self
     }
 
@@ -354,76 +415,276 @@ impl QuickServer {
         self.text(Method::Get, mask, argc, handler)
     }
 
-    fn json<F, R>(
-        &mut self,
-        method: Method,
-        mask: &str,
-        argc: Option<usize>,
-        handler: F,
-    ) -> &mut Self
+    /// A text `POST` route.
+    pub fn text_post<F, R>(&mut self, mask: &str, argc: Option<usize>, handler: F) -> &mut Self
     where
         F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
-        R: JsonReply,
+        R: TextReply,
     {
-        let max_age = self.max_age;
-        let wrapped: Handler =
-            Arc::new(
-                move |request: &Request, args: &mut Args| match handler(request, args) {
-                    Ok(reply) => match reply.into_custom() {
-                        Ok(custom) => {
-                            let custom = Custom {
-                                value: custom.value.map(String::into_bytes),
-                                status: custom.status,
-                                content_type: custom.content_type,
-                                fields: custom.fields,
-                            };
-                            finish(request, custom, "application/json", max_age)
-                        }
-                        Err(e) => {
-                            Response::error_page(500, Some(&format!("JSON encoding failed: {e}")))
-                        }
-                    },
-                    Err(abort) => abort_page(&abort),
-                },
-            );
-        self.builder.route(method, mask, argc, wrapped);
+        self.text(Method::Post, mask, argc, handler)
+    }
+
+    /// A text `PUT` route.
+    pub fn text_put<F, R>(&mut self, mask: &str, argc: Option<usize>, handler: F) -> &mut Self
+    where
+        F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
+        R: TextReply,
+    {
+        self.text(Method::Put, mask, argc, handler)
+    }
+
+    /// A text `DELETE` route.
+    pub fn text_delete<F, R>(&mut self, mask: &str, argc: Option<usize>, handler: F) -> &mut Self
+    where
+        F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
+        R: TextReply,
+    {
+        self.text(Method::Delete, mask, argc, handler)
+    }
+
+    /// Runs `register` with `chain` added to the middleware scope: every route registered
+    /// inside (JSON, text, workers, `worker.js`) runs the enclosing scopes' chains and then
+    /// `chain` before its handler. Scopes nest (the original's `with middlewares(...)`).
+    pub fn middlewares(
+        &mut self,
+        chain: &[Middleware],
+        register: impl FnOnce(&mut Self),
+    ) -> &mut Self {
+        let depth = self.routing.scope.len();
+        self.routing.scope.extend_from_slice(chain);
+        register(self);
+        self.routing.scope.truncate(depth);
         self
     }
 
+    /// Runs `pre` before routing every GET/HEAD/POST/PUT/DELETE request, static files
+    /// included, in the order added; an [`Abort`] answers its error page.
+    pub fn pre_middleware<F>(&mut self, pre: F) -> &mut Self
+    where
+        F: Fn(&Request) -> Result<(), Abort> + Send + Sync + 'static,
+    {
+        self.routing.pre.add(&mut self.builder, Arc::new(pre));
+        self
+    }
+
+    /// Answers preflight `OPTIONS` and adds the CORS fields to every answer (SPEC 7). With
+    /// credentials allowed, the request's `Origin` is reflected instead of the original's
+    /// `*`, which browsers refuse in that combination.
+    pub fn cross_origin(&mut self, on: bool) -> &mut Self {
+        self.builder.cross_origin(on);
+        self
+    }
+
+    /// The size above which worker results are split into cargo chunks, in characters
+    /// (default 10 MiB); change it at any time, also while serving.
+    pub fn max_chunk_size(&self) -> Arc<AtomicUsize> {
+        self.builder.max_chunk_size()
+    }
+
+    /// The server's tokens (SPEC 6), to use from handlers; clones share them.
+    pub fn tokens(&self) -> TokenHandle {
+        self.routing.tokens.clone()
+    }
+
+    /// Installs the store worker results are cached in (see [`json_worker`](Self::json_worker)).
+    pub fn cache(&mut self, cache: Arc<dyn ResultCache>) -> &mut Self {
+        self.routing.cache.set(cache);
+        self
+    }
+
+    /// A worker route at `mask` (SPEC 5): a POST route speaking `start`/`get`/`stop`/`cargo`
+    /// whose jobs run on the background pool.
+    ///
+    /// `job` gets the payload (with the mask's captures written into it) and a
+    /// [`CancelFlag`] to poll; its value is sent as [`json_dumps`] text. An error with a
+    /// status (an [`Abort`]) answers that error page when the result is collected, one
+    /// without (a [`WorkerFailure`] with no status, a panic) answers 500 `worker error`
+    /// and is logged. With `cache_id` and an installed [`cache`](Self::cache), results are
+    /// cached under the key's JSON text in section `www`.
+    pub fn json_worker<F, T, E>(
+        &mut self,
+        mask: &str,
+        cache_id: Option<CacheId>,
+        job: F,
+    ) -> &mut Self
+    where
+        F: Fn(Value, &CancelFlag) -> Result<T, E> + Send + Sync + 'static,
+        T: Serialize,
+        E: Into<WorkerFailure>,
+    {
+        self.json_worker_in(mask, DEFAULT_CACHE_SECTION, cache_id, job)
+    }
+
+    /// Like [`json_worker`](Self::json_worker), caching in `section`.
+    pub fn json_worker_in<F, T, E>(
+        &mut self,
+        mask: &str,
+        section: &str,
+        cache_id: Option<CacheId>,
+        job: F,
+    ) -> &mut Self
+    where
+        F: Fn(Value, &CancelFlag) -> Result<T, E> + Send + Sync + 'static,
+        T: Serialize,
+        E: Into<WorkerFailure>,
+    {
+        let work = worker_fn(
+            job,
+            self.routing.cache.clone(),
+            section.to_owned(),
+            cache_id,
+        );
+        self.builder.worker(mask, work);
+        if !self.routing.scope.is_empty() {
+            let chain = self.routing.scope.clone();
+            self.routing
+                .pre
+                .guard_worker(&mut self.builder, mask, chain, self.max_age);
+        }
+        self
+    }
+
+    /// Serves the bundled `worker.js` at `mask` (`application/javascript; charset=utf-8`,
+    /// with ETag and 304 like every text route).
+    pub fn link_worker_js(&mut self, mask: &str) -> &mut Self {
+        self.text_get(mask, Some(0), |_req, _args| {
+            Ok::<_, Abort>(Custom::new(WORKER_JS).content_type(WORKER_JS_CONTENT_TYPE))
+        })
+    }
+
+    /// Writes the bundled `worker.js` to `path`, overwriting it.
+    pub fn mirror_worker_js(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        mirror_worker_js(path)
+    }
+
+    /// The configured core server, for the in-crate tests that drive a connection.
+    #[cfg(test)]
+    pub(crate) fn into_server(self) -> Arc<Server> {
+        self.builder.build()
+    }
+
     /// Builds the server, listens and starts the transport without blocking.
+    ///
+    /// Requests are logged; the command loop and signal handling are left to the caller.
+    /// Under a restart supervisor the server listens on the socket it inherited.
     pub fn start(self) -> io::Result<Running> {
-        let listener = transport::listen(self.addr)?;
+        let listener = crate::restart::listener(self.addr)?;
+        self.start_on(listener)
+    }
+
+    /// Serves until `quit`, SIGINT or SIGTERM, then stops gracefully (a second SIGINT exits
+    /// at once with status 130), reading console commands from stdin meanwhile.
+    ///
+    /// After `restart` (or SIGHUP) the requests in flight finish, then the process does not
+    /// return: a supervised child exits with the restart code, an original process re-runs
+    /// itself as a supervisor (see [`setup_restart`](Self::setup_restart)).
+    pub fn serve_forever(mut self) -> io::Result<()> {
+        let console = std::mem::take(&mut self.console);
+        let listener = crate::restart::listener(self.addr)?;
+        // Keeps the socket open after the transport closes its copy, for a restart.
+        let kept = listener.try_clone()?;
+        let running = self.start_on(listener)?;
+        let handle = running.handle();
+        let control = crate::restart::Control::new(move || handle.shutdown(), Some(kept));
+        let signals = stop_on_signals(Arc::clone(&control))?;
+        // Announced once signals are handled, so a watcher may signal at once.
+        msg(&format!("starting server at {}", running.local_addr()));
+        let console = console.start(Arc::clone(&control)).unwrap_or_else(|e| {
+            msg(&format!("no command loop: {e}"));
+            None
+        });
+        let served = running.wait();
+        // Ends the command loop when the server stopped for another reason.
+        control.quit();
+        if let Some(thread) = console {
+            // A panic there was reported already; nothing is left to clean up.
+            let _ = thread.join();
+        }
+        signals.close();
+        msg("shutting down..");
+        served?;
+        if let Some(listener) = control.restart_listener() {
+            crate::restart::restart(&listener);
+        }
+        Ok(())
+    }
+
+    /// Installs the request log and starts the transport on `listener`.
+    fn start_on(mut self, listener: std::net::TcpListener) -> io::Result<Running> {
+        self.log.install(&mut self.builder);
         transport::start(listener, self.builder.build(), self.transport)
     }
 
-    /// Runs until SIGINT or SIGTERM, then stops gracefully; a second SIGINT exits at once.
-    pub fn serve_forever(self) -> io::Result<()> {
-        let running = self.start()?;
-        msg(&format!("starting server at {}", running.local_addr()));
-        stop_on_signals(running.handle())?;
-        running.wait()?;
-        msg("shutting down..");
-        Ok(())
+    /// The address the server was configured to listen on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 
-/// Wires SIGINT/SIGTERM to a graceful stop and a second SIGINT to an immediate exit (130).
-pub(crate) fn stop_on_signals(handle: crate::ShutdownHandle) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+/// Wires SIGINT/SIGTERM to a graceful stop, a second SIGINT to an immediate exit (130)
+/// and SIGHUP to a restart; the returned handle ends the wiring.
+pub(crate) fn stop_on_signals(
+    control: Arc<crate::restart::Control>,
+) -> io::Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let handle = signals.handle();
     std::thread::Builder::new()
         .name("quick-server-signals".into())
         .spawn(move || {
-            let mut stopping = false;
             for signal in signals.forever() {
-                if stopping && signal == SIGINT {
-                    std::process::exit(130);
+                match signal {
+                    SIGHUP => control.restart(),
+                    SIGINT if control.is_stopping() => std::process::exit(130),
+                    _ => control.quit(),
                 }
-                stopping = true;
-                handle.shutdown();
             }
         })?;
-    Ok(())
+    Ok(handle)
+}
+
+/// A typed JSON handler in the core's shape.
+fn json_handler<F, R>(handler: F, max_age: u64) -> Handler
+where
+    F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
+    R: JsonReply,
+{
+    Arc::new(
+        move |request: &Request, args: &mut Args| match handler(request, args) {
+            Ok(reply) => json_response(request, reply, max_age),
+            Err(abort) => abort_page(&abort),
+        },
+    )
+}
+
+/// A JSON route's value as the response.
+pub(crate) fn json_response(request: &Request, reply: impl JsonReply, max_age: u64) -> Response {
+    match reply.into_custom() {
+        Ok(custom) => {
+            let custom = Custom {
+                value: custom.value.map(String::into_bytes),
+                status: custom.status,
+                content_type: custom.content_type,
+                fields: custom.fields,
+            };
+            finish(request, custom, "application/json", max_age)
+        }
+        Err(e) => Response::error_page(500, Some(&format!("JSON encoding failed: {e}"))),
+    }
+}
+
+/// A typed text handler in the core's shape.
+fn text_handler<F, R>(handler: F, max_age: u64) -> Handler
+where
+    F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
+    R: TextReply,
+{
+    Arc::new(
+        move |request: &Request, args: &mut Args| match handler(request, args) {
+            Ok(reply) => finish(request, reply.into_custom(), "text/plain", max_age),
+            Err(abort) => abort_page(&abort),
+        },
+    )
 }
 
 /// A handler's value as the response, or the 404 page for a null value.
@@ -452,7 +713,8 @@ fn finish(
     )
 }
 
-fn abort_page(abort: &Abort) -> Response {
+/// The error page of an [`Abort`].
+pub(crate) fn abort_page(abort: &Abort) -> Response {
     Response::error_page(abort.status, Some(&abort.message))
 }
 

@@ -1,29 +1,147 @@
 //! # quick-server
 //!
 //! The server a back-end developer sets up in ten lines: static files from bound folders,
-//! JSON and text handlers with path captures and parsed arguments, on a `mio` event loop
-//! or a blocking thread pool, over plain TCP or TLS.
+//! JSON and text handlers with path captures and parsed arguments, long-running workers,
+//! a command loop; on a `mio` event loop or a blocking thread pool, over plain TCP or TLS.
+//! A Rust re-creation of the Python library `quick_server`, with the same routes, worker
+//! protocol, console and log texts.
 //!
 //! ```no_run
 //! use quick_server::{Abort, QuickServer};
 //!
-//! let mut server = QuickServer::new("127.0.0.1:8000".parse().unwrap());
-//! server.bind_path("/", "www").unwrap();
-//! server.add_default_white_list();
+//! let mut server = QuickServer::new(([127, 0, 0, 1], 8000).into());
+//! server.bind_path("/", "www")?;
+//! server.add_default_white_list().link_empty_favicon_fallback();
 //! server.json_get("/api/:version/hello", None, |_req, args| {
-//!     let version = args.segments.get("version").cloned().unwrap_or_default();
-//!     Ok::<_, Abort>(serde_json::json!({ "version": version }))
+//!     Ok::<_, Abort>(serde_json::json!({ "version": args.segments.get("version") }))
 //! });
-//! server.serve_forever().unwrap();
+//! server.serve_forever()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! [`serve_forever`](QuickServer::serve_forever) blocks: it logs `starting server at …`,
+//! reads console commands from stdin and stops on `quit`, SIGINT or SIGTERM. Inside a
+//! program of your own or a test, [`start`](QuickServer::start) serves in the background
+//! and hands back the [`Running`] server:
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use quick_server::{Abort, QuickServer};
+//!
+//! let mut server = QuickServer::new(([127, 0, 0, 1], 0).into()); // port 0: any free port
+//! server.text_get("/ping", None, |_req, _args| Ok::<_, Abort>("pong"));
+//! let running = server.start()?;
+//!
+//! let mut client = std::net::TcpStream::connect(running.local_addr())?;
+//! client.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+//! let mut answer = String::new();
+//! client.read_to_string(&mut answer)?;
+//! assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"));
+//! assert!(answer.ends_with("\r\n\r\npong"));
+//!
+//! running.handle().shutdown();
+//! running.wait()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! ## Files
+//! [`bind_path`](QuickServer::bind_path) serves a folder under a URL prefix (the newest
+//! binding is tried first, [`bind_path_fallback`](QuickServer::bind_path_fallback) last).
+//! Which files are served is decided by white and black lists of shell-style patterns
+//! ([`add_default_white_list`](QuickServer::add_default_white_list),
+//! [`add_file_patterns`](QuickServer::add_file_patterns)); folders without an index page
+//! can be listed ([`directory_listing`](QuickServer::directory_listing)); a missing
+//! `favicon.ico` can be answered with an icon
+//! ([`link_empty_favicon_fallback`](QuickServer::link_empty_favicon_fallback),
+//! [`favicon_fallback`](QuickServer::favicon_fallback)), and unknown pages of a
+//! single-page app with its index ([`spa_fallback`](QuickServer::spa_fallback)).
+//! Answers carry ETags and honour `If-None-Match` and ranges.
+//!
+//! ## Dynamic routes
+//! [`json_get`](QuickServer::json_get), [`text_post`](QuickServer::text_post) and their
+//! siblings register handlers on *masks*: `/api/:version/items` captures `version` into
+//! [`Args::segments`]; what follows the mask becomes [`Args::paths`] (whose length `argc`
+//! can fix), [`Args::query`] and [`Args::fragment`]. Bodies are parsed into [`Args::post`]
+//! (JSON, forms, multipart fields) and [`Args::files`] (multipart files, each part at most
+//! [`max_file_size`](QuickServer::max_file_size) bytes). A handler returns any
+//! `Serialize` value (JSON routes) or text and bytes (text routes), a [`Custom`] for
+//! another status, content type or extra fields, or an [`Abort`] for an error page.
+//! [`Middleware`] runs before handlers, for a scope of routes
+//! ([`middlewares`](QuickServer::middlewares)) or around one ([`with_middlewares`]).
+//!
+//! ## Workers
+//! A computation that outlives a request goes in a worker
+//! ([`json_worker`](QuickServer::json_worker)): the client starts it, polls for the result
+//! and may cancel it ([`CancelFlag`]); results larger than
+//! [`max_chunk_size`](QuickServer::max_chunk_size) travel in chunks. The browser side is
+//! the bundled `worker.js` ([`link_worker_js`](QuickServer::link_worker_js)); results can
+//! be cached ([`cache`](QuickServer::cache), [`QuickCache`]).
+//!
+//! ## Tokens
+//! [`tokens`](QuickServer::tokens) gives the server-side session objects: a JSON map per
+//! token ([`create_token`]), with sliding expiration.
+//!
+//! ## CORS, proxy, HTTPS
+//! [`cross_origin`](QuickServer::cross_origin) answers preflight requests and adds the
+//! CORS fields; [`bind_proxy`](QuickServer::bind_proxy) forwards a prefix to an `http://`
+//! upstream; [`load_tls`] reads a PEM certificate and key for
+//! [`TransportOptions::tls`]:
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use quick_server::{load_tls, QuickServer, TransportOptions};
+//!
+//! let mut server = QuickServer::new(([0, 0, 0, 0], 8443).into());
+//! server.cross_origin(true).bind_proxy("/api/", "http://127.0.0.1:9000/")?;
+//! let tls = load_tls(Path::new("cert.pem"), Path::new("key.pem"))?;
+//! server.transport(TransportOptions { tls: Some(tls), ..TransportOptions::default() });
+//! server.serve_forever()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Command loop and log
+//! While [`serve_forever`](QuickServer::serve_forever) runs, stdin takes commands: yours
+//! ([`cmd`](QuickServer::cmd), with TAB completion on a terminal) and the built-ins
+//! `help`, `restart` and `quit`. [`setup_restart`](QuickServer::setup_restart) makes
+//! `restart` re-run the program without closing the listening socket. Requests are logged
+//! in the original's format ([`suppress_noise`](QuickServer::suppress_noise),
+//! [`report_slow_requests`](QuickServer::report_slow_requests)); [`msg`] writes your own
+//! lines to the same log.
+//!
+//! ## Crates and examples
+//! The HTTP engine is the sans-IO crate `quick-server-core`; `quick-server-mio` and
+//! `quick-server-std` are its transports ([`Transport`]). The repository's
+//! `cli/examples/` hold `example` and `example2` (the original's example servers),
+//! `console_demo`, `embed` (the core in a hand-written loop) and `bench_json`.
 #![warn(missing_docs)]
 
+mod cache;
+mod console;
 mod facade;
+mod logging;
+mod middleware;
+mod restart;
 mod tls;
+mod tokens;
 mod transport;
+mod workers;
 
-pub use facade::{msg, Abort, Custom, QuickServer};
-pub use quick_server_core::dynamic::{Args, Upload};
+pub use cache::{QuickCache, ResultCache};
+pub use facade::{msg, Abort, Custom, JsonReply, QuickServer, TextReply};
+pub use logging::set_log_file;
+pub use middleware::{middleware, with_middlewares, Chained, Middleware, Next};
+pub use quick_server_core::console::{CommandError, Completer};
+pub use quick_server_core::dynamic::{Args, Method, Upload};
+pub use quick_server_core::tokens::{Expire, MemoryTokenStore, TokenStore, Ttl};
+pub use quick_server_core::worker::{CancelFlag, WorkerFailure};
 pub use quick_server_core::{Limits, Request};
+pub use restart::{has_been_restarted, is_original, set_error_exit_code, set_restart_exit_code};
 pub use tls::{load_tls, TlsError};
+pub use tokens::{create_token, TokenHandle};
 pub use transport::{listen, start, Running, ShutdownHandle, Transport, TransportOptions};
+pub use workers::{mirror_worker_js, CacheId, WORKER_JS, WORKER_JS_CONTENT_TYPE};
+
+/// The README's code, compiled as a doctest so that it keeps building.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,286 @@
+//! The log: one process-wide sink (stderr, or a file after [`set_log_file`]) that
+//! [`msg`](crate::msg) and the request log write to, and the [`RequestLog`] the facade
+//! installs so every answered request prints the original's line (spec 11).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::mem::MaybeUninit;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use quick_server_core::log::{
+    escape_control, format_local_time, should_log, slow_request_finished, slow_request_started,
+    RequestLog, RequestLogLine, RequestRecord, SlowRequest,
+};
+use quick_server_core::ServerBuilder;
+
+use crate::facade::QuickServer;
+
+/// Prefix of every log line: the original's short form (`LONG_MSG = False`).
+const PREFIX: &str = "[SERVER] ";
+
+/// The original's slow-request threshold.
+const SLOW_THRESHOLD: Duration = Duration::from_secs(5);
+
+/// The log file; `None` logs to stderr. Shared by every server of the process, like the
+/// original's module-level sink.
+static SINK: Mutex<Option<File>> = Mutex::new(None);
+
+/// Sends the log of the whole process to `path` (appending), or back to stderr with `None`.
+///
+/// # Errors
+/// The file cannot be opened; the sink is then unchanged.
+pub fn set_log_file(path: Option<&Path>) -> io::Result<()> {
+    let file = match path {
+        Some(path) => Some(OpenOptions::new().create(true).append(true).open(path)?),
+        None => None,
+    };
+    *SINK.lock().unwrap_or_else(PoisonError::into_inner) = file;
+    Ok(())
+}
+
+/// Writes each line of `text` as `[SERVER] <line>` to the sink, in one piece so lines of
+/// concurrent messages do not interleave. Write errors are ignored: logging must not stop
+/// the server.
+pub(crate) fn write_lines(text: &str) {
+    let mut block = String::with_capacity(text.len() + 16);
+    for line in text.lines() {
+        block.push_str(PREFIX);
+        block.push_str(line);
+        block.push('\n');
+    }
+    if block.is_empty() {
+        return;
+    }
+    let mut sink = SINK.lock().unwrap_or_else(PoisonError::into_inner);
+    let _ = match sink.as_mut() {
+        Some(file) => file.write_all(block.as_bytes()),
+        None => io::stderr().lock().write_all(block.as_bytes()),
+    };
+}
+
+/// The logging choices of one server, applied when it starts.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LogOptions {
+    /// Hide request lines with status 200 or 304.
+    suppress_noise: bool,
+    /// Report dynamic requests running longer than this.
+    slow_threshold: Option<Duration>,
+}
+
+impl LogOptions {
+    /// Installs the request log and the slow threshold on `builder`.
+    pub(crate) fn install(&self, builder: &mut ServerBuilder) {
+        builder
+            .request_log(Arc::new(ConsoleLog {
+                suppress_noise: self.suppress_noise,
+            }))
+            .slow_threshold(self.slow_threshold);
+    }
+}
+
+impl QuickServer {
+    /// Stops logging requests answered 200 or 304 (other statuses are still logged).
+    pub fn suppress_noise(&mut self, on: bool) -> &mut Self {
+        self.log.suppress_noise = on;
+        self
+    }
+
+    /// Logs dynamic requests still running after 5 s, and again when they finish.
+    pub fn report_slow_requests(&mut self, on: bool) -> &mut Self {
+        self.log.slow_threshold = on.then_some(SLOW_THRESHOLD);
+        self
+    }
+
+    /// Like [`report_slow_requests`](Self::report_slow_requests) with another threshold.
+    pub fn report_slow_requests_after(&mut self, threshold: Duration) -> &mut Self {
+        self.log.slow_threshold = Some(threshold);
+        self
+    }
+}
+
+/// The request log writing through [`write_lines`].
+struct ConsoleLog {
+    suppress_noise: bool,
+}
+
+impl RequestLog for ConsoleLog {
+    fn request(&self, record: &RequestRecord<'_>) {
+        let offset = utc_offset(unix_secs(record.wall));
+        for line in request_lines(record, self.suppress_noise, offset) {
+            write_lines(&line);
+        }
+    }
+
+    fn slow(&self, slow: &SlowRequest<'_>) {
+        write_lines(&if slow.completed {
+            slow_request_finished(slow.method, slow.target, slow.elapsed.as_secs_f64())
+        } else {
+            slow_request_started(slow.method, slow.target)
+        });
+    }
+
+    fn note(&self, text: &str) {
+        for line in text.lines() {
+            write_lines(&escape_control(line));
+        }
+    }
+}
+
+/// The lines the original logs for one answered request, each on one line (request text
+/// escaped): `code C, message M` before an error page (never for `404 File not found`),
+/// then the request line unless noise is suppressed. The first line carries the elapsed
+/// time.
+fn request_lines(record: &RequestRecord<'_>, suppress_noise: bool, utc_offset: i32) -> Vec<String> {
+    let local_time = format_local_time(unix_secs(record.wall), utc_offset);
+    let mut elapsed = Some(record.elapsed.as_secs_f64());
+    let mut lines = Vec::new();
+    if let Some(message) = record.message {
+        if !(record.status == 404 && message == "File not found") {
+            let mut line = String::new();
+            if let Some(seconds) = elapsed.take() {
+                line.push_str(&quick_server_core::log::elapsed_string(seconds));
+                line.push(' ');
+            }
+            line.push_str(&format!(
+                "[{local_time}] code {}, message {}",
+                record.status,
+                escape_control(message)
+            ));
+            lines.push(line);
+        }
+    }
+    if should_log(record.status, suppress_noise) {
+        let line = RequestLogLine {
+            elapsed,
+            local_time: &local_time,
+            size: record.size,
+            request_line: record.request_line,
+            status: record.status,
+            client: record.peer,
+        };
+        lines.push(line.to_string());
+    }
+    lines
+}
+
+/// Seconds since the Unix epoch, negative before it.
+fn unix_secs(wall: SystemTime) -> i64 {
+    match wall.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}
+
+/// The local time zone's offset from UTC at `unix_secs`, in seconds (0 if unknown).
+fn utc_offset(unix_secs: i64) -> i32 {
+    let Some(time) = libc::time_t::try_from(unix_secs).ok() else {
+        return 0;
+    };
+    let mut tm = MaybeUninit::<libc::tm>::zeroed();
+    // SAFETY: `time` and `tm` are valid for the whole call; `localtime_r` writes only into
+    // `tm` and, when it succeeds (non-null result), has initialised it, so `assume_init`
+    // reads an initialised value (all-zero is a valid `tm` as well). It reads the TZ
+    // environment; this crate never modifies the environment.
+    let gmtoff = unsafe {
+        if libc::localtime_r(&time, tm.as_mut_ptr()).is_null() {
+            return 0;
+        }
+        tm.assume_init().tm_gmtoff
+    };
+    i32::try_from(gmtoff).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record<'a>(line: &'a str, status: u16, message: Option<&'a str>) -> RequestRecord<'a> {
+        RequestRecord {
+            peer: "127.0.0.1:5000",
+            request_line: line,
+            status,
+            message,
+            size: None,
+            elapsed: Duration::from_micros(784),
+            // 2026-11-23 21:20:01 UTC
+            wall: UNIX_EPOCH + Duration::from_secs(1_795_468_801),
+        }
+    }
+
+    #[test]
+    fn request_line_shape() {
+        let mut r = record("GET /sub/a.txt HTTP/1.1", 200, None);
+        r.size = Some(9);
+        assert_eq!(
+            request_lines(&r, false, 0),
+            ["   0.784ms [2026-11-23 21:20:01] 9 B \"GET /sub/a.txt HTTP/1.1\" 200"]
+        );
+        assert_eq!(
+            request_lines(&r, false, 3600),
+            ["   0.784ms [2026-11-23 22:20:01] 9 B \"GET /sub/a.txt HTTP/1.1\" 200"]
+        );
+    }
+
+    #[test]
+    fn error_pages_log_code_and_message_first() {
+        let r = record("GET /x HTTP/1.1", 500, Some("boom"));
+        assert_eq!(
+            request_lines(&r, false, 0),
+            [
+                "   0.784ms [2026-11-23 21:20:01] code 500, message boom",
+                "[2026-11-23 21:20:01] \"GET /x HTTP/1.1\" 500",
+            ]
+        );
+    }
+
+    #[test]
+    fn file_not_found_message_is_never_logged() {
+        let r = record("GET /x HTTP/1.1", 404, Some("File not found"));
+        assert_eq!(
+            request_lines(&r, false, 0),
+            ["   0.784ms [2026-11-23 21:20:01] \"GET /x HTTP/1.1\" 404"]
+        );
+        let r = record(
+            "GET /x/ HTTP/1.1",
+            404,
+            Some("No permission to list directory"),
+        );
+        assert_eq!(request_lines(&r, false, 0).len(), 2);
+    }
+
+    #[test]
+    fn suppress_noise_hides_200_and_304_only() {
+        for (status, shown) in [(200, false), (304, false), (404, true), (500, true)] {
+            let r = record("GET / HTTP/1.1", status, None);
+            assert_eq!(!request_lines(&r, true, 0).is_empty(), shown, "{status}");
+            assert_eq!(request_lines(&r, false, 0).len(), 1);
+        }
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let r = record("GET /a\u{1b}[2J\nb HTTP/1.1", 400, Some("bad\r\nline"));
+        let lines = request_lines(&r, false, 0);
+        assert_eq!(
+            lines,
+            [
+                "   0.784ms [2026-11-23 21:20:01] code 400, message bad\\x0d\\x0aline",
+                "[2026-11-23 21:20:01] \"GET /a\\x1b[2J\\x0ab HTTP/1.1\" 400",
+            ]
+        );
+        assert!(lines.iter().all(|l| !l.chars().any(char::is_control)));
+    }
+
+    #[test]
+    fn unix_seconds_both_sides_of_the_epoch() {
+        assert_eq!(unix_secs(UNIX_EPOCH + Duration::from_secs(5)), 5);
+        assert_eq!(unix_secs(UNIX_EPOCH - Duration::from_secs(5)), -5);
+    }
+
+    #[test]
+    fn offset_is_within_a_day() {
+        assert!(utc_offset(1_795_468_801).abs() <= 86_400);
+    }
+}

@@ -1,0 +1,688 @@
+//! Dynamic requests through the `QuickServer` facade, over both transports, plain and TLS
+//! (SPEC 4, 6, 7): mask and argc matching, args, bodies and uploads, the 413 path,
+//! middleware, tokens, CORS, a panicking handler and a slow one.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use quick_server::{
+    middleware, Abort, Args, Custom, Expire, Middleware, Next, QuickServer, Request, Ttl,
+};
+use quick_server_tests::{
+    each_setup, fnv1a64, get, json_of, multipart, post_json, pseudo_random_bytes, with_body,
+    Client, FacadeServer, Part, Response, TempDir,
+};
+use serde_json::{json, Map, Value};
+
+/// Everything a handler sees, as JSON.
+fn echo(_req: &Request, args: &mut Args) -> Result<Value, Abort> {
+    let files: Map<String, Value> = args
+        .files
+        .iter()
+        .map(|(name, upload)| {
+            let about = json!({
+                "filename": upload.filename,
+                "content_type": upload.content_type,
+                "len": upload.data.len(),
+                "fnv": format!("{:016x}", fnv1a64(&upload.data)),
+            });
+            (name.clone(), about)
+        })
+        .collect();
+    Ok(json!({
+        "paths": args.paths,
+        "query": args.query,
+        "fragment": args.fragment,
+        "segments": args.segments,
+        "post": args.post,
+        "files": files,
+    }))
+}
+
+fn routes() -> QuickServer {
+    let mut server = FacadeServer::builder();
+    server
+        .json_get("/api/:version/a/b/c/d", None, echo)
+        .json_get("/api/foo/:foo", None, echo)
+        .json_get("/x", Some(0), echo)
+        .json_get("/api/uptime/", Some(1), echo)
+        .json_get("/api/echo", None, echo)
+        .json_post("/api/echo", None, echo)
+        .json_put("/api/echo", None, echo)
+        .json_delete("/api/echo", None, echo)
+        .json_post("/api/zero", Some(0), echo);
+    server
+}
+
+/// The JSON body of a response that must be a 200.
+fn ok_json(response: &Response) -> Value {
+    assert_eq!(response.status, 200, "{}", response.text());
+    json_of(response)
+}
+
+fn assert_404(response: &Response, target: &str) {
+    assert_eq!(response.status, 404, "{target}: {}", response.text());
+    assert_eq!(response.reason, "File not found", "{target}");
+}
+
+#[test]
+fn masks_captures_and_argc() {
+    each_setup(|setup| {
+        let server = FacadeServer::start(setup, routes());
+        let mut client = server.connect();
+        let ok = |client: &mut Client, target: &str| {
+            let response = client.request(&get(target));
+            assert_eq!(
+                response.header("content-type"),
+                Some("application/json"),
+                "{target}"
+            );
+            ok_json(&response)
+        };
+        let version = |v: &Value| v["segments"]["version"].clone();
+        assert_eq!(
+            version(&ok(&mut client, "/api/:version/a/b/c/d")),
+            ":version"
+        );
+        assert_eq!(version(&ok(&mut client, "/api/123/a/b/c/d")), "123");
+        let answer = ok(&mut client, "/api/api/a/b/c/d?");
+        assert_eq!(version(&answer), "api");
+        assert_eq!(answer["query"], json!({"": true}));
+        let answer = ok(&mut client, "/api/abcd/a/b/c/d#");
+        assert_eq!(
+            (version(&answer), answer["fragment"].clone()),
+            (json!("abcd"), json!(""))
+        );
+        let answer = ok(&mut client, "/api/abcd/a/b/c/d/");
+        assert_eq!(
+            (version(&answer), answer["paths"].clone()),
+            (json!("abcd"), json!([]))
+        );
+        assert_eq!(
+            version(&ok(&mut client, "/api/a%20b/a/b/c/d")),
+            "a%20b",
+            "captures stay raw"
+        );
+        let answer = ok(&mut client, "/api/foo/foo/?ignore=me");
+        assert_eq!(answer["segments"]["foo"], "foo");
+        assert_eq!(answer["query"], json!({"ignore": "me"}));
+        let answer = ok(&mut client, "/api/foo/foo?include=me");
+        assert_eq!(answer["segments"]["foo"], "foo?include=me");
+        assert_eq!(answer["query"], json!({}));
+        for target in ["/x", "/x/", "/x?a=1", "/x#f"] {
+            assert_eq!(ok(&mut client, target)["paths"], json!([]), "{target}");
+        }
+        assert_eq!(ok(&mut client, "/api/uptime/6")["paths"], json!(["6"]));
+        assert_eq!(ok(&mut client, "/api/uptime/7/")["paths"], json!(["7"]));
+        for target in [
+            "/api/123?a/b/c/d",
+            "/api/123/a?b/c/d",
+            "/api/abcd/",
+            "/x/y",
+            "/xy",
+            "/api/uptime",
+            "/api/uptime/1/2",
+        ] {
+            assert_404(&client.request(&get(target)), target);
+        }
+        // POST with an argc mismatch: the 404 page, and the connection goes on.
+        let response = client.request(&post_json("/api/zero/extra", &json!({})));
+        assert_404(&response, "/api/zero/extra");
+        let answer = ok_json(&client.request(&post_json("/api/zero", &json!({"a": 1}))));
+        assert_eq!(answer["post"], json!({"a": 1}));
+    });
+}
+
+#[test]
+fn query_and_fragment_decoding() {
+    each_setup(|setup| {
+        let server = FacadeServer::start(setup, routes());
+        let answer = ok_json(&server.exchange(&get(
+            "/api/echo/a%20b/./c/../d?x=1&y&z=%41+b&x=2&&=5#fr%20ag",
+        )));
+        assert_eq!(answer["paths"], json!(["a b", "d"]));
+        assert_eq!(
+            answer["query"],
+            json!({"x": "2", "y": true, "z": "A+b", "": "5"})
+        );
+        assert_eq!(answer["fragment"], "fr ag");
+        assert_eq!(answer["post"], json!({}));
+        let answer = ok_json(&server.exchange(&get("/api/echo/a%2Fb?k=%C3%A9&bad=%zz")));
+        assert_eq!(answer["paths"], json!(["a/b"]), "decoded after splitting");
+        assert_eq!(answer["query"], json!({"k": "é", "bad": "%zz"}));
+    });
+}
+
+#[test]
+fn json_urlencoded_and_multipart_bodies() {
+    each_setup(|setup| {
+        let server = FacadeServer::start(setup, routes());
+        let mut client = server.connect();
+        for method in ["POST", "PUT", "DELETE"] {
+            let body = br#"{"list": [1, 2.5, "three"], "nested": {"ok": true}}"#;
+            let request = with_body(method, "/api/echo", "application/json", body);
+            let answer = ok_json(&client.request(&request));
+            assert_eq!(
+                answer["post"],
+                json!({"list": [1, 2.5, "three"], "nested": {"ok": true}})
+            );
+        }
+        let request = with_body("POST", "/api/echo", "application/json", b"[1, 2]");
+        assert_eq!(ok_json(&client.request(&request))["post"], json!([1, 2]));
+        let request = with_body(
+            "POST",
+            "/api/echo?q=1",
+            "application/x-www-form-urlencoded",
+            b"a=1&b=%41+c&flag&a=2",
+        );
+        let answer = ok_json(&client.request(&request));
+        assert_eq!(answer["post"], json!({"a": "2", "b": "A+c", "flag": true}));
+        assert_eq!(answer["query"], json!({"q": "1"}));
+        // Unknown types are read and ignored.
+        let request = with_body("POST", "/api/echo", "text/plain", b"whatever");
+        assert_eq!(ok_json(&client.request(&request))["post"], json!({}));
+
+        let binary: Vec<u8> = (0..=255u8)
+            .chain([0, 0, b'\r', b'\n', b'-', b'-'])
+            .collect();
+        let big = pseudo_random_bytes(100_000, 7);
+        let body = multipart(
+            "XyZ",
+            &[
+                Part {
+                    name: "title",
+                    filename: None,
+                    content_type: None,
+                    data: "héllo wörld".as_bytes(),
+                },
+                Part {
+                    name: "bin",
+                    filename: Some("a.bin"),
+                    content_type: Some("application/octet-stream"),
+                    data: &binary,
+                },
+                Part {
+                    name: "text",
+                    filename: Some("t.txt"),
+                    content_type: Some("text/plain"),
+                    data: b"line 1\r\nline 2",
+                },
+                Part {
+                    name: "big",
+                    filename: Some("big.bin"),
+                    content_type: Some("application/octet-stream"),
+                    data: &big,
+                },
+                Part {
+                    name: "empty",
+                    filename: Some("e"),
+                    content_type: Some("text/plain"),
+                    data: b"",
+                },
+            ],
+        );
+        let request = with_body(
+            "POST",
+            "/api/echo",
+            "multipart/form-data; boundary=XyZ",
+            &body,
+        );
+        let answer = ok_json(&client.request(&request));
+        assert_eq!(answer["post"], json!({"title": "héllo wörld"}));
+        let file = |filename: &str, content_type: &str, data: &[u8]| {
+            json!({
+                "filename": filename,
+                "content_type": content_type,
+                "len": data.len(),
+                "fnv": format!("{:016x}", fnv1a64(data)),
+            })
+        };
+        assert_eq!(
+            answer["files"],
+            json!({
+                "bin": file("a.bin", "application/octet-stream", &binary),
+                "text": file("t.txt", "text/plain", b"line 1\r\nline 2"),
+                "big": file("big.bin", "application/octet-stream", &big),
+                "empty": file("e", "text/plain", b""),
+            })
+        );
+    });
+}
+
+#[test]
+fn malformed_bodies_are_400() {
+    each_setup(|setup| {
+        let server = FacadeServer::start(setup, routes());
+        let request = with_body("POST", "/api/echo", "application/json", b"{not json");
+        let response = server.exchange(&request);
+        assert_eq!(response.status, 400);
+        assert!(
+            response
+                .reason
+                .starts_with("request is not JSON formatted!"),
+            "{}",
+            response.reason
+        );
+        for body in [
+            &b"garbage without a boundary line"[..],
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nno end",
+            b"--XyZ\r\nContent-Disposition: attachment\r\n\r\nx\r\n--XyZ--\r\n",
+        ] {
+            let request = with_body(
+                "POST",
+                "/api/echo",
+                "multipart/form-data; boundary=XyZ",
+                body,
+            );
+            let response = server.exchange(&request);
+            assert_eq!(response.status, 400, "{}", response.text());
+        }
+        let request = with_body("POST", "/api/echo", "multipart/form-data", b"x");
+        assert_eq!(server.exchange(&request).status, 400);
+    });
+}
+
+#[test]
+fn a_part_over_max_file_size_is_413() {
+    each_setup(|setup| {
+        let mut qs = routes();
+        qs.max_file_size(50);
+        let server = FacadeServer::start(setup, qs);
+        let fits = multipart(
+            "b",
+            &[Part {
+                name: "f",
+                filename: Some("f"),
+                content_type: Some("text/plain"),
+                data: &[b'x'; 50],
+            }],
+        );
+        let request = with_body(
+            "POST",
+            "/api/echo",
+            "multipart/form-data; boundary=b",
+            &fits,
+        );
+        assert_eq!(ok_json(&server.exchange(&request))["files"]["f"]["len"], 50);
+        for (data, n) in [(vec![b'y'; 100], 100), (vec![b'z'; 60], 60)] {
+            let body = multipart(
+                "b",
+                &[
+                    Part {
+                        name: "ok",
+                        filename: None,
+                        content_type: None,
+                        data: b"small",
+                    },
+                    Part {
+                        name: "f",
+                        filename: Some("f"),
+                        content_type: Some("application/octet-stream"),
+                        data: &data,
+                    },
+                ],
+            );
+            let request = with_body(
+                "POST",
+                "/api/echo",
+                "multipart/form-data; boundary=b",
+                &body,
+            );
+            let mut client = server.connect();
+            let response = client.request(&request);
+            assert_eq!(response.status, 413);
+            assert_eq!(
+                response.reason,
+                format!("Uploaded file is too large! {n} > 50")
+            );
+            assert!(response.text().contains("Uploaded file is too large!"));
+            // The body was framed by its length and read whole: the connection goes on
+            // (SPEC "where we depart": error pages keep cleanly framed connections).
+            assert!(!response.closes());
+            let again = with_body(
+                "POST",
+                "/api/echo",
+                "multipart/form-data; boundary=b",
+                &fits,
+            );
+            assert_eq!(ok_json(&client.request(&again))["files"]["f"]["len"], 50);
+        }
+        // Fields count too.
+        let body = multipart(
+            "b",
+            &[Part {
+                name: "t",
+                filename: None,
+                content_type: None,
+                data: &[b'a'; 51],
+            }],
+        );
+        let request = with_body(
+            "POST",
+            "/api/echo",
+            "multipart/form-data; boundary=b",
+            &body,
+        );
+        assert_eq!(server.exchange(&request).status, 413);
+    });
+}
+
+#[test]
+fn custom_values_text_routes_and_etags() {
+    each_setup(|setup| {
+        let mut qs = FacadeServer::builder();
+        qs.json_post("/api/custom", None, |_req, _args| {
+            Ok::<_, Abort>(
+                Custom::new(json!({"x": 1}))
+                    .status(201)
+                    .content_type("application/x-foo"),
+            )
+        })
+        .json_get("/api/nan", None, |_req, _args| {
+            Ok::<_, Abort>(vec![1.0, f64::NAN, f64::INFINITY])
+        })
+        .json_get("/api/none", None, |_req, _args| Ok::<_, Abort>(None::<u8>))
+        .json_get("/api/teapot", None, |_req, _args| {
+            Err::<(), _>(Abort::new(418, "short and stout"))
+        })
+        .text_get("/text/bytes", None, |_req, _args| {
+            Ok::<_, Abort>(vec![0u8, 255, 10])
+        })
+        .text_post("/text/echo", None, |_req, args| {
+            Ok::<_, Abort>(
+                args.post
+                    .get("a")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        })
+        .text_put("/text/put", None, |_req, _args| Ok::<_, Abort>("put"))
+        .text_delete("/text/delete", None, |_req, _args| {
+            Ok::<_, Abort>(Custom::new("gone").status(202))
+        })
+        .text_get("/text/none", None, |_req, _args| {
+            Ok::<_, Abort>(None::<String>)
+        });
+        let server = FacadeServer::start(setup, qs);
+        let mut client = server.connect();
+        let response = client.request(&post_json("/api/custom", &json!({})));
+        assert_eq!(
+            (response.status, response.reason.as_str()),
+            (201, "Created")
+        );
+        assert_eq!(response.header("content-type"), Some("application/x-foo"));
+        assert_eq!(response.text(), "{\n  \"x\": 1\n}");
+        let response = client.request(&get("/api/nan"));
+        assert_eq!(response.text(), "[\n  1.0,\n  \"NaN\",\n  \"Infinity\"\n]");
+        let etag = response.header("etag").expect("an ETag").to_owned();
+        assert_eq!(response.header("cache-control"), Some("max-age=0"));
+        let conditional =
+            format!("GET /api/nan HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n");
+        let response = client.request(conditional.as_bytes());
+        assert_eq!(response.status, 304);
+        assert!(response.body.is_empty());
+        assert_404(&client.request(&get("/api/none")), "/api/none");
+        let response = client.request(&get("/api/teapot"));
+        assert_eq!(
+            (response.status, response.reason.as_str()),
+            (418, "short and stout")
+        );
+        let response = client.request(&get("/text/bytes"));
+        assert_eq!(response.header("content-type"), Some("text/plain"));
+        assert_eq!(response.body, vec![0, 255, 10]);
+        let request = with_body(
+            "POST",
+            "/text/echo",
+            "application/x-www-form-urlencoded",
+            b"a=hi",
+        );
+        assert_eq!(client.request(&request).text(), "hi");
+        let request = with_body("PUT", "/text/put", "text/plain", b"");
+        assert_eq!(client.request(&request).text(), "put");
+        let request = with_body("DELETE", "/text/delete", "text/plain", b"");
+        let response = client.request(&request);
+        assert_eq!((response.status, response.text().as_str()), (202, "gone"));
+        assert_404(&client.request(&get("/text/none")), "/text/none");
+    });
+}
+
+/// The reference test's middleware (SPEC 4.10): checks `query.token`.
+fn token_check() -> Middleware {
+    middleware(|_req, args| {
+        match args
+            .query
+            .get("token")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+        {
+            "secret" => {
+                args.meta.insert("username".into(), json!("user"));
+                Ok(Next::Continue)
+            }
+            "default" => Ok(Next::reply(json!({"name": "other"}))),
+            "except" => Err(Abort::new(403, "")),
+            _ => Ok(Next::reply_with_status("Authentication Required", 401)),
+        }
+    })
+}
+
+#[test]
+fn middleware_outcomes() {
+    each_setup(|setup| {
+        let mut qs = FacadeServer::builder();
+        qs.middlewares(&[token_check()], |s| {
+            s.json_get("/api/user_details", None, |_req, args| {
+                Ok::<_, Abort>(json!({"name": args.meta.get("username")}))
+            });
+        });
+        qs.pre_middleware(
+            |request: &Request| match request.head.field_str("x-block") {
+                Some(_) => Err(Abort::new(451, "blocked")),
+                None => Ok(()),
+            },
+        );
+        let server = FacadeServer::start(setup, qs);
+        let mut client = server.connect();
+        let response = client.request(&get("/api/user_details?token=secret"));
+        assert_eq!(ok_json(&response), json!({"name": "user"}));
+        let response = client.request(&get("/api/user_details?token=default"));
+        assert_eq!(ok_json(&response), json!({"name": "other"}));
+        for target in ["/api/user_details", "/api/user_details?token=wrong"] {
+            let response = client.request(&get(target));
+            assert_eq!(response.status, 401, "{target}");
+            assert_eq!(response.header("content-type"), Some("application/json"));
+            assert_eq!(response.text(), "\"Authentication Required\"");
+        }
+        let response = client.request(&get("/api/user_details?token=except"));
+        assert_eq!(response.status, 403);
+        assert!(response
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/html")));
+        let blocked =
+            "GET /api/user_details?token=secret HTTP/1.1\r\nHost: t\r\nX-Block: 1\r\n\r\n";
+        let response = client.request(blocked.as_bytes());
+        assert_eq!(
+            (response.status, response.reason.as_str()),
+            (451, "blocked")
+        );
+        let blocked = "GET /static.txt HTTP/1.1\r\nHost: t\r\nX-Block: 1\r\n\r\n";
+        assert_eq!(
+            client.request(blocked.as_bytes()).status,
+            451,
+            "static paths too"
+        );
+    });
+}
+
+#[test]
+fn tokens_expire_on_the_real_clock() {
+    each_setup(|setup| {
+        let mut qs = FacadeServer::builder();
+        let tokens = qs.tokens();
+        let store = tokens.clone();
+        qs.json_post("/api/token/:name", None, move |_req, args| {
+            let name = args.segments.get("name").cloned().unwrap_or_default();
+            let expire = match args.post.get("expire_ms") {
+                Some(Value::Null) => Expire::Never,
+                Some(ms) => Expire::After(Duration::from_millis(ms.as_u64().unwrap_or(0))),
+                None => Expire::Default,
+            };
+            let write = args.post.get("write").cloned();
+            let readonly = write.is_none();
+            let map = store.get_token_obj(&name, expire, readonly, |map| {
+                if let Some(value) = write {
+                    map.insert("value".into(), value);
+                }
+                map.clone()
+            });
+            Ok::<_, Abort>(json!({"map": map, "tokens": store.get_tokens()}))
+        });
+        let server = FacadeServer::start(setup, qs);
+        let mut client = server.connect();
+        let mut call = |name: &str, body: Value| {
+            ok_json(&client.request(&post_json(&format!("/api/token/{name}"), &body)))
+        };
+        let answer = call("a", json!({"expire_ms": 100, "write": "foo"}));
+        assert_eq!(answer["map"], json!({"value": "foo"}));
+        assert_eq!(
+            call("a", json!({"expire_ms": 100}))["map"],
+            json!({"value": "foo"})
+        );
+        assert_eq!(
+            call("zero", json!({"expire_ms": 0, "write": 1}))["map"],
+            json!({"value": 1})
+        );
+        assert_eq!(call("zero", json!({"expire_ms": 0}))["map"], json!({}));
+        call("n", json!({"expire_ms": null, "write": "kept"}));
+        assert_eq!(tokens.get_token_ttl("n"), Ttl::Never);
+        assert!(
+            matches!(tokens.get_token_ttl("a"), Ttl::Expires(left) if left <= Duration::from_millis(100))
+        );
+        thread::sleep(Duration::from_millis(200));
+        let answer = call("n", json!({"expire_ms": 100}));
+        assert_eq!(answer["map"], json!({"value": "kept"}));
+        assert_eq!(answer["tokens"], json!(["n"]), "a expired");
+        assert_eq!(tokens.get_token_ttl("a"), Ttl::Unknown);
+        thread::sleep(Duration::from_millis(200));
+        assert!(
+            tokens.get_tokens().is_empty(),
+            "n expires after the re-read with 100 ms"
+        );
+        let token = tokens.create_token().expect("a random token");
+        assert_eq!(token.len(), 32);
+        assert_eq!(call(&token, json!({"write": 5}))["tokens"], json!([token]));
+        assert!(
+            matches!(tokens.get_token_ttl(&token), Ttl::Expires(left) if left > Duration::from_secs(3590))
+        );
+    });
+}
+
+#[test]
+fn cors_preflight_and_fields() {
+    each_setup(|setup| {
+        let mut qs = routes();
+        qs.cross_origin(true);
+        let server = FacadeServer::start(setup, qs);
+        let mut client = server.connect();
+        let preflight = "OPTIONS /api/echo HTTP/1.1\r\nHost: t\r\nOrigin: http://app.test\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type, x-token\r\n\r\n";
+        let response = client.request(preflight.as_bytes());
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            response.header("access-control-allow-methods"),
+            Some("GET, POST, PUT, DELETE, HEAD")
+        );
+        assert_eq!(
+            response.header("access-control-allow-headers"),
+            Some("content-type, x-token")
+        );
+        assert_eq!(
+            response.header("access-control-allow-origin"),
+            Some("http://app.test")
+        );
+        assert_eq!(
+            response.header("access-control-allow-credentials"),
+            Some("true")
+        );
+        assert_eq!(response.header("access-control-max-age"), Some("0"));
+        assert_eq!(response.header("content-length"), Some("0"));
+        assert!(response.body.is_empty());
+        let response = client.request(b"OPTIONS /anything HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("access-control-max-age"), Some("600"));
+        assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+        let simple = "GET /api/echo HTTP/1.1\r\nHost: t\r\nOrigin: http://app.test\r\n\r\n";
+        let response = client.request(simple.as_bytes());
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            response.header("access-control-allow-origin"),
+            Some("http://app.test")
+        );
+        assert_eq!(
+            response.header("access-control-allow-credentials"),
+            Some("true")
+        );
+        assert_eq!(response.header("access-control-max-age"), None);
+        let response = client.request(&get("/nothing-here"));
+        assert_eq!(response.status, 404);
+        assert_eq!(
+            response.header("access-control-allow-origin"),
+            Some("*"),
+            "error pages too"
+        );
+
+        let plain = FacadeServer::start(setup, routes());
+        let response = plain.exchange(preflight.as_bytes());
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("access-control-allow-origin"), None);
+        assert_eq!(response.header("content-length"), Some("0"));
+    });
+}
+
+#[test]
+fn a_panicking_handler_is_a_500_and_the_server_goes_on() {
+    each_setup(|setup| {
+        let mut qs = routes();
+        qs.json_get("/api/panic", None, |_req, _args| -> Result<Value, Abort> {
+            panic!("handler failure on purpose")
+        });
+        let server = FacadeServer::start(setup, qs);
+        let mut client = server.connect();
+        let response = client.request(&get("/api/panic"));
+        assert_eq!(response.status, 500);
+        assert!(
+            response.reason.contains("handler failure on purpose"),
+            "{}",
+            response.reason
+        );
+        assert_eq!(ok_json(&client.request(&get("/x")))["paths"], json!([]));
+        assert_eq!(server.exchange(&get("/api/panic")).status, 500);
+        assert_eq!(ok_json(&server.exchange(&get("/x")))["paths"], json!([]));
+    });
+}
+
+#[test]
+fn a_slow_handler_does_not_delay_a_file_on_another_connection() {
+    each_setup(|setup| {
+        let dir = TempDir::new();
+        dir.write("hello.txt", "hello\n");
+        let mut qs = FacadeServer::builder();
+        qs.bind_path("/", dir.path()).expect("bind the folder");
+        qs.text_get("/slow", None, |_req, _args| {
+            thread::sleep(Duration::from_secs(2));
+            Ok::<_, Abort>("slow")
+        });
+        let server = FacadeServer::start(setup, qs);
+        let started = Instant::now();
+        let mut slow = server.connect();
+        slow.send(&get("/slow")).expect("send the slow request");
+        thread::sleep(Duration::from_millis(100));
+        let file = server.exchange(&get("/hello.txt"));
+        let waited = started.elapsed();
+        assert_eq!(file.text(), "hello\n");
+        assert!(waited < Duration::from_secs(1), "the file took {waited:?}");
+        let response = slow.response();
+        assert_eq!(response.text(), "slow");
+        assert!(started.elapsed() >= Duration::from_secs(2));
+    });
+}
