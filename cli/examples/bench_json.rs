@@ -51,6 +51,9 @@ fn main() -> ExitCode {
         kind: options.transport,
         ..TransportOptions::default()
     });
+    // Like nginx with `access_log off` and the hyper peer: no line per request; no
+    // command loop reading the benchmark's stdin.
+    server.suppress_noise(true).no_command_loop(true);
     match server.serve_forever() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -75,6 +75,13 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         short: None,
+        long: "proxy",
+        aliases: &[],
+        value: Some("PREFIX=URL"),
+        help: "forward PREFIX to an http:// upstream URL (repeatable)",
+    },
+    Flag {
+        short: None,
         long: "no-listing",
         aliases: &[],
         value: None,
@@ -86,6 +93,20 @@ const FLAGS: &[Flag] = &[
         aliases: &[],
         value: None,
         help: "serve every file, not only the default white list",
+    },
+    Flag {
+        short: None,
+        long: "cors",
+        aliases: &[],
+        value: None,
+        help: "add CORS headers and answer preflight requests",
+    },
+    Flag {
+        short: None,
+        long: "log-all",
+        aliases: &[],
+        value: None,
+        help: "log successful requests too (by default only errors, like the original)",
     },
     Flag {
         short: Some('V'),
@@ -113,8 +134,12 @@ struct Cli {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     spa: Option<PathBuf>,
+    /// `--proxy` bindings: prefix and upstream URL, in command-line order.
+    proxies: Vec<(String, String)>,
     listing: bool,
     all_files: bool,
+    cors: bool,
+    log_all: bool,
 }
 
 fn help() -> String {
@@ -147,8 +172,11 @@ fn parse() -> Result<Parsed, lexopt::Error> {
         tls_cert: None,
         tls_key: None,
         spa: None,
+        proxies: Vec::new(),
         listing: true,
         all_files: false,
+        cors: false,
+        log_all: false,
     };
     // `-v` is the original's version flag; lexopt reads it as a short option.
     let mut parser = lexopt::Parser::from_env();
@@ -176,8 +204,17 @@ fn parse() -> Result<Parsed, lexopt::Error> {
             "tls-cert" => cli.tls_cert = Some(parser.value()?.into()),
             "tls-key" => cli.tls_key = Some(parser.value()?.into()),
             "spa" => cli.spa = Some(parser.value()?.into()),
+            "proxy" => {
+                let binding = parser.value()?.string()?;
+                let Some((prefix, url)) = binding.split_once('=') else {
+                    return Err(format!("--proxy wants PREFIX=URL, got {binding:?}").into());
+                };
+                cli.proxies.push((prefix.to_owned(), url.to_owned()));
+            }
             "no-listing" => cli.listing = false,
             "all-files" => cli.all_files = true,
+            "cors" => cli.cors = true,
+            "log-all" => cli.log_all = true,
             "version" => {
                 return Ok(Parsed::Exit(format!(
                     "quick-server version {}",
@@ -206,14 +243,24 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     let mut server = QuickServer::new(addr);
     server.bind_path("/", &cli.dir).map_err(|e| e.to_string())?;
+    // As the original's `python -m quick_server`: listing, empty favicon, quiet about
+    // successful requests, loud about slow ones.
     server
         .directory_listing(cli.listing)
-        .link_empty_favicon_fallback();
+        .link_empty_favicon_fallback()
+        .cross_origin(cli.cors)
+        .suppress_noise(!cli.log_all)
+        .report_slow_requests(true);
     if !cli.all_files {
         server.add_default_white_list();
     }
     if let Some(spa) = &cli.spa {
         server.spa_fallback(spa);
+    }
+    for (prefix, url) in &cli.proxies {
+        server
+            .bind_proxy(prefix, url)
+            .map_err(|e| format!("--proxy {prefix}={url}: {e}"))?;
     }
     server.transport(TransportOptions {
         kind: cli.transport,
