@@ -1,0 +1,924 @@
+//! Load and fault tests of issue 10, all on 127.0.0.1 and bounded in time:
+//!
+//! - 2,000 slowloris connections dribbling a request head, one byte every 100-200 ms, while a
+//!   normal client is timed: on mio it is served within 100 ms; on std (a bounded pool that
+//!   serves one connection per thread, first come first served) the head deadline is what
+//!   bounds the attack, and service is back within 100 ms once the dribblers are gone.
+//! - 10,000 idle keep-alive connections held by the mio transport (the clients live in a
+//!   child process, so each process stays under its descriptor limit), with the server's RSS.
+//! - Clients vanishing mid-upload and mid-download leak neither descriptors nor memory.
+//! - An upload over the body limit gets 413 and a close. (The core buffers uploads in memory
+//!   and never spills them to disk, so there is no "disk full" path to test yet.)
+//!
+//! The tests measure the whole process (descriptors, RSS), so they take a lock and run one
+//! at a time. Their figures go straight to stderr, past the harness's capture, so the CI
+//! log keeps them.
+
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, Once};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use quick_server_core::dynamic::{Args, Handler, Method as RouteMethod};
+use quick_server_core::{Body, Limits, Request, Response as CoreResponse};
+use quick_server_tests::{
+    each_setup, parse_response, Client, Parsed, Setup, TempDir, TestServer, Transport, Tuning,
+};
+
+const HELLO: &[u8] = b"hello\n";
+const GET_HELLO: &[u8] = b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+/// Size of `/big.bin`, the file downloads are cut short in.
+const BIG: usize = 8 << 20;
+
+// ----- measuring the process ----------------------------------------------------------------
+
+/// The tests measure the whole process: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes the lock, and pins the allocator's thresholds once per process: glibc raises its
+/// mmap and trim thresholds as large buffers come and go (up to 32 and 64 MiB), after which
+/// each thread's arena keeps tens of MiB of freed memory resident and RSS no longer says
+/// what is live. Fixed thresholds make RSS track live memory.
+fn serial() -> MutexGuard<'static, ()> {
+    static PIN: Once = Once::new();
+    PIN.call_once(|| {
+        #[cfg(target_env = "gnu")]
+        // SAFETY: mallopt takes plain integers and only changes allocator settings.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+        }
+    });
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes to the process's stderr directly, past the harness's output capture.
+fn report(text: &str) {
+    let mut stderr = io::stderr().lock();
+    let _ = writeln!(stderr, "{text}");
+    let _ = stderr.flush();
+}
+
+/// Resident set size of this process, in KiB (`VmRSS` of /proc/self/status), after
+/// handing the allocator's free pages back to the system, so that memory freed by an
+/// earlier test does not hide what a later one holds.
+fn rss_kib() -> u64 {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim takes no pointers; it only releases free heap memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Open descriptors of this process.
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count())
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Signed difference in MiB, for printing.
+fn delta_mib(before: u64, after: u64) -> f64 {
+    (after as f64 - before as f64) / 1024.0
+}
+
+/// Raises the soft descriptor limit towards `want` (up to the hard limit); returns it.
+fn raise_fd_limit(want: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given, which lives on this stack.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    if limit.rlim_cur < want {
+        let raised = libc::rlimit {
+            rlim_cur: want.min(limit.rlim_max),
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = raised.rlim_cur;
+        }
+    }
+    limit.rlim_cur
+}
+
+/// Waits up to `within` for `done`; true if it came.
+fn wait_for(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The nearest-rank percentile `p` (0-100) of `samples`.
+fn percentile(samples: &[Duration], p: usize) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+// ----- the server ---------------------------------------------------------------------------
+
+/// A server of a folder with `/hello.txt` and `/big.bin`, and a `POST /upload` route that
+/// buffers the body and answers its length. The server stops before the folder goes.
+struct Site {
+    server: TestServer,
+    _dir: TempDir,
+}
+
+fn site(setup: Setup, limits: Limits, tuning: Tuning) -> Site {
+    let dir = TempDir::new();
+    dir.write("hello.txt", HELLO);
+    dir.write("big.bin", vec![b'z'; BIG]);
+    let root = dir.path().to_owned();
+    let upload: Handler = Arc::new(|request: &Request, _args: &mut Args| {
+        CoreResponse::new(
+            200,
+            Body::Bytes(request.body().len().to_string().into_bytes()),
+        )
+    });
+    let server = TestServer::start_tuned(setup, tuning, move |mut builder| {
+        builder
+            .files()
+            .bind_path("/", root)
+            .expect("bind the folder");
+        builder.route(RouteMethod::Post, "/upload", None, upload);
+        builder.limits(limits)
+    });
+    Site { server, _dir: dir }
+}
+
+fn plain(transport: Transport) -> Setup {
+    Setup {
+        transport,
+        tls: false,
+    }
+}
+
+/// How one timed request of the normal client ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// 200 with the file, after this long.
+    Served(Duration),
+    /// Another status (503 when the server is full).
+    Refused(u16, Duration),
+    /// The connection closed (or was reset) without an answer.
+    Dropped(Duration),
+    /// Nothing within the timeout.
+    TimedOut,
+}
+
+/// A new plain connection, `GET /hello.txt`, timed from before the connect to the end of
+/// the answer.
+fn timed_get(addr: SocketAddr, timeout: Duration) -> Outcome {
+    let started = Instant::now();
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+        return Outcome::Dropped(started.elapsed());
+    };
+    let _ = stream.set_nodelay(true);
+    if stream.write_all(GET_HELLO).is_err() {
+        return Outcome::Dropped(started.elapsed());
+    }
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return Outcome::TimedOut;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return Outcome::Dropped(started.elapsed()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Outcome::TimedOut
+            }
+            Err(_) => return Outcome::Dropped(started.elapsed()),
+        }
+        if let Ok(Parsed::Complete(response, _)) = parse_response(&buf, false, false) {
+            return match response.status {
+                200 if response.body == HELLO => Outcome::Served(started.elapsed()),
+                status => Outcome::Refused(status, started.elapsed()),
+            };
+        }
+    }
+}
+
+/// `count` timed requests `gap` apart.
+fn normal_client(addr: SocketAddr, count: usize, gap: Duration, timeout: Duration) -> Vec<Outcome> {
+    (0..count)
+        .map(|_| {
+            let outcome = timed_get(addr, timeout);
+            thread::sleep(gap);
+            outcome
+        })
+        .collect()
+}
+
+/// Latencies of the served requests, and a one-line account of all of them.
+fn summarize(outcomes: &[Outcome]) -> (Vec<Duration>, String) {
+    let served: Vec<Duration> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Served(d) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Refused(..)))
+        .count();
+    let dropped = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Dropped(_)))
+        .count();
+    let timed_out = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::TimedOut))
+        .count();
+    let mut text = format!(
+        "{} served, {refused} refused, {dropped} dropped, {timed_out} timed out",
+        served.len()
+    );
+    let each: Vec<String> = outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Served(d) => format!("{:.1}", ms(*d)),
+            Outcome::Refused(status, d) => format!("{status}@{:.1}", ms(*d)),
+            Outcome::Dropped(d) => format!("x@{:.1}", ms(*d)),
+            Outcome::TimedOut => "t".to_owned(),
+        })
+        .collect();
+    text.push_str(&format!(" (ms: {})", each.join(" ")));
+    if !served.is_empty() {
+        text.push_str(&format!(
+            "; served in p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            ms(percentile(&served, 50)),
+            ms(percentile(&served, 99)),
+            ms(percentile(&served, 100))
+        ));
+    }
+    (served, text)
+}
+
+// ----- slowloris ----------------------------------------------------------------------------
+
+const SLOW_COUNT: usize = 2_000;
+/// What a dribbler sends, one byte at a time; then `a`s forever.
+const SLOW_HEAD: &[u8] = b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+
+/// One slowloris connection.
+struct Dribbler {
+    stream: TcpStream,
+    sent: usize,
+    due: Instant,
+    every: Duration,
+    /// A write failed: the server closed the connection.
+    cut: bool,
+    got: Vec<u8>,
+}
+
+/// Opens `count` connections that will each send a byte every 100-200 ms, starting within
+/// the first 150 ms.
+fn open_dribblers(addr: SocketAddr, count: usize) -> Vec<Dribbler> {
+    let now = Instant::now();
+    (0..count)
+        .map(|i| {
+            if i % 25 == 24 {
+                // The test server listens with a backlog of 128: a faster burst of connects
+                // would overflow it and cost a 1 s SYN retry.
+                thread::sleep(Duration::from_millis(2));
+            }
+            let stream = TcpStream::connect(addr).expect("connect a dribbler");
+            stream.set_nodelay(true).expect("nodelay");
+            stream.set_nonblocking(true).expect("non-blocking");
+            let offset = u64::try_from(i % 150).unwrap_or(0);
+            let spread = u64::try_from(i.wrapping_mul(7919) % 101).unwrap_or(0);
+            Dribbler {
+                stream,
+                sent: 0,
+                due: now + Duration::from_millis(offset),
+                every: Duration::from_millis(100 + spread),
+                cut: false,
+                got: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// Dribbles until `stop`; counts the connections the server cut in `cut`.
+fn dribble(mut dribblers: Vec<Dribbler>, stop: &AtomicBool, cut: &AtomicUsize) -> Vec<Dribbler> {
+    while !stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        for d in dribblers.iter_mut().filter(|d| !d.cut && d.due <= now) {
+            let byte = SLOW_HEAD.get(d.sent).copied().unwrap_or(b'a');
+            match d.stream.write(&[byte]) {
+                Ok(1) => d.sent += 1,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    d.cut = true;
+                    cut.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            d.due += d.every;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    dribblers
+}
+
+/// What the dribblers got back once the attack ends.
+#[derive(Debug, Default)]
+struct Answers {
+    timeout_408: usize,
+    busy_503: usize,
+    other: usize,
+    closed_silently: usize,
+    still_open: usize,
+}
+
+/// Reads what each dribbler was sent, for up to `within`, and sorts them by outcome.
+fn collect_answers(dribblers: &mut [Dribbler], within: Duration) -> Answers {
+    let deadline = Instant::now() + within;
+    let mut done = vec![false; dribblers.len()];
+    let mut chunk = [0u8; 1024];
+    loop {
+        for (d, done) in dribblers.iter_mut().zip(done.iter_mut()) {
+            while !*done {
+                match d.stream.read(&mut chunk) {
+                    Ok(0) => *done = true,
+                    Ok(n) => d.got.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => *done = true,
+                }
+            }
+        }
+        if done.iter().all(|d| *d) || Instant::now() >= deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let mut answers = Answers::default();
+    for (d, done) in dribblers.iter().zip(&done) {
+        match (d.got.get(..12), done) {
+            (Some(b"HTTP/1.1 408"), _) => answers.timeout_408 += 1,
+            (Some(b"HTTP/1.1 503"), _) => answers.busy_503 += 1,
+            (Some(_), _) => answers.other += 1,
+            (None, true) => answers.closed_silently += 1,
+            (None, false) => answers.still_open += 1,
+        }
+    }
+    answers
+}
+
+/// The running attack: the dribbler thread and its counters.
+struct Attack {
+    started: Instant,
+    stop: Arc<AtomicBool>,
+    cut: Arc<AtomicUsize>,
+    thread: thread::JoinHandle<Vec<Dribbler>>,
+}
+
+fn start_attack(addr: SocketAddr) -> Attack {
+    let started = Instant::now();
+    let dribblers = open_dribblers(addr, SLOW_COUNT);
+    let stop = Arc::new(AtomicBool::new(false));
+    let cut = Arc::new(AtomicUsize::new(0));
+    let (stop2, cut2) = (Arc::clone(&stop), Arc::clone(&cut));
+    let thread = thread::Builder::new()
+        .name("dribbler".to_owned())
+        .spawn(move || dribble(dribblers, &stop2, &cut2))
+        .expect("spawn the dribbler thread");
+    Attack {
+        started,
+        stop,
+        cut,
+        thread,
+    }
+}
+
+impl Attack {
+    fn finish(self) -> Vec<Dribbler> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().expect("the dribbler thread")
+    }
+}
+
+#[test]
+fn slowloris_on_mio_does_not_delay_a_normal_client() {
+    let _serial = serial();
+    raise_fd_limit(8_192);
+    let header_timeout = Duration::from_secs(4);
+    let limits = Limits {
+        header_timeout,
+        ..Limits::default()
+    };
+    let site = site(plain(Transport::Mio), limits, Tuning::default());
+    let addr = site.server.addr();
+    let fds_before = fd_count();
+    let attack = start_attack(addr);
+    let opened_in = attack.started.elapsed();
+    thread::sleep(Duration::from_millis(300));
+    let held_by_server = fd_count().saturating_sub(fds_before + SLOW_COUNT);
+    let outcomes = normal_client(addr, 20, Duration::from_millis(50), Duration::from_secs(2));
+    let measured_at = attack.started.elapsed();
+    let cut_early = attack.cut.load(Ordering::SeqCst);
+    let (served, account) = summarize(&outcomes);
+
+    // Past the head deadline every dribbler must have been answered 408 and closed.
+    let settle = (attack.started + header_timeout + Duration::from_secs(2))
+        .saturating_duration_since(Instant::now());
+    thread::sleep(settle);
+    let mut dribblers = attack.finish();
+    let answers = collect_answers(&mut dribblers, Duration::from_secs(3));
+    report(&format!(
+        "load slowloris mio: {SLOW_COUNT} dribblers opened in {:.0} ms, {held_by_server} held \
+         by the server; normal client during the attack: {account}; dribblers cut before \
+         {:.1} s: {cut_early}; after the {} s head deadline: {answers:?}",
+        ms(opened_in),
+        measured_at.as_secs_f64(),
+        header_timeout.as_secs()
+    ));
+    assert!(
+        measured_at < header_timeout && cut_early == 0,
+        "the server held every dribbler while the client was timed"
+    );
+    assert!(held_by_server >= SLOW_COUNT, "{held_by_server} held");
+    assert_eq!(served.len(), outcomes.len(), "{account}");
+    assert!(
+        percentile(&served, 99) < Duration::from_millis(100),
+        "{account}"
+    );
+    assert_eq!(
+        answers.timeout_408 + answers.closed_silently,
+        SLOW_COUNT,
+        "every dribbler is cut at the head deadline: {answers:?}"
+    );
+    assert!(answers.timeout_408 * 10 >= SLOW_COUNT * 9, "{answers:?}");
+}
+
+#[test]
+fn slowloris_on_std_is_bounded_by_the_head_deadline() {
+    // The std transport serves one connection per pool thread, first come first served,
+    // with at most `max_connections` (1,024) queued or in service; beyond that a connection
+    // gets 503 from a single rejecter thread (which lingers up to 1 s for each peer to
+    // close) or, when its 64-slot queue is full, is closed unanswered. So while 2,000
+    // dribblers hold it, a new client is refused or waits: std cannot serve it within
+    // 100 ms by design. What it guarantees, and this test asserts: it holds no more than its
+    // limits, the head deadline cuts every dribbler in service (408), and once the
+    // dribblers are gone a normal client is served within 100 ms again.
+    let _serial = serial();
+    raise_fd_limit(8_192);
+    let header_timeout = Duration::from_secs(3);
+    let limits = Limits {
+        header_timeout,
+        ..Limits::default()
+    };
+    let tuning = Tuning::default();
+    let threads = tuning.threads.unwrap_or(4);
+    let max_connections = quick_server_std::Options::default().max_connections;
+    let site = site(plain(Transport::Std), limits, tuning);
+    let addr = site.server.addr();
+    let fds_before = fd_count();
+    let attack = start_attack(addr);
+    let opened_in = attack.started.elapsed();
+    thread::sleep(Duration::from_millis(300));
+    let held_by_server = fd_count().saturating_sub(fds_before + SLOW_COUNT);
+    let during = normal_client(
+        addr,
+        10,
+        Duration::from_millis(50),
+        Duration::from_millis(300),
+    );
+    let (_, during_account) = summarize(&during);
+
+    let settle = (attack.started + header_timeout + Duration::from_secs(2))
+        .saturating_duration_since(Instant::now());
+    thread::sleep(settle);
+    let mut dribblers = attack.finish();
+    let answers = collect_answers(&mut dribblers, Duration::from_millis(500));
+    // The attack ends: every dribbler goes away.
+    drop(dribblers);
+    let recovered = Instant::now();
+    let back = wait_for(Duration::from_secs(10), || {
+        matches!(
+            timed_get(addr, Duration::from_millis(500)),
+            Outcome::Served(_)
+        )
+    });
+    let recovery = recovered.elapsed();
+    let after = normal_client(addr, 20, Duration::from_millis(20), Duration::from_secs(2));
+    let (served_after, after_account) = summarize(&after);
+    report(&format!(
+        "load slowloris std ({threads} threads, max {max_connections} connections): \
+         {SLOW_COUNT} dribblers opened in {:.0} ms, {held_by_server} held by the server; \
+         normal client during the attack: {during_account}; dribblers by {:.1} s: \
+         {answers:?}; served again {:.0} ms after the dribblers left; then: {after_account}",
+        ms(opened_in),
+        (header_timeout + Duration::from_secs(2)).as_secs_f64(),
+        ms(recovery)
+    ));
+    // Held: the pool and its queue, the rejecter's 64-slot queue and the socket it is
+    // answering, a duplicate per pool thread (kept to force a shutdown), and some slack.
+    assert!(
+        held_by_server <= max_connections + 64 + 1 + threads + 16,
+        "{held_by_server} sockets held"
+    );
+    assert!(
+        answers.timeout_408 >= threads,
+        "each pool thread cut its dribbler at the head deadline: {answers:?}"
+    );
+    assert!(back, "the server serves again once the dribblers are gone");
+    assert_eq!(served_after.len(), after.len(), "{after_account}");
+    assert!(
+        percentile(&served_after, 99) < Duration::from_millis(100),
+        "{after_account}"
+    );
+}
+
+// ----- 10,000 idle keep-alive connections ---------------------------------------------------
+
+const IDLE_COUNT: usize = 10_000;
+/// Tells the holder process where to connect and how many connections to hold.
+const HOLD_ADDR_VAR: &str = "QS_LOAD_HOLD_ADDR";
+const HOLD_COUNT_VAR: &str = "QS_LOAD_HOLD_COUNT";
+
+/// Not a test: the child process of `ten_thousand_idle_keep_alive_connections_on_mio`. It
+/// opens the connections, makes one request on each, prints `held N`, and keeps them
+/// until its stdin closes.
+#[test]
+#[ignore = "helper process of ten_thousand_idle_keep_alive_connections_on_mio"]
+fn idle_connection_holder() {
+    let (Ok(addr), Ok(count)) = (std::env::var(HOLD_ADDR_VAR), std::env::var(HOLD_COUNT_VAR))
+    else {
+        return;
+    };
+    let addr: SocketAddr = addr.parse().expect("an address");
+    let count: usize = count.parse().expect("a count");
+    raise_fd_limit(u64::try_from(count).unwrap_or(u64::MAX) + 256);
+    let started = Instant::now();
+    let per_thread = count.div_ceil(8);
+    let failures = AtomicUsize::new(0);
+    let clients: Vec<Client> = thread::scope(|scope| {
+        let runs: Vec<_> = (0..8)
+            .map(|t| {
+                let n = per_thread.min(count.saturating_sub(t * per_thread));
+                let failures = &failures;
+                scope.spawn(move || {
+                    let mut held = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        let ok = Client::connect(addr, None).and_then(|mut client| {
+                            client.send(GET_HELLO)?;
+                            let response = client.read_response()?;
+                            if response.status == 200 && !response.closes() {
+                                Ok(client)
+                            } else {
+                                Err(io::Error::other(format!("status {}", response.status)))
+                            }
+                        });
+                        match ok {
+                            Ok(client) => held.push(client),
+                            Err(_) => {
+                                failures.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    held
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .flat_map(|run| run.join().unwrap_or_default())
+            .collect()
+    });
+    println!(
+        "held {} failed {} in {} ms",
+        clients.len(),
+        failures.load(Ordering::SeqCst),
+        started.elapsed().as_millis()
+    );
+    let _ = io::stdout().flush();
+    // Hold until the parent closes our stdin.
+    let mut line = String::new();
+    while io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+        line.clear();
+    }
+    drop(clients);
+}
+
+#[test]
+fn ten_thousand_idle_keep_alive_connections_on_mio() {
+    let _serial = serial();
+    // The server's side of every connection is in this process, the clients' in a child.
+    let limit = raise_fd_limit(u64::try_from(IDLE_COUNT).unwrap_or(u64::MAX) + 1_024);
+    let count = IDLE_COUNT.min(usize::try_from(limit.saturating_sub(1_024)).unwrap_or(0));
+    let tuning = Tuning {
+        max_connections: Some(IDLE_COUNT + 100),
+        ..Tuning::default()
+    };
+    let site = site(plain(Transport::Mio), Limits::default(), tuning);
+    let addr = site.server.addr();
+    // Warm up the allocator and the loop before the baseline.
+    let (_, warm) = summarize(&normal_client(
+        addr,
+        20,
+        Duration::ZERO,
+        Duration::from_secs(5),
+    ));
+    assert!(warm.starts_with("20 served"), "{warm}");
+    let (fds_before, rss_before) = (fd_count(), rss_kib());
+
+    let mut child = Command::new(std::env::current_exe().expect("the test binary"))
+        .args([
+            "idle_connection_holder",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(HOLD_ADDR_VAR, addr.to_string())
+        .env(HOLD_COUNT_VAR, count.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the holder process");
+    let stdout = child.stdout.take().expect("the holder's stdout");
+    let (lines, held_line) = mpsc::channel();
+    thread::spawn(move || {
+        // The harness may print its "test ... " prefix on the same line.
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("held ") {
+                let _ = lines.send(line[at..].to_owned());
+            }
+        }
+    });
+    let held = held_line
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the holder reports its connections");
+    let held_count: usize = held
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    // The server has accepted them all.
+    let all_in = wait_for(Duration::from_secs(10), || {
+        fd_count() >= fds_before + held_count
+    });
+    let (fds_held, rss_held) = (fd_count(), rss_kib());
+    let with_idle = normal_client(addr, 20, Duration::from_millis(10), Duration::from_secs(5));
+    let (served, with_idle_account) = summarize(&with_idle);
+    // They stay: the default idle timeout is 60 s.
+    thread::sleep(Duration::from_secs(1));
+    let fds_later = fd_count();
+
+    drop(child.stdin.take());
+    let _ = child.wait();
+    let released = Instant::now();
+    let back = wait_for(Duration::from_secs(15), || fd_count() <= fds_before);
+    let release_time = released.elapsed();
+    let (fds_after, rss_after) = (fd_count(), rss_kib());
+    let per_connection = (rss_held.saturating_sub(rss_before) * 1024)
+        .checked_div(u64::try_from(held_count).unwrap_or(0))
+        .unwrap_or(0);
+    report(&format!(
+        "load idle mio: {held} (asked {count}); server fds {fds_before} -> {fds_held} \
+         (1 s later {fds_later}) -> {fds_after} after release ({:.0} ms); RSS {:.1} MiB -> \
+         {:.1} MiB ({:+.1} MiB, {per_connection} bytes per connection) -> {:.1} MiB after \
+         release; normal client with them idle: {with_idle_account}",
+        ms(release_time),
+        mib(rss_before),
+        mib(rss_held),
+        delta_mib(rss_before, rss_held),
+        mib(rss_after),
+    ));
+    assert_eq!(held_count, count, "{held}");
+    assert!(all_in, "the server accepted every connection");
+    assert!(
+        fds_later >= fds_before + held_count,
+        "idle connections stay"
+    );
+    assert_eq!(served.len(), with_idle.len(), "{with_idle_account}");
+    assert!(
+        percentile(&served, 99) < Duration::from_millis(100),
+        "{with_idle_account}"
+    );
+    assert!(back, "every connection is closed after the clients go");
+    assert!(
+        per_connection < 16 * 1024,
+        "{per_connection} bytes per idle connection"
+    );
+}
+
+// ----- vanishing clients --------------------------------------------------------------------
+
+/// Uploads (and downloads) each round starts and abandons.
+const ROUNDS: usize = 40;
+const UPLOAD_DECLARED: usize = 4 << 20;
+const UPLOAD_SENT: usize = 1 << 20;
+const DOWNLOAD_READ: usize = 64 << 10;
+
+/// Starts an upload of `UPLOAD_DECLARED` bytes to the buffering route, sends
+/// `UPLOAD_SENT` of them (all when `finish`), and returns the connection.
+fn upload(server: &TestServer, finish: bool) -> io::Result<Client> {
+    let mut client = server.try_connect()?;
+    let head =
+        format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {UPLOAD_DECLARED}\r\n\r\n");
+    client.send(head.as_bytes())?;
+    let body = vec![b'u'; if finish { UPLOAD_DECLARED } else { UPLOAD_SENT }];
+    client.send(&body)?;
+    if finish {
+        let response = client.read_response()?;
+        if response.text() != UPLOAD_DECLARED.to_string() {
+            return Err(io::Error::other(format!(
+                "upload answered {}",
+                response.status
+            )));
+        }
+    }
+    Ok(client)
+}
+
+/// Downloads `/big.bin`, whole or only its first `DOWNLOAD_READ` bytes.
+fn download(server: &TestServer, finish: bool) -> io::Result<Client> {
+    let mut client = server.try_connect()?;
+    client.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")?;
+    if finish {
+        let response = client.read_response()?;
+        if response.body.len() != BIG {
+            return Err(io::Error::other("a short download"));
+        }
+    } else if server.setup().tls {
+        // The records must go through the TLS client: read for a moment, then vanish.
+        let _ = client.closes_within(Duration::from_millis(20));
+    } else {
+        let mut taken = 0;
+        let mut buf = [0u8; 16 << 10];
+        while taken < DOWNLOAD_READ {
+            match client.socket().read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => taken += n,
+            }
+        }
+    }
+    Ok(client)
+}
+
+/// Runs `rounds` uploads and downloads on 8 threads; `finish` completes them, otherwise
+/// each client vanishes mid-transfer. Returns the highest descriptor count seen.
+fn transfers(server: &TestServer, rounds: usize, finish: bool) -> usize {
+    let next = AtomicUsize::new(0);
+    let peak = AtomicUsize::new(0);
+    thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                while next.fetch_add(1, Ordering::SeqCst) < rounds {
+                    let up = upload(server, finish).expect("an upload");
+                    let down = download(server, finish).expect("a download");
+                    peak.fetch_max(fd_count(), Ordering::SeqCst);
+                    // Dropped unread: the server sees a reset or an early end of stream.
+                    drop((up, down));
+                }
+            });
+        }
+    });
+    peak.into_inner()
+}
+
+#[test]
+fn clients_vanishing_mid_transfer_leak_nothing() {
+    let _serial = serial();
+    for setup in Setup::ALL {
+        let limits = Limits {
+            max_body_size: 16 << 20,
+            ..Limits::default()
+        };
+        // Enough std threads for every transfer in flight (8 clients, an upload and a
+        // download each), or a cut upload would wait for its body while holding a thread.
+        let tuning = Tuning {
+            threads: Some(32),
+            ..Tuning::default()
+        };
+        let site = site(setup, limits, tuning);
+        // Warm-up with whole transfers, so the allocator holds its working set already.
+        transfers(&site.server, 16, true);
+        let settled = wait_for(Duration::from_secs(5), || {
+            site.server.connect().request(GET_HELLO).status == 200
+        });
+        assert!(settled);
+        let (fds_before, rss_before) = (fd_count(), rss_kib());
+        let started = Instant::now();
+        let peak = transfers(&site.server, ROUNDS, false);
+        let cut_in = started.elapsed();
+        let back = wait_for(Duration::from_secs(10), || fd_count() <= fds_before);
+        let settle = started.elapsed() - cut_in;
+        let (fds_after, rss_after) = (fd_count(), rss_kib());
+        // The server still serves, and holds nothing of the abandoned transfers.
+        let after_ok = site.server.connect().request(GET_HELLO).status == 200;
+        report(&format!(
+            "load vanish {setup}: {ROUNDS} uploads cut at {} KiB of {} KiB and {ROUNDS} \
+             downloads cut at {} KiB of {} KiB in {:.0} ms; fds {fds_before} -> peak {peak} \
+             -> {fds_after} ({:.0} ms to settle); RSS {:.1} -> {:.1} MiB ({:+.1} MiB)",
+            UPLOAD_SENT >> 10,
+            UPLOAD_DECLARED >> 10,
+            DOWNLOAD_READ >> 10,
+            BIG >> 10,
+            ms(cut_in),
+            ms(settle),
+            mib(rss_before),
+            mib(rss_after),
+            delta_mib(rss_before, rss_after)
+        ));
+        assert!(back, "{setup}: fds {fds_before} -> {fds_after}");
+        assert!(after_ok, "{setup}: still serving");
+        assert!(
+            rss_after < rss_before + 8 * 1024,
+            "{setup}: RSS {rss_before} KiB -> {rss_after} KiB"
+        );
+    }
+}
+
+// ----- uploads over the limit ---------------------------------------------------------------
+
+#[test]
+fn upload_over_the_body_limit_is_413_and_closes() {
+    let _serial = serial();
+    each_setup(|setup| {
+        let limits = Limits {
+            max_body_size: 1 << 20,
+            ..Limits::default()
+        };
+        let site = site(setup, limits, Tuning::default());
+        let rss_before = rss_kib();
+
+        // Declared too large: refused before any body byte is read.
+        let mut client = site.server.connect();
+        let response = client.request(
+            format!(
+                "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+                8 << 20
+            )
+            .as_bytes(),
+        );
+        assert_eq!(response.status, 413, "{setup}");
+        assert!(response.closes() && client.closes_within(Duration::from_secs(5)));
+
+        // Chunked, so the size shows only as it streams: refused once past the limit.
+        let mut client = site.server.connect();
+        client
+            .send(b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .expect("send the head");
+        let chunk = [b"10000\r\n".as_slice(), &[b'c'; 0x10000], b"\r\n"].concat();
+        // Just past the limit: what the server leaves unread it drains before closing.
+        let mut sent = 0usize;
+        while sent <= 1 << 20 {
+            client.send(&chunk).expect("send a chunk");
+            sent += 0x10000;
+        }
+        let response = client.response();
+        assert_eq!(response.status, 413, "{setup}");
+        assert!(response.closes() && client.closes_within(Duration::from_secs(5)));
+        // The refused body was not kept.
+        assert!(
+            rss_kib() < rss_before + 16 * 1024,
+            "{setup}: RSS grew by {} KiB",
+            rss_kib().saturating_sub(rss_before)
+        );
+        // The route itself works under the limit.
+        let mut client = site.server.connect();
+        let ok =
+            client.request(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!((ok.status, ok.text().as_str()), (200, "5"), "{setup}");
+        report(&format!(
+            "load upload {setup}: 8 MiB declared -> 413 and close; chunked upload refused 413 \
+             after {} KiB sent, connection closed",
+            sent >> 10
+        ));
+    });
+}
