@@ -2,7 +2,7 @@
 //! transport, stopped (gracefully) when dropped.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -87,7 +87,9 @@ impl TestServer {
 
     /// Serves a built server.
     pub fn serve(setup: Setup, tuning: Tuning, server: Arc<Server>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        // The binary's listen: a backlog of 1024, so bursts of connects are not dropped.
+        let listener =
+            quick_server::listen(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind 127.0.0.1:0");
         let tls = setup.tls.then(server_tls_config);
         let (running, stopper, addr) = match setup.transport {
             Transport::Std => {

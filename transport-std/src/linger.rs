@@ -7,17 +7,19 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 /// Longest time spent reading after the answer.
-const LINGER_TIME: Duration = Duration::from_secs(1);
+pub(crate) const LINGER_TIME: Duration = Duration::from_secs(1);
+/// Longest linger after a 503 for a connection over the limit.
+pub(crate) const REJECT_LINGER_TIME: Duration = Duration::from_millis(50);
 /// Most bytes read and discarded after the answer.
 const LINGER_BYTES: usize = 64 * 1024;
 
-/// Shuts down the sending side, then reads and discards until the peer closes, `LINGER_TIME`
+/// Shuts down the sending side, then reads and discards until the peer closes, `time`
 /// passes or `LINGER_BYTES` were read.
-pub(crate) fn linger(socket: &mut TcpStream) {
+pub(crate) fn linger(socket: &mut TcpStream, time: Duration) {
     if socket.shutdown(Shutdown::Write).is_err() {
         return;
     }
-    let deadline = Instant::now() + LINGER_TIME;
+    let deadline = Instant::now() + time;
     let mut budget = LINGER_BYTES;
     let mut buf = [0; 4096];
     while budget > 0 {
@@ -47,7 +49,7 @@ mod tests {
         client.write_all(&[b'x'; 10_000]).unwrap();
         server.write_all(b"answer").unwrap();
         let started = Instant::now();
-        let closer = std::thread::spawn(move || linger(&mut server));
+        let closer = std::thread::spawn(move || linger(&mut server, LINGER_TIME));
         let mut got = Vec::new();
         client.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"answer");
@@ -65,7 +67,7 @@ mod tests {
         let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
         let started = Instant::now();
-        linger(&mut server);
+        linger(&mut server, LINGER_TIME);
         let took = started.elapsed();
         assert!(
             took >= LINGER_TIME - Duration::from_millis(50) && took < LINGER_TIME * 3,

@@ -50,7 +50,7 @@ fn reject(socket: TcpStream, tls: Option<&Arc<rustls::ServerConfig>>) {
         .handshake(deadline)
         .and_then(|()| wire.write_all(OVERLOADED, deadline))
     {
-        Ok(()) => End::Finished,
+        Ok(()) => End::Rejected,
         Err(_) => End::Abort,
     };
     wire.close(end);

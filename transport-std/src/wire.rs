@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use quick_server_core::{Connection, FileRegion, Transmit};
 
-use crate::linger::linger;
+use crate::linger::{linger, LINGER_TIME, REJECT_LINGER_TIME};
 use crate::sendfile::{is_unsupported, sendfile};
 use crate::tls::TlsSession;
 
@@ -32,6 +32,9 @@ pub(crate) enum Input {
 pub(crate) enum End {
     /// The core finished: say goodbye (TLS `close_notify`) and linger.
     Finished,
+    /// A connection over the limit got its 503: linger only briefly, so a flood of them
+    /// cannot keep the rejecter busy.
+    Rejected,
     /// The peer had already closed its side: say goodbye, no need to linger.
     PeerClosed,
     /// The socket failed or the peer misbehaved: close at once.
@@ -186,8 +189,10 @@ impl Wire {
         if let Some(tls) = &mut self.tls {
             tls.close(&mut self.socket);
         }
-        if end == End::Finished {
-            linger(&mut self.socket);
+        match end {
+            End::Finished => linger(&mut self.socket, LINGER_TIME),
+            End::Rejected => linger(&mut self.socket, REJECT_LINGER_TIME),
+            End::PeerClosed | End::Abort => {}
         }
     }
 }
