@@ -121,6 +121,7 @@ mod facade;
 mod logging;
 mod middleware;
 mod restart;
+mod special;
 mod tls;
 mod tokens;
 mod transport;

@@ -2,6 +2,7 @@
 //! [`msg`](crate::msg) and the request log write to, and the [`RequestLog`] the facade
 //! installs so every answered request prints the original's line (spec 11).
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::mem::MaybeUninit;
@@ -28,6 +29,18 @@ const SLOW_THRESHOLD: Duration = Duration::from_secs(5);
 static SINK: Mutex<Option<File>> = Mutex::new(None);
 
 /// Sends the log of the whole process to `path` (appending), or back to stderr with `None`.
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("qs-log-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// let log = dir.join("server.log");
+/// quick_server::set_log_file(Some(&log))?;
+/// quick_server::msg("to the file");
+/// quick_server::set_log_file(None)?;
+/// assert_eq!(std::fs::read_to_string(&log)?, "[SERVER] to the file\n");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 ///
 /// # Errors
 /// The file cannot be opened; the sink is then unchanged.
@@ -67,6 +80,8 @@ pub(crate) struct LogOptions {
     suppress_noise: bool,
     /// Report dynamic requests running longer than this.
     slow_threshold: Option<Duration>,
+    /// Targets whose 404s are not logged (scanners' favourites).
+    common_invalid_paths: Arc<HashSet<String>>,
 }
 
 impl LogOptions {
@@ -75,27 +90,60 @@ impl LogOptions {
         builder
             .request_log(Arc::new(ConsoleLog {
                 suppress_noise: self.suppress_noise,
+                common_invalid_paths: Arc::clone(&self.common_invalid_paths),
             }))
             .slow_threshold(self.slow_threshold);
     }
 }
 
 impl QuickServer {
-    /// Stops logging requests answered 200 or 304 (other statuses are still logged).
+    /// Stops logging requests answered 200 or 304 (other statuses are still logged): the
+    /// log then shows what went wrong.
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.suppress_noise(true).report_slow_requests(true);
+    /// ```
     pub fn suppress_noise(&mut self, on: bool) -> &mut Self {
         self.log.suppress_noise = on;
         self
     }
 
-    /// Logs dynamic requests still running after 5 s, and again when they finish.
+    /// Logs dynamic requests still running after 5 s (`request takes longer than expected:
+    /// "GET /api/x"`), and again when they finish, with their duration.
     pub fn report_slow_requests(&mut self, on: bool) -> &mut Self {
         self.log.slow_threshold = on.then_some(SLOW_THRESHOLD);
         self
     }
 
     /// Like [`report_slow_requests`](Self::report_slow_requests) with another threshold.
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// use std::time::Duration;
+    ///
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.report_slow_requests_after(Duration::from_millis(500));
+    /// ```
     pub fn report_slow_requests_after(&mut self, threshold: Duration) -> &mut Self {
         self.log.slow_threshold = Some(threshold);
+        self
+    }
+
+    /// Targets (as written in the request line, e.g. `/wp-login.php`) whose 404s are not
+    /// logged: the original's `set_common_invalid_paths`, for the paths scanners try.
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.set_common_invalid_paths(["/wp-login.php", "/.env"]);
+    /// ```
+    pub fn set_common_invalid_paths<I: IntoIterator<Item = S>, S: Into<String>>(
+        &mut self,
+        paths: I,
+    ) -> &mut Self {
+        self.log.common_invalid_paths = Arc::new(paths.into_iter().map(Into::into).collect());
         self
     }
 }
@@ -103,10 +151,14 @@ impl QuickServer {
 /// The request log writing through [`write_lines`].
 struct ConsoleLog {
     suppress_noise: bool,
+    common_invalid_paths: Arc<HashSet<String>>,
 }
 
 impl RequestLog for ConsoleLog {
     fn request(&self, record: &RequestRecord<'_>) {
+        if is_common_invalid(&self.common_invalid_paths, record) {
+            return;
+        }
         let offset = utc_offset(unix_secs(record.wall));
         for line in request_lines(record, self.suppress_noise, offset) {
             write_lines(&line);
@@ -163,6 +215,12 @@ fn request_lines(record: &RequestRecord<'_>, suppress_noise: bool, utc_offset: i
         lines.push(line.to_string());
     }
     lines
+}
+
+/// A 404 for one of the paths scanners try: not worth a log line (SPEC 11.3).
+fn is_common_invalid(paths: &HashSet<String>, record: &RequestRecord<'_>) -> bool {
+    record.status == 404
+        && paths.contains(record.request_line.split(' ').nth(1).unwrap_or_default())
 }
 
 /// Seconds since the Unix epoch, negative before it.
@@ -282,5 +340,31 @@ mod tests {
     #[test]
     fn offset_is_within_a_day() {
         assert!(utc_offset(1_795_468_801).abs() <= 86_400);
+    }
+
+    #[test]
+    fn common_invalid_paths_hide_only_their_404s() {
+        let paths: HashSet<String> = ["/wp-login.php".to_owned()].into_iter().collect();
+        let record = |line: &'static str, status| RequestRecord {
+            peer: "p",
+            request_line: line,
+            status,
+            message: None,
+            size: None,
+            elapsed: Duration::ZERO,
+            wall: UNIX_EPOCH,
+        };
+        assert!(is_common_invalid(
+            &paths,
+            &record("GET /wp-login.php HTTP/1.1", 404)
+        ));
+        assert!(!is_common_invalid(
+            &paths,
+            &record("GET /wp-login.php HTTP/1.1", 200)
+        ));
+        assert!(!is_common_invalid(
+            &paths,
+            &record("GET /other HTTP/1.1", 404)
+        ));
     }
 }
