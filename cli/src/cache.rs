@@ -38,6 +38,18 @@ pub trait ResultCache: Send + Sync {
 }
 
 /// The built-in [`ResultCache`]: a RAM tier and an optional disk tier.
+///
+/// ```
+/// use quick_server::{QuickCache, ResultCache};
+///
+/// let cache = QuickCache::in_memory(1 << 20);
+/// assert_eq!(cache.get("www", "\"key\""), None);
+/// cache.put("www", "\"key\"", "{\"answer\": 42}");
+/// assert_eq!(cache.get("www", "\"key\"").as_deref(), Some("{\"answer\": 42}"));
+/// assert_eq!(cache.list_sections(), ["www"]);
+/// cache.clean_cache("www");
+/// assert!(cache.list_sections().is_empty());
+/// ```
 pub struct QuickCache {
     state: Mutex<State>,
 }

@@ -60,6 +60,34 @@ impl QuickServer {
     /// argument. Underscores in `name` are typed as spaces (`cache_clear` is
     /// `cache clear`). A command named `help`, `restart` or `quit` replaces the built-in.
     ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use quick_server::{msg, Abort, QuickServer};
+    ///
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// let hits = Arc::new(AtomicUsize::new(0));
+    /// let counter = Arc::clone(&hits);
+    /// server.json_get("/api/uptime/", None, move |_req, _args| {
+    ///     counter.fetch_add(1, Ordering::SeqCst);
+    ///     Ok::<_, Abort>("up")
+    /// });
+    /// // `requests uptime` prints the count; TAB after `requests ` offers `uptime`.
+    /// server.cmd(
+    ///     "requests",
+    ///     Some(1),
+    ///     move |args| match args.first().map(String::as_str) {
+    ///         Some("uptime") => msg(&format!("requests made to uptime: {}", hits.load(Ordering::SeqCst))),
+    ///         other => msg(&format!("unknown request: {}", other.unwrap_or_default())),
+    ///     },
+    ///     Some(Box::new(|_args: &[String], word: &str| {
+    ///         ["uptime"].iter().filter(|c| c.starts_with(word)).map(|c| c.to_string()).collect()
+    ///     })),
+    /// )?;
+    /// assert!(server.cmd("two words", None, |_| {}, None).is_err());
+    /// # Ok::<(), quick_server::CommandError>(())
+    /// ```
+    ///
     /// # Errors
     /// The name contains a space or other whitespace, or is empty.
     pub fn cmd<F>(
@@ -78,7 +106,14 @@ impl QuickServer {
         Ok(self)
     }
 
-    /// Does not read commands from stdin at all (the original's `no_command_loop`).
+    /// Does not read commands from stdin at all (the original's `no_command_loop`): for
+    /// servers run in the background, whose stdin belongs to someone else.
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.no_command_loop(true); // stop it with SIGINT or SIGTERM
+    /// ```
     pub fn no_command_loop(&mut self, on: bool) -> &mut Self {
         self.console.no_command_loop = on;
         self

@@ -28,11 +28,34 @@ use std::sync::atomic::AtomicUsize;
 
 /// Writes each line of `text` with the `[SERVER] ` prefix (the original's short form) to
 /// the log: stderr, or the file given to [`set_log_file`](crate::set_log_file).
+///
+/// ```
+/// quick_server::msg("cache warmed up\n42 entries");
+/// // stderr: [SERVER] cache warmed up
+/// //         [SERVER] 42 entries
+/// ```
 pub fn msg(text: &str) {
     crate::logging::write_lines(text);
 }
 
 /// Stops a handler with an error page: the original's `PreventDefaultResponse`.
+///
+/// Return it as a handler's (or middleware's, or worker's) error: the answer is the
+/// standard error page for `status`, with `message` as its reason phrase and text.
+///
+/// ```
+/// use quick_server::{Abort, QuickServer};
+///
+/// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+/// server.json_get("/api/item/", Some(1), |_req, args| {
+///     let id: u32 = args
+///         .paths
+///         .first()
+///         .and_then(|id| id.parse().ok())
+///         .ok_or_else(|| Abort::new(400, "the id is a number"))?;
+///     Ok(serde_json::json!({ "id": id }))
+/// });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Abort {
     /// The status of the error page.
@@ -61,6 +84,23 @@ impl std::error::Error for Abort {}
 
 /// A handler result with its own status, content type or extra fields: the original's
 /// `Response(value, code, ctype)`.
+///
+/// ```
+/// use quick_server::{Abort, Custom, QuickServer};
+/// use serde_json::json;
+///
+/// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+/// server.json_post("/api/items", None, |_req, args| {
+///     Ok::<_, Abort>(
+///         Custom::new(json!({ "created": args.post.clone() }))
+///             .status(201)
+///             .field("Location", "/api/items/1"),
+///     )
+/// });
+/// server.text_get("/feed.xml", None, |_req, _args| {
+///     Ok::<_, Abort>(Custom::new("<rss/>").content_type("application/rss+xml"))
+/// });
+/// ```
 #[derive(Debug, Clone)]
 pub struct Custom<T> {
     /// The value (JSON-encoded on JSON routes, sent as is on text routes).
@@ -103,7 +143,8 @@ impl<T> Custom<T> {
     }
 }
 
-/// A value a JSON route may return.
+/// A value a JSON route may return: anything `Serialize` (sent as the original's
+/// `json_dumps` text: indented, keys sorted, NaN as `"NaN"`), or a [`Custom`] of it.
 pub trait JsonReply {
     /// The value as a `Custom` with its JSON text (`None` for a null value: 404).
     fn into_custom(self) -> Result<Custom<Option<String>>, String>;
@@ -177,6 +218,20 @@ impl<T: TextReply> TextReply for Custom<T> {
 }
 
 /// A server being configured; [`serve_forever`](Self::serve_forever) runs it.
+///
+/// Configuration methods return `&mut Self` so that they chain (those that can fail return
+/// a `Result` of it). The [crate documentation](crate) is a tour of what they offer.
+///
+/// ```
+/// use quick_server::QuickServer;
+///
+/// let mut server = QuickServer::new(([127, 0, 0, 1], 8000).into());
+/// server
+///     .add_default_white_list()
+///     .directory_listing(true)
+///     .link_empty_favicon_fallback()
+///     .suppress_noise(true);
+/// ```
 pub struct QuickServer {
     addr: SocketAddr,
     /// Console commands and options (see `console.rs`).
@@ -223,7 +278,15 @@ impl QuickServer {
     }
 
     /// Serves `folder` under `prefix` (which must start and end with `/`), tried before
-    /// earlier bindings.
+    /// earlier bindings. A relative `folder` is resolved against the working directory now.
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.bind_path("/", "www")?.bind_path("/docs/", "target/doc")?;
+    /// assert!(server.bind_path("docs", "target/doc").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bind_path(
         &mut self,
         prefix: &str,
@@ -248,7 +311,17 @@ impl QuickServer {
     }
 
     /// Forwards requests under `prefix` (which must start and end with `/`) to the
-    /// `http://` upstream `url`, before every other route; the newest binding wins.
+    /// `http://` upstream `url`, before every other route; the newest binding wins. The part
+    /// of the target after `prefix` is appended to the path of `url`.
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// // `/api/users?id=1` is fetched from `http://127.0.0.1:9000/v2/users?id=1`.
+    /// server.bind_proxy("/api/", "http://127.0.0.1:9000/v2")?;
+    /// assert!(server.bind_proxy("/api/", "https://example.com").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bind_proxy(
         &mut self,
         prefix: &str,
@@ -258,7 +331,19 @@ impl QuickServer {
         Ok(self)
     }
 
-    /// Serves only files matching the original's default patterns (`*.html`, `*.js`, …).
+    /// Serves only files matching the original's default patterns: `*.css *.csv *.eot *.gif
+    /// *.htm *.html *.ico *.jpeg *.jpg *.js *.json *.md *.otf *.pdf *.png *.svg *.tsv *.ttf
+    /// *.txt *.woff *.woff2`.
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// // Web files and Rust sources, but nothing named `secret*`.
+    /// server
+    ///     .add_default_white_list()
+    ///     .add_file_patterns(["*.rs"], false)
+    ///     .add_file_patterns(["*/secret*"], true);
+    /// ```
     pub fn add_default_white_list(&mut self) -> &mut Self {
         self.builder.files().filter.add_default_white_list();
         self
@@ -275,19 +360,41 @@ impl QuickServer {
         self
     }
 
-    /// Answers missing `favicon.ico` requests with a small empty icon built in.
+    /// Answers missing `favicon.ico` requests with a small empty icon built in, so browsers
+    /// stop logging 404s for it.
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.link_empty_favicon_fallback();
+    /// ```
     pub fn link_empty_favicon_fallback(&mut self) -> &mut Self {
         self.builder.files().favicon_fallback = Some(Favicon::Embedded(EMPTY_FAVICON));
         self
     }
 
-    /// Answers missing `favicon.ico` requests with this file.
+    /// Answers missing `favicon.ico` requests with this file (a relative path is resolved
+    /// against the working directory now).
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.favicon_fallback("assets/favicon.ico");
+    /// ```
     pub fn favicon_fallback(&mut self, file: impl AsRef<Path>) -> &mut Self {
         self.builder.files().favicon_fallback = Some(Favicon::File(absolute(file.as_ref())));
         self
     }
 
-    /// Lists folders that have no index page (off by default).
+    /// Lists folders that have no index page (off by default): an HTML page linking every
+    /// entry the lists allow.
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.bind_path("/", ".")?.directory_listing(true);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn directory_listing(&mut self, on: bool) -> &mut Self {
         self.builder.files().directory_listing = on;
         self
@@ -306,7 +413,24 @@ impl QuickServer {
         self
     }
 
-    /// Largest multipart part accepted, in bytes (default 50 MiB).
+    /// Largest multipart part accepted, in bytes (default 50 MiB); a larger part answers
+    /// 413 `Uploaded file is too large! <n> > <max>`.
+    ///
+    /// ```
+    /// # use quick_server::{Abort, QuickServer};
+    /// use std::collections::BTreeMap;
+    ///
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.max_file_size(1 << 20);
+    /// server.json_post("/api/upload", None, |_req, args| {
+    ///     let sizes: BTreeMap<String, usize> = args
+    ///         .files
+    ///         .iter()
+    ///         .map(|(name, file)| (name.clone(), file.data.len()))
+    ///         .collect();
+    ///     Ok::<_, Abort>(sizes)
+    /// });
+    /// ```
     pub fn max_file_size(&mut self, bytes: u64) -> &mut Self {
         self.builder.max_file_size(bytes);
         self
@@ -328,12 +452,47 @@ impl QuickServer {
         self
     }
 
-    /// A JSON `GET` route; `argc` is the required number of extra path segments.
+    /// A JSON `GET` route; `argc` is the required number of extra path segments (`None`:
+    /// any).
     ///
-    /// The handler runs off the event loop with the parsed `args`; its value is sent with
-    /// [`json_dumps`] (a null value answers 404), an [`Abort`] answers its error page and
-    /// a panic answers 500. Middlewares of enclosing [`middlewares`](Self::middlewares)
-    /// scopes run first.
+    /// `mask` is a path whose `:name` pieces capture a segment into `args.segments`; what
+    /// follows it fills `args.paths`, `args.query` and `args.fragment`. The handler runs off
+    /// the event loop; its value is sent with [`json_dumps`] (a null value answers 404), an
+    /// [`Abort`] answers its error page and a panic answers 500. Middlewares of enclosing
+    /// [`middlewares`](Self::middlewares) scopes run first.
+    ///
+    /// ```
+    /// use quick_server::{Abort, QuickServer};
+    /// use serde_json::json;
+    /// # fn get(addr: std::net::SocketAddr, target: &str) -> String {
+    /// #     use std::io::{Read, Write};
+    /// #     let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    /// #     write!(stream, "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    /// #     let mut answer = String::new();
+    /// #     stream.read_to_string(&mut answer).unwrap();
+    /// #     answer
+    /// # }
+    ///
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.json_get("/api/:version/users", Some(1), |_req, args| {
+    ///     Ok::<_, Abort>(json!({
+    ///         "version": args.segments.get("version"),
+    ///         "user": args.paths.first(),
+    ///         "fields": args.query.get("fields"),
+    ///     }))
+    /// });
+    /// let running = server.start()?;
+    /// let answer = get(running.local_addr(), "/api/v2/users/ada?fields=name");
+    /// assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"));
+    /// assert!(answer.ends_with(
+    ///     "{\n  \"fields\": \"name\",\n  \"user\": \"ada\",\n  \"version\": \"v2\"\n}"
+    /// ));
+    /// // Two extra segments where the route wants one: no route matches.
+    /// assert!(get(running.local_addr(), "/api/v2/users/ada/x").starts_with("HTTP/1.1 404"));
+    /// running.handle().shutdown();
+    /// running.wait()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn json_get<F, R>(&mut self, mask: &str, argc: Option<usize>, handler: F) -> &mut Self
     where
         F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
@@ -342,7 +501,20 @@ impl QuickServer {
         self.json(Method::Get, mask, argc, handler)
     }
 
-    /// A JSON `POST` route.
+    /// A JSON `POST` route: the body is in `args.post` (JSON, or the fields of a form or
+    /// multipart body) and `args.files` (multipart files).
+    ///
+    /// ```
+    /// # use quick_server::{Abort, QuickServer};
+    /// use serde_json::{json, Value};
+    ///
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.json_post("/api/sum", Some(0), |_req, args| {
+    ///     let numbers = args.post.get("numbers").and_then(Value::as_array);
+    ///     let sum: f64 = numbers.into_iter().flatten().filter_map(Value::as_f64).sum();
+    ///     Ok::<_, Abort>(json!({ "sum": sum }))
+    /// });
+    /// ```
     pub fn json_post<F, R>(&mut self, mask: &str, argc: Option<usize>, handler: F) -> &mut Self
     where
         F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
@@ -351,7 +523,7 @@ impl QuickServer {
         self.json(Method::Post, mask, argc, handler)
     }
 
-    /// A JSON `PUT` route.
+    /// A JSON `PUT` route (see [`json_post`](Self::json_post)).
     pub fn json_put<F, R>(&mut self, mask: &str, argc: Option<usize>, handler: F) -> &mut Self
     where
         F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
@@ -360,7 +532,7 @@ impl QuickServer {
         self.json(Method::Put, mask, argc, handler)
     }
 
-    /// A JSON `DELETE` route.
+    /// A JSON `DELETE` route (see [`json_post`](Self::json_post)).
     pub fn json_delete<F, R>(&mut self, mask: &str, argc: Option<usize>, handler: F) -> &mut Self
     where
         F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
@@ -370,6 +542,18 @@ impl QuickServer {
     }
 
     /// A JSON route for any of the four methods.
+    ///
+    /// ```
+    /// # use quick_server::{Abort, QuickServer};
+    /// use quick_server::Method;
+    ///
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// for method in [Method::Put, Method::Delete] {
+    ///     server.json(method, "/api/item/:id", None, |_req, args| {
+    ///         Ok::<_, Abort>(serde_json::json!({ "id": args.segments.get("id") }))
+    ///     });
+    /// }
+    /// ```
     pub fn json<F, R>(
         &mut self,
         method: Method,
@@ -406,7 +590,36 @@ impl QuickServer {
         self
     }
 
-    /// A text `GET` route.
+    /// A text `GET` route: the handler returns a `String`, a `&'static str`, bytes, an
+    /// `Option` of those (`None` answers 404) or a [`Custom`] of them.
+    ///
+    /// ```
+    /// use quick_server::{Abort, Custom, QuickServer};
+    /// # fn get(addr: std::net::SocketAddr, target: &str) -> String {
+    /// #     use std::io::{Read, Write};
+    /// #     let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    /// #     write!(stream, "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    /// #     let mut answer = String::new();
+    /// #     stream.read_to_string(&mut answer).unwrap();
+    /// #     answer
+    /// # }
+    ///
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.text_get("/hello/:name", Some(0), |_req, args| {
+    ///     let name = args.segments.get("name").cloned().unwrap_or_default();
+    ///     Ok::<_, Abort>(format!("hello, {name}"))
+    /// });
+    /// server.text_get("/page", Some(0), |_req, _args| {
+    ///     Ok::<_, Abort>(Custom::new("<h1>hi</h1>").content_type("text/html; charset=utf-8"))
+    /// });
+    /// let running = server.start()?;
+    /// let answer = get(running.local_addr(), "/hello/ada");
+    /// assert!(answer.contains("Content-Type: text/plain\r\n"));
+    /// assert!(answer.ends_with("\r\n\r\nhello, ada"));
+    /// running.handle().shutdown();
+    /// running.wait()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn text_get<F, R>(&mut self, mask: &str, argc: Option<usize>, handler: F) -> &mut Self
     where
         F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
@@ -415,7 +628,8 @@ impl QuickServer {
         self.text(Method::Get, mask, argc, handler)
     }
 
-    /// A text `POST` route.
+    /// A text `POST` route (see [`text_get`](Self::text_get) and
+    /// [`json_post`](Self::json_post)).
     pub fn text_post<F, R>(&mut self, mask: &str, argc: Option<usize>, handler: F) -> &mut Self
     where
         F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
@@ -424,7 +638,7 @@ impl QuickServer {
         self.text(Method::Post, mask, argc, handler)
     }
 
-    /// A text `PUT` route.
+    /// A text `PUT` route (see [`text_get`](Self::text_get)).
     pub fn text_put<F, R>(&mut self, mask: &str, argc: Option<usize>, handler: F) -> &mut Self
     where
         F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
@@ -433,7 +647,7 @@ impl QuickServer {
         self.text(Method::Put, mask, argc, handler)
     }
 
-    /// A text `DELETE` route.
+    /// A text `DELETE` route (see [`text_get`](Self::text_get)).
     pub fn text_delete<F, R>(&mut self, mask: &str, argc: Option<usize>, handler: F) -> &mut Self
     where
         F: Fn(&Request, &mut Args) -> Result<R, Abort> + Send + Sync + 'static,
@@ -445,6 +659,22 @@ impl QuickServer {
     /// Runs `register` with `chain` added to the middleware scope: every route registered
     /// inside (JSON, text, workers, `worker.js`) runs the enclosing scopes' chains and then
     /// `chain` before its handler. Scopes nest (the original's `with middlewares(...)`).
+    ///
+    /// ```
+    /// use quick_server::{middleware, Abort, Next, QuickServer};
+    ///
+    /// let api_key = middleware(|req, _args| {
+    ///     match req.head.field_str("X-Api-Key") {
+    ///         Some("let me in") => Ok(Next::Continue),
+    ///         _ => Err(Abort::new(401, "an API key is needed")),
+    ///     }
+    /// });
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.middlewares(&[api_key], |s| {
+    ///     s.json_get("/api/private", None, |_req, _args| Ok::<_, Abort>("secret"));
+    /// });
+    /// server.json_get("/api/public", None, |_req, _args| Ok::<_, Abort>("hello"));
+    /// ```
     pub fn middlewares(
         &mut self,
         chain: &[Middleware],
@@ -459,6 +689,17 @@ impl QuickServer {
 
     /// Runs `pre` before routing every GET/HEAD/POST/PUT/DELETE request, static files
     /// included, in the order added; an [`Abort`] answers its error page.
+    ///
+    /// ```
+    /// # use quick_server::{Abort, QuickServer};
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.pre_middleware(|req| {
+    ///     if req.head.target().contains("/.") {
+    ///         return Err(Abort::new(403, "hidden files stay hidden"));
+    ///     }
+    ///     Ok(())
+    /// });
+    /// ```
     pub fn pre_middleware<F>(&mut self, pre: F) -> &mut Self
     where
         F: Fn(&Request) -> Result<(), Abort> + Send + Sync + 'static,
@@ -467,9 +708,30 @@ impl QuickServer {
         self
     }
 
-    /// Answers preflight `OPTIONS` and adds the CORS fields to every answer (SPEC 7). With
+    /// Answers preflight `OPTIONS` and adds the CORS fields to every answer. With
     /// credentials allowed, the request's `Origin` is reflected instead of the original's
     /// `*`, which browsers refuse in that combination.
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// # fn options(addr: std::net::SocketAddr) -> String {
+    /// #     use std::io::{Read, Write};
+    /// #     let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    /// #     stream.write_all(b"OPTIONS /api/x HTTP/1.1\r\nHost: x\r\nOrigin: http://localhost:3000\r\nConnection: close\r\n\r\n").unwrap();
+    /// #     let mut answer = String::new();
+    /// #     stream.read_to_string(&mut answer).unwrap();
+    /// #     answer
+    /// # }
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.cross_origin(true); // a front end served from another port may call the API
+    /// let running = server.start()?;
+    /// let answer = options(running.local_addr());
+    /// assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"));
+    /// assert!(answer.contains("Access-Control-Allow-Methods: GET, POST, PUT, DELETE, HEAD\r\n"));
+    /// running.handle().shutdown();
+    /// running.wait()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn cross_origin(&mut self, on: bool) -> &mut Self {
         self.builder.cross_origin(on);
         self
@@ -477,22 +739,58 @@ impl QuickServer {
 
     /// The size above which worker results are split into cargo chunks, in characters
     /// (default 10 MiB); change it at any time, also while serving.
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// use std::sync::atomic::Ordering;
+    ///
+    /// let server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// let chunk_size = server.max_chunk_size();
+    /// assert_eq!(chunk_size.load(Ordering::SeqCst), 10 * 1024 * 1024);
+    /// chunk_size.store(64 * 1024, Ordering::SeqCst);
+    /// ```
     pub fn max_chunk_size(&self) -> Arc<AtomicUsize> {
         self.builder.max_chunk_size()
     }
 
-    /// The server's tokens (SPEC 6), to use from handlers; clones share them.
+    /// The server's tokens (server-side session objects), to use from handlers; clones share them.
+    ///
+    /// ```
+    /// use quick_server::{Abort, Expire, QuickServer};
+    /// use serde_json::{json, Value};
+    ///
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// let tokens = server.tokens();
+    /// server.json_get("/api/visits", None, move |_req, args| {
+    ///     let token = args.query.get("token").and_then(Value::as_str).unwrap_or("anonymous");
+    ///     let visits = tokens.get_token_obj(token, Expire::Default, false, |session| {
+    ///         let visits = session.get("visits").and_then(Value::as_u64).unwrap_or(0) + 1;
+    ///         session.insert("visits".into(), json!(visits));
+    ///         visits
+    ///     });
+    ///     Ok::<_, Abort>(json!({ "visits": visits }))
+    /// });
+    /// ```
     pub fn tokens(&self) -> TokenHandle {
         self.routing.tokens.clone()
     }
 
     /// Installs the store worker results are cached in (see [`json_worker`](Self::json_worker)).
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// use std::sync::Arc;
+    /// use quick_server::QuickCache;
+    ///
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.cache(Arc::new(QuickCache::in_memory(64 << 20)));
+    /// ```
     pub fn cache(&mut self, cache: Arc<dyn ResultCache>) -> &mut Self {
         self.routing.cache.set(cache);
         self
     }
 
-    /// A worker route at `mask` (SPEC 5): a POST route speaking `start`/`get`/`stop`/`cargo`
+    /// A worker route at `mask`: a POST route speaking `start`/`get`/`stop`/`cargo`
     /// whose jobs run on the background pool.
     ///
     /// `job` gets the payload (with the mask's captures written into it) and a
@@ -501,6 +799,27 @@ impl QuickServer {
     /// without (a [`WorkerFailure`] with no status, a panic) answers 500 `worker error`
     /// and is logged. With `cache_id` and an installed [`cache`](Self::cache), results are
     /// cached under the key's JSON text in section `www`.
+    ///
+    /// ```
+    /// use quick_server::{Abort, CancelFlag, QuickServer};
+    /// use serde_json::{json, Value};
+    ///
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.link_worker_js("/js/worker.js");
+    /// server.json_worker("/api/count", None, |payload: Value, cancel: &CancelFlag| {
+    ///     let to = payload.get("to").and_then(Value::as_u64).unwrap_or(0);
+    ///     let mut sum = 0u64;
+    ///     for n in 0..=to {
+    ///         if cancel.is_cancelled() {
+    ///             return Err(Abort::new(409, "cancelled"));
+    ///         }
+    ///         sum += n;
+    ///     }
+    ///     Ok(json!({ "sum": sum }))
+    /// });
+    /// // In the browser, with `/js/worker.js` loaded:
+    /// // new quickServer.Worker().process('sum', '/api/count', { to: 1e6 }, (r) => show(r.sum));
+    /// ```
     pub fn json_worker<F, T, E>(
         &mut self,
         mask: &str,
@@ -545,7 +864,14 @@ impl QuickServer {
     }
 
     /// Serves the bundled `worker.js` at `mask` (`application/javascript; charset=utf-8`,
-    /// with ETag and 304 like every text route).
+    /// with ETag and 304 like every text route): the browser client of worker routes.
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.link_worker_js("/js/worker.js");
+    /// // <script src="/js/worker.js"></script> then `new quickServer.Worker()`.
+    /// ```
     pub fn link_worker_js(&mut self, mask: &str) -> &mut Self {
         self.text_get(mask, Some(0), |_req, _args| {
             Ok::<_, Abort>(Custom::new(WORKER_JS).content_type(WORKER_JS_CONTENT_TYPE))
@@ -567,17 +893,46 @@ impl QuickServer {
     ///
     /// Requests are logged; the command loop and signal handling are left to the caller.
     /// Under a restart supervisor the server listens on the socket it inherited.
+    ///
+    /// ```
+    /// use quick_server::{Abort, QuickServer};
+    /// # fn get(addr: std::net::SocketAddr, target: &str) -> String {
+    /// #     use std::io::{Read, Write};
+    /// #     let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    /// #     write!(stream, "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    /// #     let mut answer = String::new();
+    /// #     stream.read_to_string(&mut answer).unwrap();
+    /// #     answer
+    /// # }
+    ///
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.json_get("/api/answer", None, |_req, _args| Ok::<_, Abort>(42));
+    /// let running = server.start()?;
+    /// assert!(get(running.local_addr(), "/api/answer").ends_with("\r\n\r\n42"));
+    /// running.handle().shutdown();
+    /// running.wait()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn start(self) -> io::Result<Running> {
         let listener = crate::restart::listener(self.addr)?;
         self.start_on(listener)
     }
 
     /// Serves until `quit`, SIGINT or SIGTERM, then stops gracefully (a second SIGINT exits
-    /// at once with status 130), reading console commands from stdin meanwhile.
+    /// at once with status 130), reading console commands from stdin meanwhile. Logs
+    /// `starting server at <address>` once listening and `shutting down..` at the end.
     ///
     /// After `restart` (or SIGHUP) the requests in flight finish, then the process does not
     /// return: a supervised child exits with the restart code, an original process re-runs
     /// itself as a supervisor (see [`setup_restart`](Self::setup_restart)).
+    ///
+    /// ```no_run
+    /// # use quick_server::QuickServer;
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 8000).into());
+    /// server.bind_path("/", ".")?.add_default_white_list();
+    /// server.serve_forever()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn serve_forever(mut self) -> io::Result<()> {
         let console = std::mem::take(&mut self.console);
         let listener = crate::restart::listener(self.addr)?;
@@ -588,7 +943,10 @@ impl QuickServer {
         let control = crate::restart::Control::new(move || handle.shutdown(), Some(kept));
         let signals = stop_on_signals(Arc::clone(&control))?;
         // Announced once signals are handled, so a watcher may signal at once.
-        msg(&format!("starting server at {}", running.local_addr()));
+        msg(&format!(
+            "starting server at {}",
+            display_addr(running.local_addr())
+        ));
         let console = console.start(Arc::clone(&control)).unwrap_or_else(|e| {
             msg(&format!("no command loop: {e}"));
             None
@@ -721,4 +1079,14 @@ pub(crate) fn abort_page(abort: &Abort) -> Response {
 /// Resolves `path` against the working directory once, at configuration time.
 fn absolute(path: &Path) -> PathBuf {
     std::env::current_dir().map_or_else(|_| path.to_owned(), |cwd| cwd.join(path))
+}
+
+/// `localhost:8000` for a loopback address (the original's start line), the address
+/// itself otherwise.
+fn display_addr(addr: SocketAddr) -> String {
+    if addr.ip().is_loopback() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
 }

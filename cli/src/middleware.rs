@@ -54,6 +54,20 @@ use crate::facade::{abort_page, json_response, Abort, Custom, JsonReply, TextRep
 pub type Middleware = Arc<dyn Fn(&Request, &mut Args) -> Result<Next, Abort> + Send + Sync>;
 
 /// What a middleware decides.
+///
+/// ```
+/// use quick_server::{middleware, Next};
+/// use serde_json::json;
+///
+/// // Answers `/api/...?dry_run` itself, lets every other request through.
+/// let dry_run = middleware(|_req, args| {
+///     Ok(if args.query.contains_key("dry_run") {
+///         Next::reply(json!({ "dry_run": true }))
+///     } else {
+///         Next::Continue
+///     })
+/// });
+/// ```
 #[derive(Debug, Clone)]
 pub enum Next {
     /// Run the next middleware, or the handler after the last one.

@@ -66,6 +66,23 @@ impl QuickServer {
     /// last child's status). In a child it returns at once. Call it early: the code before
     /// it runs in the supervisor too.
     ///
+    /// The console's `restart` (or SIGHUP) then ends the serving child once its requests in
+    /// flight are answered, and the supervisor starts the program again on the same
+    /// listening socket: no connection is refused meanwhile.
+    ///
+    /// ```no_run
+    /// use quick_server::{msg, QuickServer};
+    ///
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 8000).into());
+    /// server.setup_restart()?;
+    /// // From here on, this runs in the child, once per start.
+    /// if quick_server::has_been_restarted() {
+    ///     msg("restarted: routes and files reloaded");
+    /// }
+    /// server.serve_forever()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// The address cannot be bound.
     pub fn setup_restart(&mut self) -> io::Result<&mut Self> {

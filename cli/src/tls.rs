@@ -33,7 +33,18 @@ impl fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
-/// A server configuration (ring provider, TLS 1.2 and 1.3, ALPN `http/1.1`) from PEM files.
+/// A server configuration (ring provider, TLS 1.2 and 1.3, ALPN `http/1.1`) from PEM files,
+/// for [`TransportOptions::tls`](crate::TransportOptions::tls).
+///
+/// ```
+/// use std::path::Path;
+/// use quick_server::{load_tls, TlsError};
+///
+/// match load_tls(Path::new("missing-cert.pem"), Path::new("missing-key.pem")) {
+///     Err(TlsError::Certificate(path, _)) => assert_eq!(path, Path::new("missing-cert.pem")),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|iter| iter.collect())

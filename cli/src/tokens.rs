@@ -21,7 +21,25 @@ pub fn create_token() -> io::Result<String> {
 /// The tokens of a server, shared by every handler thread; clones see the same tokens.
 ///
 /// Every call reads the monotonic clock once, at its start. `Expire::Default` means the
-/// handle's default expiration (one hour unless changed).
+/// handle's default expiration (one hour unless changed). Get the server's handle with
+/// [`QuickServer::tokens`](crate::QuickServer::tokens).
+///
+/// ```
+/// use std::time::Duration;
+/// use quick_server::{Expire, TokenHandle, Ttl};
+/// use serde_json::json;
+///
+/// let tokens = TokenHandle::default();
+/// let token = tokens.create_token()?;
+/// tokens.get_token_obj(&token, Expire::Default, false, |session| {
+///     session.insert("user".into(), json!("ada"));
+/// });
+/// let user = tokens.get_token_obj(&token, Expire::Default, true, |session| session.get("user").cloned());
+/// assert_eq!(user, Some(json!("ada")));
+/// assert!(matches!(tokens.get_token_ttl(&token), Ttl::Expires(left) if left <= Duration::from_secs(3600)));
+/// assert_eq!(tokens.get_tokens(), [token]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct TokenHandle {
     shared: Arc<Shared>,

@@ -31,6 +31,19 @@ impl FromStr for Transport {
 }
 
 /// Settings the transports share.
+///
+/// ```
+/// use std::time::Duration;
+/// use quick_server::{QuickServer, Transport, TransportOptions};
+///
+/// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+/// server.transport(TransportOptions {
+///     kind: Transport::Std,
+///     threads: Some(32),
+///     shutdown_grace: Some(Duration::from_secs(2)),
+///     ..TransportOptions::default()
+/// });
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct TransportOptions {
     /// Which transport.

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::cache::ResultCache;
 use crate::facade::Abort;
 
-/// The browser client for worker routes (SPEC 5.10), as served by
+/// The browser client for worker routes (`worker.js`, version 0.8.0), as served by
 /// [`QuickServer::link_worker_js`](crate::QuickServer::link_worker_js).
 pub const WORKER_JS: &[u8] = include_bytes!("../../core/assets/worker.js");
 
@@ -25,6 +25,23 @@ pub const DEFAULT_CACHE_SECTION: &str = "www";
 
 /// Computes the cache key of a job from its payload; `None` (or a null key) runs the job
 /// uncached. The key's compact JSON text is what the cache stores it under.
+///
+/// ```
+/// use std::sync::Arc;
+/// use quick_server::{Abort, CancelFlag, QuickCache, QuickServer};
+/// use serde_json::Value;
+///
+/// fn by_query(payload: &Value) -> Option<Value> {
+///     payload.get("query").cloned()
+/// }
+///
+/// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+/// server.cache(Arc::new(QuickCache::in_memory(16 << 20)));
+/// server.json_worker("/api/search", Some(by_query), |payload: Value, _: &CancelFlag| {
+///     // Runs once per distinct `query`; later requests get the stored result.
+///     Ok::<_, Abort>(payload.get("query").cloned())
+/// });
+/// ```
 pub type CacheId = fn(&Value) -> Option<Value>;
 
 impl From<Abort> for WorkerFailure {

@@ -86,7 +86,10 @@ impl Demo {
     /// Waits for the `starting server at <addr>` line and returns the address.
     fn started(&self) -> SocketAddr {
         let line = self.expect("[SERVER] starting server at ");
-        line.rsplit(' ').next().unwrap().parse().unwrap()
+        let at = line.rsplit(' ').next().unwrap();
+        let (host, port) = at.rsplit_once(':').unwrap();
+        assert!(host == "localhost" || host == "127.0.0.1", "{line:?}");
+        SocketAddr::from(([127, 0, 0, 1], port.parse().unwrap()))
     }
 
     /// Waits for a stderr line containing `needle`; returns it.
