@@ -20,6 +20,8 @@ use crate::worker::{TaskKey, START_WAIT};
 /// Bodies up to this size are read into the output buffer, so head and body leave in one
 /// write; larger ones leave as a file region.
 const INLINE_FILE_MAX: u64 = 32 * 1024;
+/// Room reserved for a response head in the output buffer.
+const HEAD_ROOM: usize = 256;
 /// Free space `read_buf` offers for the first read of a request: most heads fit.
 const FIRST_READ: usize = 4 * 1024;
 /// Free space `read_buf` offers once a request needs more (long heads, bodies).
@@ -126,6 +128,8 @@ pub struct Connection {
     head_started: Option<Instant>,
     /// The request being answered.
     current: Option<Current>,
+    /// The last answered request's record, kept so the next one reuses its buffers.
+    spare: Option<Current>,
     /// Last time bytes arrived or left.
     last_activity: Instant,
     /// When the connection was accepted.
@@ -150,6 +154,20 @@ impl Current {
             reported_slow: false,
         }
     }
+
+    /// The record of a request whose head starts with `line` (no CRLF), reusing the
+    /// buffers of `spare` when there is one.
+    fn start(spare: Option<Self>, line: &[u8], started: Instant) -> Self {
+        let mut current = spare.unwrap_or_else(|| Self::unparsed(started));
+        current.line.clear();
+        current.line.push_str(&String::from_utf8_lossy(line));
+        current.method = "";
+        current.target.clear();
+        current.started = started;
+        current.cors.clear();
+        current.reported_slow = false;
+        current
+    }
 }
 
 impl Connection {
@@ -171,6 +189,7 @@ impl Connection {
             keep_alive: true,
             head_started: None,
             current: None,
+            spare: None,
             last_activity: now,
             created: now,
             read_closed: false,
@@ -527,15 +546,8 @@ impl Connection {
         };
         let parsed = RequestHead::parse(&buf[range.clone()], limits);
         let line_end = memchr::memchr(b'\r', buf).unwrap_or(0);
-        let line = String::from_utf8_lossy(&buf[..line_end]).into_owned();
-        self.current = Some(Current {
-            line,
-            method: "",
-            target: String::new(),
-            started: self.head_started.unwrap_or(now),
-            cors: Vec::new(),
-            reported_slow: false,
-        });
+        let started = self.head_started.unwrap_or(now);
+        self.current = Some(Current::start(self.spare.take(), &buf[..line_end], started));
         self.consumed += range.end;
         self.scanner = HeadScanner::default();
         self.head_started = None;
@@ -569,7 +581,7 @@ impl Connection {
                 Method::Options => "OPTIONS",
                 Method::Other => "",
             };
-            current.target = head.target().to_owned();
+            current.target.push_str(head.target());
             current.cors = self.server.cors_fields(&head);
         }
         if let Some((route, target)) = self.server.proxy_for(&head) {
@@ -582,8 +594,14 @@ impl Connection {
             return;
         }
         let collect = self.server.wants_body(&head);
-        let request = Box::new(Request::new(head, self.peer.clone(), collect));
-        self.state = State::Body { request, reader };
+        let request = Request::new(head, self.peer.clone(), collect);
+        if matches!(reader, BodyReader::Length { left: 0 }) {
+            return self.answer(request, now); // no body to read
+        }
+        self.state = State::Body {
+            request: Box::new(request),
+            reader,
+        };
     }
 
     /// Reads body bytes; returns whether anything changed.
@@ -622,9 +640,16 @@ impl Connection {
         let State::Body { request, .. } = std::mem::replace(&mut self.state, State::Head) else {
             return false;
         };
+        self.answer(*request, now);
+        true
+    }
+
+    /// Routes a complete request (the state is `Head` again): answers it at once, or
+    /// starts the job that will.
+    fn answer(&mut self, request: Request, now: Instant) {
         let head_only = request.head.method() == Method::Head;
         let wall = self.server.wall_time(now);
-        match Server::dispatch(&self.server, *request, now, wall) {
+        match Server::dispatch(&self.server, request, now, wall) {
             Dispatch::Respond(response) => self.send(response, head_only, now),
             Dispatch::Run(work) => {
                 let id = self.next_id();
@@ -632,7 +657,6 @@ impl Connection {
                 self.state = State::Waiting { id, head_only };
             }
         }
-        true
     }
 
     /// Forwards client body bytes to the exchange while its buffer has room.
@@ -796,6 +820,7 @@ impl Connection {
             }
             if let Some(current) = self.current.take() {
                 self.log_status(&current, status, None, size, now);
+                self.spare = Some(current);
             }
         }
         self.push_bytes(&relayed.bytes);
@@ -846,15 +871,33 @@ impl Connection {
             // The send deadline counts from when output starts waiting.
             self.last_activity = now;
         }
-        if let Some(current) = self.current.take() {
+        if let Some(mut current) = self.current.take() {
             if !current.cors.is_empty() {
-                response.fields.splice(0..0, current.cors.iter().cloned());
+                response.fields.splice(0..0, current.cors.drain(..));
             }
             self.log(&current, &response, now);
+            self.spare = Some(current);
         } else {
             self.log(&Current::unparsed(now), &response, now);
         }
-        let mut out = Vec::with_capacity(256);
+        let with_body = response.has_content() && !head_only;
+        let inline_len = match &response.body {
+            Body::Bytes(bytes) => bytes.len(),
+            Body::CachedFile(bytes) => bytes.len(),
+            Body::File(region) if region.len <= INLINE_FILE_MAX => region.len as usize,
+            _ => 0,
+        };
+        // Head and body go into the bytes at the back of the queue (pipelined answers
+        // share a write), or into a new buffer sized for both.
+        let (mut out, sent) = match self.output.pop_back() {
+            Some(Out::Bytes { data, sent }) => (data, sent),
+            other => {
+                self.output.extend(other);
+                (Vec::new(), 0)
+            }
+        };
+        let before = out.len();
+        out.reserve(HEAD_ROOM + if with_body { inline_len } else { 0 });
         let date = self.date.get(self.server.wall_time(now));
         response::write_head(
             &mut out,
@@ -863,22 +906,22 @@ impl Connection {
             date,
             close,
         );
-        let with_body = response.has_content() && !head_only;
+        let mut region_left = None;
         match response.body {
             Body::Bytes(bytes) if with_body => out.extend_from_slice(&bytes),
+            Body::CachedFile(bytes) if with_body => out.extend_from_slice(&bytes),
             Body::File(region) if with_body => {
-                if region.len <= INLINE_FILE_MAX && self.read_inline(&region, &mut out) {
-                    self.push_bytes(&out);
-                } else {
-                    self.push_bytes(&out);
-                    self.pending_output += usize::try_from(region.len).unwrap_or(usize::MAX);
-                    self.output.push_back(Out::File(region));
-                }
-                out.clear();
+                let inlined = region.len <= INLINE_FILE_MAX && read_inline(&region, &mut out);
+                region_left = (!inlined).then_some(region);
             }
             _ => {}
         }
-        self.push_bytes(&out);
+        self.pending_output += out.len() - before;
+        self.output.push_back(Out::Bytes { data: out, sent });
+        if let Some(region) = region_left {
+            self.pending_output += usize::try_from(region.len).unwrap_or(usize::MAX);
+            self.output.push_back(Out::File(region));
+        }
         if close {
             self.state = State::Closing;
         }
@@ -888,6 +931,7 @@ impl Connection {
     fn log(&self, current: &Current, response: &Response, now: Instant) {
         let size = match &response.body {
             Body::File(region) => Some(region.file.metadata().len),
+            Body::CachedFile(bytes) => Some(bytes.len() as u64),
             _ => None,
         };
         let page = response
@@ -934,27 +978,6 @@ impl Connection {
         });
     }
 
-    /// Appends a small file region to `out`; false if the file could not be read whole.
-    fn read_inline(&self, region: &FileRegion, out: &mut Vec<u8>) -> bool {
-        let start = out.len();
-        let len = region.len as usize;
-        out.resize(start + len, 0);
-        let mut done = 0;
-        while done < len {
-            match region
-                .file
-                .read_at(&mut out[start + done..], region.offset + done as u64)
-            {
-                Ok(0) | Err(_) => {
-                    out.truncate(start);
-                    return false;
-                }
-                Ok(n) => done += n,
-            }
-        }
-        true
-    }
-
     /// Queues bytes, coalescing with queued bytes so pipelined answers share a write.
     fn push_bytes(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
@@ -970,6 +993,31 @@ impl Connection {
             });
         }
     }
+}
+
+/// Appends a small file region to `out`; false (and `out` unchanged) if the file could
+/// not be read whole.
+fn read_inline(region: &FileRegion, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    let Ok(len) = usize::try_from(region.len) else {
+        return false;
+    };
+    out.resize(start + len, 0);
+    let mut done = 0;
+    while done < len {
+        let offset = region.offset + done as u64;
+        match out
+            .get_mut(start + done..)
+            .map(|buf| region.file.read_at(buf, offset))
+        {
+            Some(Ok(n)) if n > 0 => done += n,
+            _ => {
+                out.truncate(start);
+                return false;
+            }
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -1055,6 +1103,34 @@ mod tests {
         assert_eq!(c.input.capacity(), 0);
         exchange(&mut c, b"GET /a.txt HTT", now);
         assert!(c.input.capacity() > 0, "a partial head is kept");
+    }
+
+    #[test]
+    fn cached_files_answer_like_fresh_ones() {
+        // The wall clock is an hour after the file changed: it is cached on first use.
+        let mut fs = MemoryFs::new();
+        fs.insert("/www/a.txt", "hello", SystemTime::UNIX_EPOCH);
+        let now = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(3600);
+        let mut builder = Server::builder_with_fs((now, wall), Arc::new(fs));
+        builder.files().bind_path("/", "/www").unwrap();
+        let mut c = Connection::new(builder.build(), PeerInfo::default(), now);
+        let get = "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+        let wire = exchange(
+            &mut c,
+            format!("{get}{get}HEAD /a.txt HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+            now,
+        );
+        let answers: Vec<&str> = wire.split_inclusive("hello").collect();
+        assert_eq!(answers.len(), 3, "{wire}");
+        assert_eq!(answers[0], answers[1], "the hit equals the miss");
+        assert!(answers[0].starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(answers[0].ends_with("Accept-Ranges: bytes\r\nContent-Length: 5\r\n\r\nhello"));
+        assert_eq!(
+            answers[2],
+            answers[0].strip_suffix("hello").unwrap(),
+            "HEAD from the cache: same head, no body"
+        );
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct Metadata {
     pub len: u64,
     /// Last modification time.
     pub modified: SystemTime,
+    /// Last status change (the inode's ctime on disk): moves on every write, replacement
+    /// or `touch`, even one that sets the modification time back, so caches revalidate
+    /// with it.
+    pub changed: SystemTime,
 }
 
 /// Read access to files. Paths handed in are built by the core under a bound folder.
@@ -67,6 +71,7 @@ struct DiskFile {
 }
 
 fn to_metadata(m: &std::fs::Metadata) -> Metadata {
+    use std::os::unix::fs::MetadataExt;
     let kind = if m.is_file() {
         FileKind::File
     } else if m.is_dir() {
@@ -78,7 +83,18 @@ fn to_metadata(m: &std::fs::Metadata) -> Metadata {
         kind,
         len: m.len(),
         modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        changed: since_epoch(m.ctime(), m.ctime_nsec()),
     }
+}
+
+/// A `stat` time (seconds and nanoseconds since the epoch) as a `SystemTime`; times
+/// before the epoch read as the epoch.
+fn since_epoch(secs: i64, nanos: i64) -> SystemTime {
+    let secs = u64::try_from(secs).unwrap_or(0);
+    let nanos = u32::try_from(nanos).unwrap_or(0);
+    SystemTime::UNIX_EPOCH
+        + std::time::Duration::new(secs, 0)
+        + std::time::Duration::from_nanos(nanos.into())
 }
 
 impl FileSystem for DiskFs {
@@ -148,6 +164,9 @@ impl OpenFile for DiskFile {
 pub struct MemoryFs {
     files: BTreeMap<PathBuf, Arc<MemoryFile>>,
     links: BTreeMap<PathBuf, PathBuf>,
+    /// Inserts so far: the tree has no clock, so a file's change time is its modification
+    /// time plus this many nanoseconds, which makes every insert a change.
+    inserts: u64,
 }
 
 /// A file held by [`MemoryFs`].
@@ -155,6 +174,7 @@ pub struct MemoryFs {
 pub struct MemoryFile {
     data: Vec<u8>,
     modified: SystemTime,
+    changed: SystemTime,
 }
 
 impl MemoryFs {
@@ -170,13 +190,22 @@ impl MemoryFs {
         data: impl Into<Vec<u8>>,
         modified: SystemTime,
     ) {
+        self.inserts += 1;
+        let changed = modified + std::time::Duration::from_nanos(self.inserts);
         self.files.insert(
             path.into(),
             Arc::new(MemoryFile {
                 data: data.into(),
                 modified,
+                changed,
             }),
         );
+    }
+
+    /// Removes the file or link at `path`.
+    pub fn remove(&mut self, path: impl AsRef<Path>) {
+        self.files.remove(path.as_ref());
+        self.links.remove(path.as_ref());
     }
 
     /// Adds a symbolic link at `path` pointing to the absolute `target`.
@@ -214,6 +243,7 @@ impl FileSystem for MemoryFs {
                 kind: FileKind::Dir,
                 len: 0,
                 modified: SystemTime::UNIX_EPOCH,
+                changed: SystemTime::UNIX_EPOCH,
             });
         }
         Err(io::ErrorKind::NotFound.into())
@@ -266,6 +296,7 @@ impl OpenFile for MemoryFile {
             kind: FileKind::File,
             len: self.data.len() as u64,
             modified: self.modified,
+            changed: self.changed,
         }
     }
 
@@ -315,12 +346,31 @@ mod tests {
     }
 
     #[test]
+    fn memory_fs_inserts_are_changes_and_remove_forgets() {
+        let mut fs = MemoryFs::new();
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(7);
+        fs.insert("/www/a.txt", "one", t);
+        let first = fs.metadata(Path::new("/www/a.txt")).unwrap();
+        fs.insert("/www/a.txt", "two", t);
+        let second = fs.metadata(Path::new("/www/a.txt")).unwrap();
+        assert_eq!((first.len, first.modified), (second.len, second.modified));
+        assert!(second.changed > first.changed && first.changed > t);
+        fs.link("/www/l", "/www/a.txt");
+        fs.remove("/www/a.txt");
+        fs.remove("/www/l");
+        assert!(fs.metadata(Path::new("/www/a.txt")).is_err());
+        assert!(!fs.is_symlink(Path::new("/www/l")).unwrap());
+    }
+
+    #[test]
     fn disk_fs_reads_a_file() {
         let dir = std::env::temp_dir().join(format!("qs-fs-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("f.txt"), "disk").unwrap();
         let file = DiskFs.open(&dir.join("f.txt")).unwrap();
         assert_eq!(file.metadata().len, 4);
+        let meta = DiskFs.metadata(&dir.join("f.txt")).unwrap();
+        assert!(meta.changed >= meta.modified && meta.changed > SystemTime::UNIX_EPOCH);
         assert!(file.raw_fd().is_some());
         assert!(DiskFs.open(&dir).is_err());
         assert_eq!(DiskFs.read_dir(&dir).unwrap()[0].name, "f.txt");

@@ -306,13 +306,13 @@ impl Server {
         }
         let head = &request.head;
         Dispatch::Respond(match head.method() {
-            Method::Get | Method::Head => match server.files.serve(head, false) {
+            Method::Get | Method::Head => match server.files.serve(head, wall, false) {
                 Ok(response) => response,
                 Err(HashFirst) => {
                     // A big file seen for the first time: hash it off the event loop.
                     let server = Arc::clone(server);
                     return Dispatch::Run(Box::new(move || {
-                        let served = server.files.serve(&request.head, true);
+                        let served = server.files.serve(&request.head, wall, true);
                         Output::Respond(
                             served.unwrap_or_else(|HashFirst| Response::error_page(500, None)),
                         )

@@ -1,8 +1,10 @@
 //! Static file serving, the pure parts (spec section 3): request path sanitising, glob
 //! white/black lists, content types, CRC-32 entity tags, byte ranges and the directory
 //! listing page, and the route that puts them together (`serve`), which reads files only
-//! through the [`FileSystem`](crate::fs::FileSystem) trait.
+//! through the [`FileSystem`](crate::fs::FileSystem) trait and keeps small files in a
+//! cache (`cache`).
 
+pub mod cache;
 pub mod etag;
 pub mod glob;
 pub mod listing;
@@ -11,6 +13,7 @@ pub mod path;
 pub mod range;
 pub mod serve;
 
+pub use cache::{CacheLimits, SETTLE_TIME};
 pub use etag::{crc32_hex, if_none_match, ETag, EtagHasher};
 pub use glob::{FileFilter, Pattern};
 pub use listing::{html_escape, render_listing, DirEntry};

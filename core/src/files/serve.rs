@@ -1,11 +1,13 @@
 //! The static-file route: from a request target to a file, listing, redirect or error,
 //! following the original's translation (SPEC 3.2) with our stricter path rules.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use super::cache::{CacheLimits, CachedFile, FileCache};
 use super::etag::{if_none_match, ETag, EtagHasher};
 use super::glob::FileFilter;
 use super::listing::render_listing;
@@ -14,7 +16,7 @@ use super::path::{redirect_location, sanitize, split_target, SafePath};
 use super::range::{if_range_allows, parse_range, RangeOutcome};
 use crate::fs::{FileKind, FileSystem, Metadata, OpenFile};
 use crate::http::head::RequestHead;
-use crate::http::response::{Body, FileRegion, Response};
+use crate::http::response::{render_fields, Body, FileRegion, Response};
 
 /// Most file versions whose ETag is remembered; the cache is emptied when it is full.
 const ETAG_CACHE_ENTRIES: usize = 4096;
@@ -79,7 +81,10 @@ pub struct StaticFiles {
     pub symlinks: SymlinkPolicy,
     /// A file answered for unknown paths whose request accepts HTML (single-page apps).
     pub spa_fallback: Option<PathBuf>,
+    /// Bounds of the small-file cache (see [`super::cache`]).
+    pub cache_limits: CacheLimits,
     etags: Mutex<HashMap<PathBuf, (u64, SystemTime, ETag)>>,
+    cache: FileCache,
 }
 
 /// Most bytes hashed on the caller's thread when a file's ETag is not cached yet.
@@ -102,14 +107,30 @@ impl std::fmt::Display for BadPrefix {
 
 impl std::error::Error for BadPrefix {}
 
-/// The outcome of looking a path up under the bindings.
+/// The outcome of looking a path up under the bindings. `first` says no earlier binding
+/// matched the path's prefix, so no file appearing elsewhere can take the path over: only
+/// then is the answer cached.
 enum Found {
-    File(PathBuf),
+    File {
+        path: PathBuf,
+        first: bool,
+    },
     /// A directory, and the index of the binding it was found under.
-    Dir(PathBuf, usize),
+    Dir {
+        path: PathBuf,
+        binding: usize,
+        first: bool,
+    },
     Missing,
     Hidden,
     NoBinding,
+}
+
+/// A request whose answer may be cached: its raw path (the cache key) and the wall time.
+#[derive(Clone, Copy)]
+struct CacheKey<'a> {
+    raw_path: &'a str,
+    wall: SystemTime,
 }
 
 impl StaticFiles {
@@ -125,7 +146,9 @@ impl StaticFiles {
             max_age: 0,
             symlinks: SymlinkPolicy::default(),
             spa_fallback: None,
+            cache_limits: CacheLimits::default(),
             etags: Mutex::new(HashMap::new()),
+            cache: FileCache::default(),
         }
     }
 
@@ -159,12 +182,22 @@ impl StaticFiles {
         })
     }
 
-    /// Answers a GET or HEAD for `head`'s target. With `hash_inline` false, a file whose
+    /// Answers a GET or HEAD for `head`'s target at the wall time `wall` (which decides
+    /// whether a file settled enough to be cached). With `hash_inline` false, a file whose
     /// ETag is not cached yet and which is too big to hash in passing yields [`HashFirst`]:
     /// the caller answers from a job instead, so an event loop never reads a large file.
-    pub fn serve(&self, head: &RequestHead, hash_inline: bool) -> Result<Response, HashFirst> {
+    pub fn serve(
+        &self,
+        head: &RequestHead,
+        wall: SystemTime,
+        hash_inline: bool,
+    ) -> Result<Response, HashFirst> {
         let target = head.target();
         let (raw_path, _, _) = split_target(target);
+        if let Some(response) = self.cached_answer(head, raw_path) {
+            return Ok(response);
+        }
+        let key = CacheKey { raw_path, wall };
         let path = match sanitize(raw_path) {
             Ok(path) => path,
             Err(e) => {
@@ -178,19 +211,37 @@ impl StaticFiles {
         if matches!(found, Found::Missing) && self.is_favicon(&path) {
             match self.favicon() {
                 Some(Favicon::Embedded(bytes)) => return Ok(self.embedded(head, bytes)),
-                Some(Favicon::File(file)) => found = Found::File(file),
+                Some(Favicon::File(file)) => {
+                    found = Found::File {
+                        path: file,
+                        first: false,
+                    }
+                }
                 None => {}
             }
         }
         match found {
-            Found::File(file) => self.file_response(head, &file, hash_inline),
-            Found::Dir(..) if !path.is_folder() => {
+            Found::File { path: file, first } => {
+                self.file_response(head, &file, hash_inline, first.then_some(key))
+            }
+            Found::Dir { .. } if !path.is_folder() => {
                 let location = redirect_location(target);
                 let mut response = Response::new(301, Body::Empty).with_field("Location", location);
                 response.reason = Some("Use index page with slash".to_owned());
                 Ok(response)
             }
-            Found::Dir(dir, binding) => self.directory(head, &path, &dir, binding, hash_inline),
+            Found::Dir {
+                path: dir,
+                binding,
+                first,
+            } => self.directory(
+                head,
+                &path,
+                &dir,
+                binding,
+                hash_inline,
+                first.then_some(key),
+            ),
             Found::Missing | Found::Hidden | Found::NoBinding => self.not_found(head, hash_inline),
         }
     }
@@ -206,18 +257,29 @@ impl StaticFiles {
             if rest.iter().any(|word| word.starts_with('.')) {
                 return Found::Hidden;
             }
+            // Until a binding matched the prefix, `found` stays `NoBinding`.
+            let first = matches!(found, Found::NoBinding);
             let candidate: PathBuf = rest.iter().fold(binding.root.clone(), |p, w| p.join(w));
             if !self.links_allowed(binding, &candidate) {
                 found = Found::Missing;
                 continue;
             }
             match self.fs.metadata(&candidate) {
-                Ok(meta) if meta.kind == FileKind::Dir => return Found::Dir(candidate, index),
+                Ok(meta) if meta.kind == FileKind::Dir => {
+                    return Found::Dir {
+                        path: candidate,
+                        binding: index,
+                        first,
+                    }
+                }
                 Ok(meta) if meta.kind == FileKind::File => {
                     if !self.filter.allows(&candidate.to_string_lossy()) {
                         return Found::Missing;
                     }
-                    return Found::File(candidate);
+                    return Found::File {
+                        path: candidate,
+                        first,
+                    };
                 }
                 _ => found = Found::Missing,
             }
@@ -286,7 +348,8 @@ impl StaticFiles {
     }
 
     /// `index.html`, `index.htm`, a listing, or 404 (SPEC 3.3). Index pages go through
-    /// the same symlink and list checks as any file.
+    /// the same symlink and list checks as any file. Only `index.html` is cached: an
+    /// `index.html` created later must take over from `index.htm`.
     fn directory(
         &self,
         head: &RequestHead,
@@ -294,11 +357,13 @@ impl StaticFiles {
         dir: &Path,
         binding: usize,
         hash_inline: bool,
+        key: Option<CacheKey<'_>>,
     ) -> Result<Response, HashFirst> {
         if let Some(binding) = self.bindings.get(binding) {
             for index in ["index.html", "index.htm"] {
                 if let Some(file) = self.checked_file(binding, dir.join(index)) {
-                    return self.file_response(head, &file, hash_inline);
+                    let key = key.filter(|_| index == "index.html");
+                    return self.file_response(head, &file, hash_inline, key);
                 }
             }
         }
@@ -331,7 +396,7 @@ impl StaticFiles {
                     .metadata(spa)
                     .is_ok_and(|m| m.kind == FileKind::File)
             {
-                return self.file_response(head, spa, hash_inline);
+                return self.file_response(head, spa, hash_inline, None);
             }
         }
         Ok(Response::error_page(404, Some("File not found")))
@@ -351,12 +416,14 @@ impl StaticFiles {
             .with_field("Cache-Control", format!("max-age={}", self.max_age))
     }
 
-    /// 200, 206, 304 or 416 for a regular file.
+    /// 200, 206, 304 or 416 for a regular file. With `key`, a small settled file asked
+    /// for without a range is read whole and cached under the key.
     fn file_response(
         &self,
         head: &RequestHead,
         path: &Path,
         hash_inline: bool,
+        key: Option<CacheKey<'_>>,
     ) -> Result<Response, HashFirst> {
         let file = match self.fs.open(path) {
             Ok(file) => file,
@@ -364,28 +431,21 @@ impl StaticFiles {
         };
         // The descriptor's own metadata: the path may have changed since it was looked up.
         let meta = file.metadata();
-        let Some(etag) = self.etag(path, &*file, meta, hash_inline)? else {
+        if let Some(key) = key.filter(|k| {
+            head.field("range").is_none() && FileCache::admits(&self.cache_limits, &meta, k.wall)
+        }) {
+            if let Some(entry) = self.cache_entry(path, &*file, meta) {
+                self.cache
+                    .insert(&self.cache_limits, key.raw_path, Arc::clone(&entry));
+                return Ok(answer_from(&entry, head));
+            }
+        }
+        let Some(etag) = self.etag(path, &*file, meta, None, hash_inline)? else {
             return Ok(Response::error_page(500, Some("Cannot read file")));
         };
         let last_modified = httpdate::fmt_http_date(meta.modified);
-        if let Some(inm) = head.field_str("if-none-match") {
-            if if_none_match(inm, &etag) {
-                return Ok(self.not_modified(&etag, Some(last_modified)));
-            }
-        } else if let Some(since) = head
-            .field_str("if-modified-since")
-            .and_then(|v| httpdate::parse_http_date(v).ok())
-        {
-            let modified_secs = meta
-                .modified
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let since_secs = since
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            if modified_secs <= since_secs {
-                return Ok(self.not_modified(&etag, Some(last_modified)));
-            }
+        if is_not_modified(head, &etag, meta.modified) {
+            return Ok(self.not_modified(&etag, Some(last_modified)));
         }
         let mut status = 200;
         let mut region = FileRegion {
@@ -416,22 +476,81 @@ impl StaticFiles {
                 }
             }
         }
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        let mut response = Response::new(status, Body::File(region))
-            .with_field("Content-Type", content_type(&file_name))
-            .with_field("Last-Modified", last_modified)
-            .with_field("ETag", etag.to_string())
-            .with_field("Cache-Control", format!("max-age={}", self.max_age))
-            .with_field("Accept-Ranges", "bytes");
+        let mut response = Response::new(status, Body::File(region));
+        response.fields = self.file_fields(path, &etag, last_modified);
         if let Some(content_range) = content_range {
             response
                 .fields
                 .push(("Content-Range".into(), content_range));
         }
         Ok(response)
+    }
+
+    /// The fields of a 200 for the file at `path`, in the order they are sent.
+    fn file_fields(
+        &self,
+        path: &Path,
+        etag: &ETag,
+        last_modified: String,
+    ) -> Vec<(Cow<'static, str>, String)> {
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        vec![
+            ("Content-Type".into(), content_type(&file_name).to_owned()),
+            ("Last-Modified".into(), last_modified),
+            ("ETag".into(), etag.to_string()),
+            ("Cache-Control".into(), format!("max-age={}", self.max_age)),
+            ("Accept-Ranges".into(), "bytes".to_owned()),
+        ]
+    }
+
+    /// Reads a small file whole and prepares its cache entry: the content, its tag and
+    /// the rendered fields of a 200 and of a 304. `None` if the file could not be read.
+    fn cache_entry(
+        &self,
+        path: &Path,
+        file: &dyn OpenFile,
+        meta: Metadata,
+    ) -> Option<Arc<CachedFile>> {
+        let content = read_whole(file, meta.len)?;
+        let etag = self.etag(path, file, meta, Some(&content), true).ok()??;
+        let last_modified = httpdate::fmt_http_date(meta.modified);
+        let mut fields = Vec::new();
+        render_fields(
+            &mut fields,
+            &self.file_fields(path, &etag, last_modified.clone()),
+        );
+        let mut not_modified = Vec::new();
+        render_fields(
+            &mut not_modified,
+            &self.not_modified(&etag, Some(last_modified)).fields,
+        );
+        Some(Arc::new(CachedFile {
+            path: path.to_owned(),
+            meta,
+            etag,
+            content: content.into(),
+            fields: fields.into(),
+            not_modified: not_modified.into(),
+        }))
+    }
+
+    /// The answer from the cache entry of `raw_path`, if there is one and its file is
+    /// unchanged; a changed or vanished file drops the entry. Range requests take the
+    /// full route.
+    fn cached_answer(&self, head: &RequestHead, raw_path: &str) -> Option<Response> {
+        if head.field("range").is_some() {
+            return None;
+        }
+        let entry = self.cache.get(raw_path)?;
+        let current = self.fs.metadata(&entry.path);
+        if !current.is_ok_and(|meta| entry.is_current(&meta)) {
+            self.cache.remove(raw_path);
+            return None;
+        }
+        Some(answer_from(&entry, head))
     }
 
     fn not_modified(&self, etag: &ETag, last_modified: Option<String>) -> Response {
@@ -446,12 +565,14 @@ impl StaticFiles {
         response
     }
 
-    /// The CRC-32 ETag of a file version, computed once per (path, size, mtime).
+    /// The CRC-32 ETag of a file version, computed once per (path, size, mtime): from
+    /// `content` when the file was read whole, else by reading `file`.
     fn etag(
         &self,
         path: &Path,
         file: &dyn OpenFile,
         meta: Metadata,
+        content: Option<&[u8]>,
         hash_inline: bool,
     ) -> Result<Option<ETag>, HashFirst> {
         if let Ok(cache) = self.etags.lock() {
@@ -461,22 +582,14 @@ impl StaticFiles {
                 }
             }
         }
-        if !hash_inline && meta.len > INLINE_HASH_MAX {
-            return Err(HashFirst);
-        }
-        let mut hasher = EtagHasher::new();
-        let mut buf = vec![0; meta.len.clamp(1, 64 * 1024) as usize];
-        let mut offset = 0;
-        while offset < meta.len {
-            match file.read_at(&mut buf, offset) {
-                Ok(0) | Err(_) => return Ok(None),
-                Ok(n) => {
-                    hasher.update(&buf[..n]);
-                    offset += n as u64;
-                }
-            }
-        }
-        let etag = hasher.finish();
+        let etag = match content {
+            Some(content) => ETag::of(content),
+            None if !hash_inline && meta.len > INLINE_HASH_MAX => return Err(HashFirst),
+            None => match hash_file(file, meta.len) {
+                Some(etag) => etag,
+                None => return Ok(None),
+            },
+        };
         if let Ok(mut cache) = self.etags.lock() {
             if cache.len() >= ETAG_CACHE_ENTRIES {
                 cache.clear();
@@ -484,5 +597,371 @@ impl StaticFiles {
             cache.insert(path.to_owned(), (meta.len, meta.modified, etag.clone()));
         }
         Ok(Some(etag))
+    }
+}
+
+/// The 200 or 304 a cache entry gives for `head`.
+fn answer_from(entry: &CachedFile, head: &RequestHead) -> Response {
+    let (status, body, block) = if is_not_modified(head, &entry.etag, entry.meta.modified) {
+        (304, Body::Empty, &entry.not_modified)
+    } else {
+        (
+            200,
+            Body::CachedFile(Arc::clone(&entry.content)),
+            &entry.fields,
+        )
+    };
+    let mut response = Response::new(status, body);
+    response.field_block = Some(Arc::clone(block));
+    response
+}
+
+/// Whether a conditional GET is answered 304: `If-None-Match` when present, else
+/// `If-Modified-Since` compared in whole seconds.
+fn is_not_modified(head: &RequestHead, etag: &ETag, modified: SystemTime) -> bool {
+    if let Some(inm) = head.field_str("if-none-match") {
+        return if_none_match(inm, etag);
+    }
+    let Some(since) = head
+        .field_str("if-modified-since")
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    else {
+        return false;
+    };
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    secs(modified) <= secs(since)
+}
+
+/// The tag of `len` bytes of `file`, read in bounded chunks; `None` if it came up short.
+fn hash_file(file: &dyn OpenFile, len: u64) -> Option<ETag> {
+    let mut hasher = EtagHasher::new();
+    let mut buf = vec![0; len.clamp(1, 64 * 1024) as usize];
+    let mut offset = 0;
+    while offset < len {
+        match file.read_at(&mut buf, offset) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => {
+                hasher.update(buf.get(..n)?);
+                offset += n as u64;
+            }
+        }
+    }
+    Some(hasher.finish())
+}
+
+/// All `len` bytes of `file` (a small one); `None` if it came up short.
+fn read_whole(file: &dyn OpenFile, len: u64) -> Option<Vec<u8>> {
+    let mut content = vec![0; usize::try_from(len).ok()?];
+    let mut done = 0;
+    while done < content.len() {
+        match file.read_at(content.get_mut(done..)?, done as u64) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => done += n,
+        }
+    }
+    Some(content)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::super::cache::SETTLE_TIME;
+    use super::*;
+    use crate::fs::{DirEntry, MemoryFs};
+    use crate::http::response::write_head;
+    use crate::limits::Limits;
+
+    /// A memory tree that tests change while it is served, counting opens.
+    #[derive(Debug, Default)]
+    struct LiveFs {
+        tree: Mutex<MemoryFs>,
+        opens: AtomicUsize,
+    }
+
+    impl LiveFs {
+        fn edit(&self, change: impl FnOnce(&mut MemoryFs)) {
+            change(&mut self.tree.lock().unwrap());
+        }
+
+        fn opens(&self) -> usize {
+            self.opens.load(Ordering::SeqCst)
+        }
+    }
+
+    impl FileSystem for LiveFs {
+        fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+            self.tree.lock().unwrap().metadata(path)
+        }
+        fn is_symlink(&self, path: &Path) -> io::Result<bool> {
+            self.tree.lock().unwrap().is_symlink(path)
+        }
+        fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+            self.tree.lock().unwrap().canonicalize(path)
+        }
+        fn open(&self, path: &Path) -> io::Result<Arc<dyn OpenFile>> {
+            self.opens.fetch_add(1, Ordering::SeqCst);
+            self.tree.lock().unwrap().open(path)
+        }
+        fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+            self.tree.lock().unwrap().read_dir(path)
+        }
+    }
+
+    /// 2020-01-01T00:00:00Z: the files' modification time.
+    fn y2020() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_577_836_800)
+    }
+
+    /// A wall time long after every file settled.
+    fn later() -> SystemTime {
+        y2020() + Duration::from_secs(3600)
+    }
+
+    /// `/www` bound at `/` over a live tree holding `files`.
+    fn site(files: &[(&str, &str)]) -> (StaticFiles, Arc<LiveFs>) {
+        let fs = Arc::new(LiveFs::default());
+        fs.edit(|tree| {
+            tree.insert("/outside/secret.txt", "SECRET", y2020());
+            for (path, content) in files {
+                tree.insert(*path, *content, y2020());
+            }
+        });
+        let mut files = StaticFiles::new(Arc::clone(&fs) as Arc<dyn FileSystem>);
+        files.bind_path("/", "/www").unwrap();
+        (files, fs)
+    }
+
+    fn head(target: &str, fields: &str) -> RequestHead {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: h\r\n{fields}\r\n");
+        RequestHead::parse(raw.as_bytes(), &Limits::default()).unwrap()
+    }
+
+    /// The answer as it goes on the wire (fixed `Server` and `Date`).
+    fn wire(response: &Response) -> String {
+        let mut out = Vec::new();
+        write_head(&mut out, response, "S", b"D", false);
+        match &response.body {
+            Body::Empty => {}
+            Body::Bytes(bytes) => out.extend_from_slice(bytes),
+            Body::CachedFile(bytes) => out.extend_from_slice(bytes),
+            Body::File(region) => {
+                let mut buf = vec![0; region.len as usize];
+                let n = region.file.read_at(&mut buf, region.offset).unwrap();
+                out.extend_from_slice(&buf[..n]);
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    fn get(files: &StaticFiles, target: &str, fields: &str) -> Response {
+        files.serve(&head(target, fields), later(), false).unwrap()
+    }
+
+    #[test]
+    fn a_second_request_is_a_hit_with_the_same_answer() {
+        let (files, fs) = site(&[("/www/a.txt", "hello")]);
+        let first = get(&files, "/a.txt", "");
+        assert!(
+            matches!(first.body, Body::CachedFile(_)),
+            "filled on a miss"
+        );
+        assert_eq!(fs.opens(), 1);
+        let second = get(&files, "/a.txt?query", "");
+        assert_eq!(fs.opens(), 1, "answered without opening the file");
+        assert_eq!(wire(&first), wire(&second));
+        assert_eq!(
+            wire(&second),
+            "HTTP/1.1 200 OK\r\nServer: S\r\nDate: D\r\nContent-Type: text/plain\r\n\
+             Last-Modified: Wed, 01 Jan 2020 00:00:00 GMT\r\nETag: \"3610a686\"\r\n\
+             Cache-Control: max-age=0\r\nAccept-Ranges: bytes\r\nContent-Length: 5\r\n\r\nhello"
+        );
+        let (entries, _) = files.cache.usage();
+        assert_eq!(entries, 1);
+    }
+
+    #[test]
+    fn cached_answers_equal_uncached_ones() {
+        let (cached, _) = site(&[("/www/a.txt", "hello")]);
+        let (mut plain, _) = site(&[("/www/a.txt", "hello")]);
+        plain.cache_limits.max_entries = 0;
+        for fields in [
+            "",
+            "If-None-Match: \"3610a686\"\r\n",
+            "If-None-Match: \"nope\"\r\n",
+            "If-Modified-Since: Wed, 01 Jan 2020 00:00:00 GMT\r\n",
+            "If-Modified-Since: Tue, 31 Dec 2019 23:59:59 GMT\r\n",
+        ] {
+            get(&cached, "/a.txt", "");
+            let hit = get(&cached, "/a.txt", fields);
+            let miss = get(&plain, "/a.txt", fields);
+            assert!(matches!(miss.body, Body::File(_) | Body::Empty), "{fields}");
+            assert_eq!(wire(&hit), wire(&miss), "{fields}");
+        }
+        let not_modified = get(&cached, "/a.txt", "If-None-Match: 3610a686\r\n");
+        assert_eq!(not_modified.status, 304);
+        assert!(wire(&not_modified).ends_with(
+            "ETag: \"3610a686\"\r\nCache-Control: max-age=0\r\n\
+             Last-Modified: Wed, 01 Jan 2020 00:00:00 GMT\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn ranges_take_the_full_route() {
+        let (files, fs) = site(&[("/www/a.txt", "hello")]);
+        get(&files, "/a.txt", "");
+        let ranged = get(&files, "/a.txt", "Range: bytes=1-2\r\n");
+        assert_eq!(ranged.status, 206);
+        assert!(
+            wire(&ranged).ends_with("Content-Range: bytes 1-2/5\r\nContent-Length: 2\r\n\r\nel")
+        );
+        assert_eq!(fs.opens(), 2);
+        let (entries, _) = files.cache.usage();
+        assert_eq!(entries, 1, "the entry stays");
+    }
+
+    #[test]
+    fn a_changed_file_is_read_again() {
+        let (files, fs) = site(&[("/www/a.txt", "hello")]);
+        get(&files, "/a.txt", "");
+        // Same size and modification time: only the change time tells.
+        fs.edit(|tree| tree.insert("/www/a.txt", "HELLO", y2020()));
+        assert!(wire(&get(&files, "/a.txt", "")).ends_with("\r\n\r\nHELLO"));
+        assert_eq!(fs.opens(), 2);
+        assert!(wire(&get(&files, "/a.txt", "")).ends_with("\r\n\r\nHELLO"));
+        assert_eq!(fs.opens(), 2, "cached again");
+        fs.edit(|tree| tree.insert("/www/a.txt", "longer now", y2020()));
+        assert!(wire(&get(&files, "/a.txt", "")).ends_with("\r\n\r\nlonger now"));
+        fs.edit(|tree| tree.remove("/www/a.txt"));
+        assert_eq!(get(&files, "/a.txt", "").status, 404);
+        assert_eq!(
+            files.cache.usage(),
+            (0, 0),
+            "a vanished file leaves the cache"
+        );
+    }
+
+    #[test]
+    fn files_changed_lately_are_not_cached() {
+        let (files, fs) = site(&[("/www/a.txt", "hello")]);
+        let changed = fs.metadata(Path::new("/www/a.txt")).unwrap().changed;
+        let soon = changed + SETTLE_TIME - Duration::from_nanos(1);
+        let response = files.serve(&head("/a.txt", ""), soon, false).unwrap();
+        assert!(matches!(response.body, Body::File(_)));
+        assert_eq!(files.cache.usage(), (0, 0));
+        let settled = changed + SETTLE_TIME;
+        files.serve(&head("/a.txt", ""), settled, false).unwrap();
+        assert_eq!(files.cache.usage().0, 1);
+    }
+
+    #[test]
+    fn the_symlink_policy_holds_after_a_file_becomes_a_link() {
+        for policy in [SymlinkPolicy::Never, SymlinkPolicy::WithinRoot] {
+            let (mut files, fs) = site(&[("/www/a.txt", "hello")]);
+            files.symlinks = policy;
+            get(&files, "/a.txt", "");
+            fs.edit(|tree| {
+                tree.remove("/www/a.txt");
+                tree.link("/www/a.txt", "/outside/secret.txt");
+            });
+            let response = get(&files, "/a.txt", "");
+            assert_eq!(response.status, 404, "{policy:?}");
+            assert!(!wire(&response).contains("SECRET"));
+        }
+        // The link is checked like any new file: a policy that follows it serves it.
+        let (mut files, fs) = site(&[("/www/a.txt", "hello")]);
+        files.symlinks = SymlinkPolicy::DangerFollowAll;
+        get(&files, "/a.txt", "");
+        fs.edit(|tree| {
+            tree.remove("/www/a.txt");
+            tree.link("/www/a.txt", "/outside/secret.txt");
+        });
+        assert!(wire(&get(&files, "/a.txt", "")).ends_with("\r\n\r\nSECRET"));
+    }
+
+    #[test]
+    fn lists_and_hidden_names_are_never_bypassed() {
+        let (mut files, _) = site(&[("/www/a.txt", "hello"), ("/www/b.bin", "bin")]);
+        files.filter.add_default_white_list();
+        assert_eq!(get(&files, "/b.bin", "").status, 404);
+        assert_eq!(get(&files, "/b.bin", "").status, 404);
+        assert_eq!(files.cache.usage(), (0, 0));
+        assert_eq!(get(&files, "/.a.txt", "").status, 404);
+        assert_eq!(get(&files, "/a.txt", "").status, 200);
+        assert_eq!(files.cache.usage().0, 1);
+    }
+
+    #[test]
+    fn only_answers_no_other_file_can_take_over_are_cached() {
+        let (mut files, fs) = site(&[("/low/a.txt", "low"), ("/high/b.txt", "b")]);
+        files.bind_path("/", "/high").unwrap(); // tried first, has no a.txt yet
+        files.bind_path_fallback("/", "/low").unwrap();
+        assert!(wire(&get(&files, "/a.txt", "")).ends_with("low"));
+        assert_eq!(files.cache.usage(), (0, 0));
+        fs.edit(|tree| tree.insert("/high/a.txt", "high", y2020()));
+        assert!(wire(&get(&files, "/a.txt", "")).ends_with("high"));
+        assert_eq!(
+            files.cache.usage().0,
+            1,
+            "found under the first binding: cached"
+        );
+        // `index.htm` is not cached: an `index.html` made later takes over.
+        let (files, fs) = site(&[("/www/d/index.htm", "htm")]);
+        assert!(wire(&get(&files, "/d/", "")).ends_with("htm"));
+        assert_eq!(files.cache.usage(), (0, 0));
+        fs.edit(|tree| tree.insert("/www/d/index.html", "html", y2020()));
+        assert!(wire(&get(&files, "/d/", "")).ends_with("html"));
+        let opens = fs.opens();
+        assert!(wire(&get(&files, "/d/", "")).ends_with("html"));
+        assert_eq!(fs.opens(), opens, "index.html is cached");
+    }
+
+    #[test]
+    fn favicons_and_big_files_are_not_cached() {
+        let big = "x".repeat(65_537);
+        let (mut files, _) = site(&[("/www/big.txt", &big), ("/www/edge.txt", &big[1..])]);
+        files.favicon_fallback = Some(Favicon::Embedded(EMPTY_FAVICON));
+        assert_eq!(get(&files, "/favicon.ico", "").status, 200);
+        assert!(matches!(get(&files, "/big.txt", "").body, Body::File(_)));
+        assert_eq!(files.cache.usage(), (0, 0));
+        assert!(matches!(
+            get(&files, "/edge.txt", "").body,
+            Body::CachedFile(_)
+        ));
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_bounds() {
+        let names: Vec<String> = (0..40).map(|i| format!("/www/f{i}.txt")).collect();
+        let content = "y".repeat(100);
+        let list: Vec<(&str, &str)> = names
+            .iter()
+            .map(|n| (n.as_str(), content.as_str()))
+            .collect();
+        let (mut files, _) = site(&list);
+        files.cache_limits = CacheLimits {
+            max_file_size: 1024,
+            max_entries: 8,
+            max_bytes: 2_000,
+        };
+        for round in 0..2 {
+            for i in 0..40 {
+                let target = format!("/f{i}.txt");
+                assert!(
+                    wire(&get(&files, &target, "")).ends_with(&content),
+                    "{round} {i}"
+                );
+                let (entries, bytes) = files.cache.usage();
+                assert!(
+                    entries <= 8 && bytes <= 2_000,
+                    "{entries} entries, {bytes} bytes"
+                );
+            }
+        }
     }
 }

@@ -81,6 +81,10 @@ impl HeadScanner {
     }
 }
 
+/// Fields a head is parsed into without a heap allocation; a head with more (up to
+/// `Limits::max_headers`) is parsed again into a heap array.
+const STACK_FIELDS: usize = 32;
+
 /// The request methods the server implements; anything else is answered with 501.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
@@ -150,8 +154,23 @@ pub struct RequestHead {
 impl RequestHead {
     /// Parses the bytes `HeadScanner` delimited (request line through the empty line).
     pub(crate) fn parse(raw: &[u8], limits: &Limits) -> Result<Self, HttpError> {
-        let mut fields = vec![httparse::EMPTY_HEADER; limits.max_headers];
-        let mut req = httparse::Request::new(&mut fields);
+        let mut stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
+        let room = limits.max_headers.min(STACK_FIELDS);
+        match Self::parse_into(raw, stack.get_mut(..room).unwrap_or_default()) {
+            Err(HttpError::TooManyHeaders) if limits.max_headers > STACK_FIELDS => {
+                let mut heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+                Self::parse_into(raw, &mut heap)
+            }
+            parsed => parsed,
+        }
+    }
+
+    /// Parses `raw` with room for `fields.len()` fields.
+    fn parse_into<'b>(
+        raw: &'b [u8],
+        fields: &mut [httparse::Header<'b>],
+    ) -> Result<Self, HttpError> {
+        let mut req = httparse::Request::new(fields);
         match req.parse(raw) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => return Err(HttpError::BadSyntax("incomplete head")),
@@ -235,9 +254,11 @@ impl RequestHead {
 
     /// The first field named `name` (case-insensitive), as bytes.
     pub fn field(&self, name: &str) -> Option<&[u8]> {
-        self.fields()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        let raw = |r: &Range<usize>| self.raw.get(r.clone()).unwrap_or_default();
+        self.fields
+            .iter()
+            .find(|(n, _)| raw(n).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| raw(v))
     }
 
     /// The first field named `name` as text, if it is valid UTF-8.
@@ -482,6 +503,25 @@ mod tests {
             .collect();
         let req = format!("GET / HTTP/1.1\r\nHost: a\r\n{ok}\r\n");
         assert!(parse(&req).is_ok());
+    }
+
+    #[test]
+    fn heads_beyond_the_stack_fields_still_parse() {
+        let fields: String = (0..STACK_FIELDS + 5)
+            .map(|i| format!("X{i}: {i}\r\n"))
+            .collect();
+        let head = parse(&format!("GET / HTTP/1.1\r\nHost: a\r\n{fields}\r\n")).unwrap();
+        assert_eq!(head.fields().count(), STACK_FIELDS + 6);
+        assert_eq!(head.field_str("x36"), Some("36"));
+        let few = Limits {
+            max_headers: 2,
+            ..Limits::default()
+        };
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nY: 2\r\n\r\n";
+        assert_eq!(
+            RequestHead::parse(raw, &few).unwrap_err(),
+            HttpError::TooManyHeaders
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct Response {
     pub reason: Option<String>,
     /// Fields in the order they are written, after `Server` and `Date`.
     pub fields: Vec<(Cow<'static, str>, String)>,
+    /// More fields, already rendered as `Name: value\r\n` lines and written after
+    /// `fields`: a cached file's fields, shared by every answer from the cache.
+    pub field_block: Option<Arc<[u8]>>,
     /// The body (omitted on the wire for HEAD, 1xx, 204 and 304).
     pub body: Body,
 }
@@ -30,6 +33,9 @@ pub enum Body {
     Empty,
     /// Bytes held in memory.
     Bytes(Vec<u8>),
+    /// The whole content of a small file, shared with the file cache (logged with the
+    /// file's size, like [`Body::File`]).
+    CachedFile(Arc<[u8]>),
     /// A region of an open file, sent by the transport (with `sendfile` where it can).
     File(FileRegion),
 }
@@ -51,6 +57,7 @@ impl Body {
         match self {
             Self::Empty => 0,
             Self::Bytes(b) => b.len() as u64,
+            Self::CachedFile(b) => b.len() as u64,
             Self::File(r) => r.len,
         }
     }
@@ -68,6 +75,7 @@ impl Response {
             status,
             reason: None,
             fields: Vec::new(),
+            field_block: None,
             body,
         }
     }
@@ -98,6 +106,7 @@ impl Response {
             status,
             reason: Some(message),
             fields: vec![("Content-Type".into(), ERROR_PAGE_TYPE.to_owned())],
+            field_block: None,
             body: Body::Bytes(page.into_bytes()),
         }
     }
@@ -108,8 +117,9 @@ impl Response {
     }
 }
 
-/// Writes `HTTP/1.1 <status> <reason>`, `Server` and `Date`, then `fields`, the length
-/// and `Connection: close` when `close`; ends with the empty line.
+/// Writes `HTTP/1.1 <status> <reason>`, `Server` and `Date`, then `fields` and the
+/// `field_block`, the length and `Connection: close` when `close`; ends with the empty
+/// line.
 pub(crate) fn write_head(
     out: &mut Vec<u8>,
     response: &Response,
@@ -130,21 +140,44 @@ pub(crate) fn write_head(
     out.extend_from_slice(b"\r\nDate: ");
     out.extend_from_slice(date);
     out.extend_from_slice(b"\r\n");
-    for (name, value) in &response.fields {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+    render_fields(out, &response.fields);
+    if let Some(block) = &response.field_block {
+        out.extend_from_slice(block);
     }
     if response.has_content() {
         out.extend_from_slice(b"Content-Length: ");
-        out.extend_from_slice(response.body.len().to_string().as_bytes());
+        push_decimal(out, response.body.len());
         out.extend_from_slice(b"\r\n");
     }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `fields` as `Name: value\r\n` lines.
+pub(crate) fn render_fields(out: &mut Vec<u8>, fields: &[(Cow<'static, str>, String)]) {
+    for (name, value) in fields {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends `n` in decimal without allocating.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20]; // u64::MAX has 20 digits
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 fn push_status(out: &mut Vec<u8>, status: u16) {
@@ -321,6 +354,29 @@ mod tests {
             out,
             b"HTTP/1.1 304 Not Modified\r\nServer: QS\r\nDate: D\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn field_block_follows_the_fields() {
+        let mut response =
+            Response::new(200, Body::CachedFile(Arc::from(&b"abc"[..]))).with_field("X-A", "1");
+        response.field_block = Some(Arc::from(&b"ETag: \"e\"\r\n"[..]));
+        let mut out = Vec::new();
+        write_head(&mut out, &response, "QS", b"D", false);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nServer: QS\r\nDate: D\r\nX-A: 1\r\nETag: \"e\"\r\nContent-Length: 3\r\n\r\n"
+        );
+        assert_eq!(response.body.len(), 3);
+    }
+
+    #[test]
+    fn decimal_lengths() {
+        for n in [0, 7, 10, 1024, 65_535, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
     }
 
     #[test]

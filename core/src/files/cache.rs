@@ -1,0 +1,272 @@
+//! The small-file cache: content, ETag and rendered fields of small files, keyed by the
+//! raw request path, so a repeated request costs one `metadata` call instead of the
+//! lookup, the list and link checks, an open, a read and a close.
+//!
+//! An entry is only made by the full route, after every check passed, and it holds the
+//! bytes that were checked. A hit compares the file's current metadata (kind, size,
+//! modification and change time) with the entry's; any difference drops the entry and the
+//! request takes the full route again. So the cache never serves bytes the route would
+//! not have served at the time they were read, and a file replaced by anything (a new
+//! version, a link, a folder) is checked again: the change time moves on every such
+//! replacement, even one that sets the modification time back.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use super::etag::ETag;
+use crate::fs::{FileKind, Metadata};
+
+/// How long a file must have stayed unchanged before it is cached. File times are coarse
+/// (a clock tick on ext4, 2 s on FAT): a write in the same tick as our read would leave
+/// the metadata equal to the entry's while the content differs.
+pub const SETTLE_TIME: Duration = Duration::from_secs(2);
+
+/// Bounds of the small-file cache. `max_entries: 0` turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Largest file kept, in bytes. Default 64 KiB.
+    pub max_file_size: u64,
+    /// Most files kept. Default 1024.
+    pub max_entries: usize,
+    /// Most bytes kept over all entries (content, rendered fields, key and path).
+    /// Default 8 MiB.
+    pub max_bytes: usize,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        Self {
+            max_file_size: 64 * 1024,
+            max_entries: 1024,
+            max_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// One cached file: everything a 200 or a 304 for it needs.
+#[derive(Debug)]
+pub(crate) struct CachedFile {
+    /// The file on disk, whose metadata must still equal `meta`.
+    pub(crate) path: PathBuf,
+    /// The metadata of the descriptor the content was read from.
+    pub(crate) meta: Metadata,
+    /// The file's entity tag.
+    pub(crate) etag: ETag,
+    /// The whole content.
+    pub(crate) content: Arc<[u8]>,
+    /// The fields of a 200, rendered.
+    pub(crate) fields: Arc<[u8]>,
+    /// The fields of a 304, rendered.
+    pub(crate) not_modified: Arc<[u8]>,
+}
+
+impl CachedFile {
+    /// Whether `current` (the file's metadata now) still describes the cached version.
+    pub(crate) fn is_current(&self, current: &Metadata) -> bool {
+        *current == self.meta
+    }
+
+    /// The bytes this entry holds, as counted against [`CacheLimits::max_bytes`].
+    fn cost(&self, key: &str) -> usize {
+        self.content.len()
+            + self.fields.len()
+            + self.not_modified.len()
+            + key.len()
+            + self.path.as_os_str().len()
+    }
+}
+
+/// The entries, behind one lock (held only to look up, insert or remove).
+#[derive(Debug, Default)]
+pub(crate) struct FileCache {
+    inner: Mutex<Entries>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    map: HashMap<Box<str>, (Arc<CachedFile>, usize)>,
+    /// Sum of the entries' costs.
+    bytes: usize,
+}
+
+impl FileCache {
+    /// The entry for the raw request path `key`, not yet revalidated.
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<CachedFile>> {
+        let entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.map.get(key).map(|(entry, _)| Arc::clone(entry))
+    }
+
+    /// Forgets `key` (its file changed or went away).
+    pub(crate) fn remove(&self, key: &str) {
+        let mut entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.take(key);
+    }
+
+    /// Whether a file with `meta` may be cached at the wall time `wall`: a regular file
+    /// within the size bound that has not changed for [`SETTLE_TIME`].
+    pub(crate) fn admits(limits: &CacheLimits, meta: &Metadata, wall: SystemTime) -> bool {
+        limits.max_entries > 0
+            && meta.kind == FileKind::File
+            && meta.len <= limits.max_file_size
+            && meta
+                .changed
+                .checked_add(SETTLE_TIME)
+                .is_some_and(|settled| settled <= wall)
+    }
+
+    /// Stores `entry` under `key`, replacing an older one and evicting others (in no
+    /// particular order) until both bounds hold. An entry bigger than the byte bound is
+    /// not stored.
+    pub(crate) fn insert(&self, limits: &CacheLimits, key: &str, entry: Arc<CachedFile>) {
+        let cost = entry.cost(key);
+        if cost > limits.max_bytes || limits.max_entries == 0 {
+            return;
+        }
+        let mut entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.take(key);
+        while entries.map.len() >= limits.max_entries
+            || entries.bytes.saturating_add(cost) > limits.max_bytes
+        {
+            let Some(victim) = entries.map.keys().next().cloned() else {
+                break;
+            };
+            entries.take(&victim);
+        }
+        entries.bytes += cost;
+        entries.map.insert(key.into(), (entry, cost));
+    }
+
+    /// Entries and bytes held, for tests.
+    #[cfg(test)]
+    pub(crate) fn usage(&self) -> (usize, usize) {
+        let entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        (entries.map.len(), entries.bytes)
+    }
+}
+
+impl Entries {
+    fn take(&mut self, key: &str) {
+        if let Some((_, cost)) = self.map.remove(key) {
+            self.bytes -= cost;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(len: u64, changed_secs: u64) -> Metadata {
+        Metadata {
+            kind: FileKind::File,
+            len,
+            modified: SystemTime::UNIX_EPOCH,
+            changed: SystemTime::UNIX_EPOCH + Duration::from_secs(changed_secs),
+        }
+    }
+
+    fn entry(len: usize) -> Arc<CachedFile> {
+        Arc::new(CachedFile {
+            path: PathBuf::from("/www/f"),
+            meta: meta(len as u64, 0),
+            etag: ETag::of(b""),
+            content: vec![b'x'; len].into(),
+            fields: Arc::from(&b"F: 1\r\n"[..]),
+            not_modified: Arc::from(&b"N: 1\r\n"[..]),
+        })
+    }
+
+    #[test]
+    fn defaults() {
+        let limits = CacheLimits::default();
+        assert_eq!(limits.max_file_size, 65_536);
+        assert_eq!(limits.max_entries, 1024);
+        assert_eq!(limits.max_bytes, 8 << 20);
+        assert_eq!(SETTLE_TIME, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn admits_small_settled_regular_files() {
+        let limits = CacheLimits::default();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        assert!(FileCache::admits(&limits, &meta(65_536, 98), wall));
+        assert!(
+            !FileCache::admits(&limits, &meta(65_537, 0), wall),
+            "too big"
+        );
+        assert!(
+            !FileCache::admits(&limits, &meta(1, 99), wall),
+            "not settled"
+        );
+        let dir = Metadata {
+            kind: FileKind::Dir,
+            ..meta(0, 0)
+        };
+        assert!(!FileCache::admits(&limits, &dir, wall));
+        let off = CacheLimits {
+            max_entries: 0,
+            ..limits
+        };
+        assert!(!FileCache::admits(&off, &meta(1, 0), wall));
+    }
+
+    #[test]
+    fn insert_get_replace_remove() {
+        let cache = FileCache::default();
+        let limits = CacheLimits::default();
+        cache.insert(&limits, "/a", entry(10));
+        let cost = 10 + 6 + 6 + 2 + "/www/f".len();
+        assert_eq!(cache.usage(), (1, cost));
+        assert_eq!(cache.get("/a").unwrap().content.len(), 10);
+        assert!(cache.get("/b").is_none());
+        cache.insert(&limits, "/a", entry(20));
+        assert_eq!(cache.usage(), (1, cost + 10), "replaced, not added");
+        cache.remove("/a");
+        assert_eq!(cache.usage(), (0, 0));
+        assert!(cache.get("/a").is_none());
+    }
+
+    #[test]
+    fn eviction_keeps_both_bounds() {
+        let cache = FileCache::default();
+        let limits = CacheLimits {
+            max_file_size: 1024,
+            max_entries: 4,
+            max_bytes: 1000,
+        };
+        for i in 0..50 {
+            let key = format!("/f{i}");
+            cache.insert(&limits, &key, entry(i * 7 % 300));
+            let (count, bytes) = cache.usage();
+            assert!(
+                count <= 4 && bytes <= 1000,
+                "{count} entries, {bytes} bytes"
+            );
+            assert!(cache.get(&key).is_some(), "the newest entry is kept");
+        }
+        cache.insert(&limits, "/huge", entry(1000));
+        assert!(cache.get("/huge").is_none(), "over the byte bound alone");
+        let off = CacheLimits {
+            max_entries: 0,
+            ..limits
+        };
+        let empty = FileCache::default();
+        empty.insert(&off, "/a", entry(1));
+        assert_eq!(empty.usage(), (0, 0));
+    }
+
+    #[test]
+    fn revalidation_compares_all_metadata() {
+        let cached = entry(3);
+        assert!(cached.is_current(&meta(3, 0)));
+        assert!(!cached.is_current(&meta(4, 0)), "size");
+        assert!(!cached.is_current(&meta(3, 1)), "change time");
+        let moved = Metadata {
+            modified: SystemTime::UNIX_EPOCH + Duration::from_secs(1),
+            ..meta(3, 0)
+        };
+        assert!(!cached.is_current(&moved), "modification time");
+    }
+}
