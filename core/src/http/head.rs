@@ -46,7 +46,10 @@ impl HeadScanner {
                 // An empty line before the request line is ignored (RFC 9112 §2.2).
                 self.head_start = self.pos;
                 self.line_start = self.pos;
-                self.check_partial(self.pos, limits)?;
+                // Skipped lines still fill the buffer: they count toward the head size.
+                if self.pos > limits.max_head_size {
+                    return Err(HttpError::HeadTooLarge);
+                }
                 continue;
             }
             if self.lines == 0 {
@@ -289,9 +292,22 @@ impl RequestHead {
                 _ => Err(HttpError::BadSyntax("asterisk-form target")),
             };
         }
-        let origin = origin_form(std::str::from_utf8(target).unwrap_or_default());
+        let text = std::str::from_utf8(target).unwrap_or_default();
+        let origin = origin_form(text);
         if !origin.starts_with('/') {
             return Err(HttpError::BadSyntax("request target"));
+        }
+        if origin.len() != text.len() {
+            // Absolute form: the authority must be a valid host, without userinfo
+            // (RFC 9110 §4.2.4).
+            let after_scheme = text.split_once("://").map_or("", |(_, rest)| rest);
+            let authority = after_scheme
+                .split(['/', '?', '#'])
+                .next()
+                .unwrap_or_default();
+            if authority.is_empty() || !valid_authority(authority.as_bytes()) {
+                return Err(HttpError::BadSyntax("request target authority"));
+            }
         }
         Ok(())
     }
@@ -307,6 +323,9 @@ impl RequestHead {
         for (name, value) in self.fields() {
             if name.eq_ignore_ascii_case("host") {
                 hosts += 1;
+                if !valid_authority(trim(value)) {
+                    return Err(HttpError::BadHost);
+                }
             } else if name.eq_ignore_ascii_case("content-length") {
                 let n = parse_content_length(value)?;
                 if length.is_some_and(|prev| prev != n) {
@@ -384,6 +403,40 @@ fn trim(mut s: &[u8]) -> &[u8] {
         s = rest;
     }
     s
+}
+
+/// Whether `value` is `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a
+/// bracketed IP literal or a reg-name / IPv4 of unreserved, sub-delims and `%`, then an
+/// optional port of digits. Empty is allowed (a Host for a target without authority).
+fn valid_authority(value: &[u8]) -> bool {
+    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &rest[..end];
+        let literal_ok = !literal.is_empty()
+            && literal
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+        if !literal_ok {
+            return false;
+        }
+        (&[][..], &rest[end + 1..])
+    } else {
+        match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &[][..]),
+        }
+    };
+    let host_ok = host
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    host_ok && port_ok
 }
 
 /// `http://host/p?q` -> `/p?q`; `http://host` -> `/`; origin-form is returned unchanged.
@@ -547,6 +600,43 @@ mod tests {
             HttpError::BadHost
         );
         assert!(parse("GET / HTTP/1.0\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn host_values_are_validated() {
+        let host = |v: &str| parse(&format!("GET / HTTP/1.1\r\nHost: {v}\r\n\r\n"));
+        for good in [
+            "a",
+            "example.test:8080",
+            "127.0.0.1",
+            "[::1]:80",
+            "a-b_c.d~",
+            "",
+        ] {
+            assert!(host(good).is_ok(), "{good:?}");
+        }
+        for bad in ["a b", "a/b", "user@t", "a:b", "[::1", "[zz]", "a:80:90"] {
+            assert_eq!(host(bad).unwrap_err(), HttpError::BadHost, "{bad:?}");
+        }
+        let abs = |t: &str| parse(&format!("GET {t} HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(abs("http://t/x").is_ok());
+        assert!(matches!(
+            abs("http://user@t/x").unwrap_err(),
+            HttpError::BadSyntax(_)
+        ));
+        assert!(matches!(
+            abs("http:///x").unwrap_err(),
+            HttpError::BadSyntax(_)
+        ));
+    }
+
+    #[test]
+    fn a_flood_of_empty_lines_counts_toward_the_head_size() {
+        let flood = format!("{}GET / HTTP/1.1\r\nHost: a\r\n\r\n", "\r\n".repeat(20_000));
+        assert_eq!(scan_all(flood.as_bytes()), Err(HttpError::HeadTooLarge));
+        assert!(scan_all(b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .is_some());
     }
 
     #[test]
