@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use quick_server_core::dynamic::{json_dumps, render, Args, Handler, Method};
-use quick_server_core::files::{BadPrefix, Favicon, EMPTY_FAVICON};
+use quick_server_core::files::{BadPrefix, FallbackHook, Favicon, EMPTY_FAVICON};
 use quick_server_core::{Request, Response, Server, ServerBuilder};
 use serde::Serialize;
 
@@ -403,6 +403,25 @@ impl QuickServer {
     /// Answers unknown paths of requests accepting HTML with `file` (single-page apps).
     pub fn spa_fallback(&mut self, file: impl AsRef<Path>) -> &mut Self {
         self.builder.files().spa_fallback = Some(absolute(file.as_ref()));
+        self
+    }
+
+    /// The original's file fallback hook: `hook` gets the normalised path of a request that
+    /// would be answered 404 and may name a file to serve instead (without the white and
+    /// black lists), e.g. the `index.html` of a single-page app for its deep links.
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.set_file_fallback_hook(|path| path.starts_with("/app/").then(|| "www/app.html".into()));
+    /// ```
+    pub fn set_file_fallback_hook<F>(&mut self, hook: F) -> &mut Self
+    where
+        F: Fn(&str) -> Option<PathBuf> + Send + Sync + 'static,
+    {
+        let base = std::env::current_dir().unwrap_or_default();
+        let hook = move |path: &str| hook(path).map(|file| base.join(file));
+        self.builder.files().fallback_hook = Some(FallbackHook(Arc::new(hook)));
         self
     }
 

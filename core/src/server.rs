@@ -828,4 +828,26 @@ mod tests {
             .iter()
             .any(|l| l.starts_with("purged result that was never read (")));
     }
+
+    #[test]
+    fn file_fallback_hook_answers_unknown_paths() {
+        let (server, now) = build(|b| {
+            b.files().fallback_hook = Some(crate::files::FallbackHook(Arc::new(|path: &str| {
+                path.starts_with("/app/")
+                    .then(|| std::path::PathBuf::from("/www/a.txt"))
+            })));
+        });
+        let mut conn = Connection::new(server, PeerInfo::default(), now);
+        let wire = run(
+            &mut conn,
+            b"GET /app/deep/link HTTP/1.1\r\nHost: h\r\n\r\n",
+            now,
+        );
+        assert!(
+            wire.starts_with("HTTP/1.1 200 OK") && wire.ends_with("hello"),
+            "{wire}"
+        );
+        let wire = run(&mut conn, b"GET /other HTTP/1.1\r\nHost: h\r\n\r\n", now);
+        assert!(wire.starts_with("HTTP/1.1 404 "), "{wire}");
+    }
 }

@@ -22,4 +22,6 @@ pub use path::{is_hidden_name, redirect_location, sanitize, split_target, PathEr
 pub use range::{
     if_range_allows, parse_range, unsatisfiable_content_range, ByteRange, RangeOutcome,
 };
-pub use serve::{BadPrefix, Favicon, HashFirst, StaticFiles, SymlinkPolicy, EMPTY_FAVICON};
+pub use serve::{
+    BadPrefix, FallbackHook, Favicon, HashFirst, StaticFiles, SymlinkPolicy, EMPTY_FAVICON,
+};

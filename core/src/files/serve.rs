@@ -81,10 +81,27 @@ pub struct StaticFiles {
     pub symlinks: SymlinkPolicy,
     /// A file answered for unknown paths whose request accepts HTML (single-page apps).
     pub spa_fallback: Option<PathBuf>,
+    /// The original's file fallback hook: called with the normalised path of a request
+    /// that would get 404; the file it names is served without the white/black lists.
+    pub fallback_hook: Option<FallbackHook>,
     /// Bounds of the small-file cache (see [`super::cache`]).
     pub cache_limits: CacheLimits,
     etags: Mutex<HashMap<PathBuf, (u64, SystemTime, ETag)>>,
     cache: FileCache,
+}
+
+/// The file fallback hook: normalised request path in, a file to serve instead of 404 out.
+/// It runs on the transport's thread, so it should only compute a path.
+#[derive(Clone)]
+pub struct FallbackHook(pub Arc<FallbackFn>);
+
+/// The function inside a [`FallbackHook`].
+pub type FallbackFn = dyn Fn(&str) -> Option<PathBuf> + Send + Sync;
+
+impl std::fmt::Debug for FallbackHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FallbackHook")
+    }
 }
 
 /// Most bytes hashed on the caller's thread when a file's ETag is not cached yet.
@@ -146,6 +163,7 @@ impl StaticFiles {
             max_age: 0,
             symlinks: SymlinkPolicy::default(),
             spa_fallback: None,
+            fallback_hook: None,
             cache_limits: CacheLimits::default(),
             etags: Mutex::new(HashMap::new()),
             cache: FileCache::default(),
@@ -242,7 +260,9 @@ impl StaticFiles {
                 hash_inline,
                 first.then_some(key),
             ),
-            Found::Missing | Found::Hidden | Found::NoBinding => self.not_found(head, hash_inline),
+            Found::Missing | Found::Hidden | Found::NoBinding => {
+                self.not_found(head, &path, hash_inline)
+            }
         }
     }
 
@@ -385,7 +405,12 @@ impl StaticFiles {
     }
 
     /// 404, or the single-page-app file when configured and the client accepts HTML.
-    fn not_found(&self, head: &RequestHead, hash_inline: bool) -> Result<Response, HashFirst> {
+    fn not_found(
+        &self,
+        head: &RequestHead,
+        path: &SafePath,
+        hash_inline: bool,
+    ) -> Result<Response, HashFirst> {
         if let Some(spa) = &self.spa_fallback {
             let accepts_html = head
                 .field_str("accept")
@@ -397,6 +422,17 @@ impl StaticFiles {
                     .is_ok_and(|m| m.kind == FileKind::File)
             {
                 return self.file_response(head, spa, hash_inline, None);
+            }
+        }
+        if let Some(hook) = &self.fallback_hook {
+            if let Some(file) = (hook.0)(&path.normalized()) {
+                if self
+                    .fs
+                    .metadata(&file)
+                    .is_ok_and(|m| m.kind == FileKind::File)
+                {
+                    return self.file_response(head, &file, hash_inline, None);
+                }
             }
         }
         Ok(Response::error_page(404, Some("File not found")))
