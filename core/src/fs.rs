@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -48,6 +49,18 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn open(&self, path: &Path) -> io::Result<Arc<dyn OpenFile>>;
     /// The entries of a directory, unsorted.
     fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
+    /// A new temporary file for an upload that outgrew memory, removed when dropped.
+    fn create_temp(&self) -> io::Result<Box<dyn TempFile>>;
+}
+
+/// A temporary file being written by an upload; dropping it removes it.
+pub trait TempFile: Send + Sync + fmt::Debug {
+    /// Appends `data`; a full disk is `ErrorKind::StorageFull`.
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Reads the whole content back.
+    fn read_all(&self) -> io::Result<Vec<u8>>;
+    /// Where the file is on disk, if it is on one.
+    fn path(&self) -> Option<&Path>;
 }
 
 /// An open file: positional reads, and its descriptor for zero-copy sending.
@@ -142,6 +155,52 @@ impl FileSystem for DiskFs {
         }
         Ok(entries)
     }
+
+    fn create_temp(&self) -> io::Result<Box<dyn TempFile>> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir();
+        loop {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!("quick-server-upload-{}-{n}", std::process::id()));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => return Ok(Box::new(DiskTemp { file, path })),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A temporary upload file on disk.
+#[derive(Debug)]
+struct DiskTemp {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl TempFile for DiskTemp {
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        std::io::Write::write_all(&mut self.file, data)
+    }
+
+    fn read_all(&self) -> io::Result<Vec<u8>> {
+        std::fs::read(&self.path)
+    }
+
+    fn path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+}
+
+impl Drop for DiskTemp {
+    fn drop(&mut self) {
+        // Nothing can be done about a failure here; the file is in the temp folder.
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl OpenFile for DiskFile {
@@ -167,6 +226,58 @@ pub struct MemoryFs {
     /// Inserts so far: the tree has no clock, so a file's change time is its modification
     /// time plus this many nanoseconds, which makes every insert a change.
     inserts: u64,
+    /// Temporary files: how many exist, and how many bytes they may hold in all.
+    temps: Arc<TempBudget>,
+}
+
+/// The temporary files of a [`MemoryFs`].
+#[derive(Debug, Default)]
+struct TempBudget {
+    live: AtomicUsize,
+    used: AtomicU64,
+    quota: Option<u64>,
+}
+
+/// A temporary file of a [`MemoryFs`].
+#[derive(Debug)]
+struct MemoryTemp {
+    data: Vec<u8>,
+    budget: Arc<TempBudget>,
+}
+
+impl TempFile for MemoryTemp {
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        let used = self
+            .budget
+            .used
+            .fetch_add(data.len() as u64, Ordering::Relaxed)
+            + data.len() as u64;
+        if self.budget.quota.is_some_and(|quota| used > quota) {
+            self.budget
+                .used
+                .fetch_sub(data.len() as u64, Ordering::Relaxed);
+            return Err(io::ErrorKind::StorageFull.into());
+        }
+        self.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn read_all(&self) -> io::Result<Vec<u8>> {
+        Ok(self.data.clone())
+    }
+
+    fn path(&self) -> Option<&Path> {
+        None
+    }
+}
+
+impl Drop for MemoryTemp {
+    fn drop(&mut self) {
+        self.budget
+            .used
+            .fetch_sub(self.data.len() as u64, Ordering::Relaxed);
+        self.budget.live.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A file held by [`MemoryFs`].
@@ -181,6 +292,22 @@ impl MemoryFs {
     /// An empty tree.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Lets temporary files hold at most `bytes` in all; beyond, writes fail as a full disk.
+    pub fn with_temp_quota(self, bytes: u64) -> Self {
+        Self {
+            temps: Arc::new(TempBudget {
+                quota: Some(bytes),
+                ..TempBudget::default()
+            }),
+            ..self
+        }
+    }
+
+    /// How many temporary files exist now.
+    pub fn live_temp_files(&self) -> usize {
+        self.temps.live.load(Ordering::Relaxed)
     }
 
     /// Adds (or replaces) a file at the absolute `path`.
@@ -287,6 +414,14 @@ impl FileSystem for MemoryFs {
             return Err(io::ErrorKind::NotFound.into());
         }
         Ok(names.into_values().collect())
+    }
+
+    fn create_temp(&self) -> io::Result<Box<dyn TempFile>> {
+        self.temps.live.fetch_add(1, Ordering::Relaxed);
+        Ok(Box::new(MemoryTemp {
+            data: Vec::new(),
+            budget: Arc::clone(&self.temps),
+        }))
     }
 }
 

@@ -14,6 +14,9 @@ pub struct Limits {
     pub max_headers: usize,
     /// Largest request body, in bytes (413). Default 64 MiB.
     pub max_body_size: u64,
+    /// Bytes of one uploaded file kept in memory; beyond, it is spilled to a temporary
+    /// file (removed when the request is done). Default 1 MiB.
+    pub upload_memory: usize,
     /// Longest chunk-size line including extensions, in bytes (400). Default 4 KiB.
     pub max_chunk_line: usize,
     /// Largest trailer section of a chunked body, in bytes (400). Default 8 KiB.
@@ -41,6 +44,7 @@ impl Default for Limits {
             max_head_size: 16 * 1024,
             max_headers: 100,
             max_body_size: 64 * 1024 * 1024,
+            upload_memory: 1024 * 1024,
             max_chunk_line: 4 * 1024,
             max_trailer_size: 8 * 1024,
             header_timeout: Duration::from_secs(10),

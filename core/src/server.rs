@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::conn::PeerInfo;
+use crate::dynamic::boundary_from_content_type;
 use crate::dynamic::route::{DynamicRoutes, Routed, Target};
+use crate::dynamic::upload::{Collector, Multipart};
 use crate::dynamic::{Handler, Method as RouteMethod};
 use crate::files::{HashFirst, StaticFiles};
 use crate::fs::{DiskFs, FileSystem};
@@ -53,30 +55,77 @@ pub struct Request {
     /// The client.
     pub peer: PeerInfo,
     body: Vec<u8>,
-    collect: bool,
+    sink: BodySink,
     body_seen: u64,
 }
 
+/// Where the bytes of a request body go.
+#[derive(Debug)]
+pub(crate) enum BodySink {
+    /// Framed and dropped (no route wants them).
+    Discard,
+    /// Kept in memory for the route.
+    Collect,
+    /// Parsed as they arrive, files spilled to disk past a threshold.
+    Multipart(Box<Collector>),
+    /// The multipart body was complete and parsed.
+    Parsed(Multipart),
+}
+
 impl Request {
-    pub(crate) fn new(head: RequestHead, peer: PeerInfo, collect: bool) -> Self {
+    pub(crate) fn new(head: RequestHead, peer: PeerInfo, sink: BodySink) -> Self {
         Self {
             head,
             peer,
             body: Vec::new(),
-            collect,
+            sink,
             body_seen: 0,
         }
     }
 
-    /// The body, if the route asked for it (empty otherwise).
+    /// The body, if the route asked for it (empty otherwise; a multipart body is parsed
+    /// into `args` as it arrives and not kept).
     pub fn body(&self) -> &[u8] {
         &self.body
     }
 
-    pub(crate) fn push_body(&mut self, data: &[u8]) {
+    /// Takes a piece of the body; an upload that cannot be accepted gives its error page.
+    pub(crate) fn push_body(&mut self, data: &[u8]) -> Result<(), Response> {
         self.body_seen += data.len() as u64;
-        if self.collect {
-            self.body.extend_from_slice(data);
+        match &mut self.sink {
+            BodySink::Discard | BodySink::Parsed(_) => Ok(()),
+            BodySink::Collect => {
+                self.body.extend_from_slice(data);
+                Ok(())
+            }
+            BodySink::Multipart(collector) => collector.feed(data).map_err(|e| e.response()),
+        }
+    }
+
+    /// The body is complete: finishes a multipart parse.
+    pub(crate) fn finish_body(&mut self) -> Result<(), Response> {
+        if let BodySink::Multipart(_) = self.sink {
+            let BodySink::Multipart(collector) =
+                std::mem::replace(&mut self.sink, BodySink::Discard)
+            else {
+                return Ok(());
+            };
+            match collector.finish() {
+                Ok(parsed) => self.sink = BodySink::Parsed(parsed),
+                Err(e) => return Err(e.response()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The parsed multipart fields and files, once (for the route's `args`).
+    pub(crate) fn take_multipart(&mut self) -> Option<Multipart> {
+        match std::mem::replace(&mut self.sink, BodySink::Discard) {
+            BodySink::Parsed(parsed) => Some(parsed),
+            other => {
+                self.sink = other;
+                None
+            }
         }
     }
 
@@ -168,9 +217,30 @@ impl Server {
 
     /// Whether the body of this request is kept for its route (otherwise it is framed and
     /// discarded).
-    pub(crate) fn wants_body(&self, head: &RequestHead) -> bool {
-        matches!(head.method(), Method::Post | Method::Put | Method::Delete)
-            && matches!(self.dynamic.route(head), Routed::Matched(..))
+    pub(crate) fn body_sink(&self, head: &RequestHead) -> BodySink {
+        let wanted = matches!(head.method(), Method::Post | Method::Put | Method::Delete)
+            && matches!(
+                self.dynamic.route(head),
+                Routed::Matched(Target::Handler(_), _) | Routed::Matched(Target::Worker(_), _)
+            );
+        if !wanted {
+            return BodySink::Discard;
+        }
+        let content_type = head.field_str("content-type").unwrap_or_default();
+        let (media, params) = content_type.split_once(';').unwrap_or((content_type, ""));
+        if !media.trim().eq_ignore_ascii_case("multipart/form-data") {
+            return BodySink::Collect;
+        }
+        match boundary_from_content_type(params.trim()) {
+            Some(boundary) => BodySink::Multipart(Box::new(Collector::new(
+                boundary,
+                self.dynamic.max_file_size,
+                self.limits.upload_memory,
+                Arc::clone(self.files.fs()),
+            ))),
+            // No boundary: the route answers 400 when it parses the (kept) body.
+            None => BodySink::Collect,
+        }
     }
 
     /// `Cache-Control: max-age` for files and handler answers.
@@ -849,5 +919,39 @@ mod tests {
         );
         let wire = run(&mut conn, b"GET /other HTTP/1.1\r\nHost: h\r\n\r\n", now);
         assert!(wire.starts_with("HTTP/1.1 404 "), "{wire}");
+    }
+
+    #[test]
+    fn a_full_disk_during_an_upload_is_507_and_leaves_no_file() {
+        let now = Instant::now();
+        let fs = Arc::new(MemoryFs::new().with_temp_quota(64 * 1024));
+        let mut builder = Server::builder_with_fs((now, SystemTime::UNIX_EPOCH), fs.clone());
+        builder = builder.limits(Limits {
+            upload_memory: 4096,
+            ..Limits::default()
+        });
+        builder.route(
+            RouteMethod::Post,
+            "/up",
+            None,
+            Arc::new(|_: &Request, _: &mut Args| Response::new(200, Body::Empty)),
+        );
+        let mut conn = Connection::new(builder.build(), PeerInfo::default(), now);
+        let file = vec![b'x'; 200 * 1024];
+        let mut body = b"--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
+        body.extend_from_slice(&file);
+        body.extend_from_slice(b"\r\n--B--\r\n");
+        let head = format!("POST /up HTTP/1.1\r\nHost: h\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: {}\r\n\r\n", body.len());
+        let mut input = head.into_bytes();
+        input.extend_from_slice(&body);
+        let wire = run(&mut conn, &input, now);
+        assert!(
+            wire.starts_with("HTTP/1.1 507 Insufficient Storage"),
+            "{}",
+            &wire[..wire.len().min(200)]
+        );
+        assert!(wire.contains("Connection: close") && conn.is_closed());
+        drop(conn);
+        assert_eq!(fs.live_temp_files(), 0, "the partial file is removed");
     }
 }

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
+
+use super::upload::Upload;
 use serde_json::{Map, Value};
 
 /// Request arguments derived from the target left over after a mask matched (spec 4.5).
@@ -23,17 +25,6 @@ pub struct Args {
     pub meta: Map<String, Value>,
     /// Files uploaded in a `multipart/form-data` body, by field name.
     pub files: BTreeMap<String, Upload>,
-}
-
-/// One uploaded file of a multipart body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Upload {
-    /// The file name the client gave, if any.
-    pub filename: Option<String>,
-    /// The part's `Content-Type`.
-    pub content_type: String,
-    /// The content.
-    pub data: Vec<u8>,
 }
 
 impl Default for Args {

@@ -7,8 +7,9 @@ mod json;
 mod mask;
 mod multipart;
 pub(crate) mod route;
+pub(crate) mod upload;
 
-pub use args::{parse_query, Args, Upload};
+pub use args::{parse_query, Args};
 pub use json::{json_compact, json_dumps, JsonError};
 pub use mask::{Mask, MaskMatch, Method, RouteHit, RouteTable};
 pub use multipart::{
@@ -16,3 +17,4 @@ pub use multipart::{
     MAX_HEADER_LINES,
 };
 pub use route::{render, Handler};
+pub use upload::Upload;

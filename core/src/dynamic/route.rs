@@ -4,11 +4,10 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::args::{parse_query, Args, Upload};
+use super::args::{parse_query, Args};
 use super::mask::{Method, RouteHit, RouteTable};
-use super::multipart::{boundary_from_content_type, Event, MultipartParser};
 use crate::files::{if_none_match, ETag};
 use crate::http::head::{self, Framing, RequestHead};
 use crate::http::response::{Body, Response};
@@ -76,14 +75,13 @@ impl DynamicRoutes {
         &self,
         target: Target,
         mut args: Args,
-        request: Request,
+        mut request: Request,
         now: Instant,
         wall: SystemTime,
     ) -> Box<dyn FnOnce() -> Output + Send> {
-        let max_file_size = self.max_file_size;
         match target {
             Target::Handler(handler) => Box::new(move || {
-                if let Err(response) = parse_body(&request, &mut args, max_file_size) {
+                if let Err(response) = parse_body(&mut request, &mut args) {
                     return Output::Respond(response);
                 }
                 Output::Respond(handler(&request, &mut args))
@@ -97,7 +95,7 @@ impl DynamicRoutes {
 }
 
 /// Fills `args.post` and `args.files` from the body by its `Content-Type` (SPEC 4.7).
-fn parse_body(request: &Request, args: &mut Args, max_file_size: u64) -> Result<(), Response> {
+fn parse_body(request: &mut Request, args: &mut Args) -> Result<(), Response> {
     let head = &request.head;
     if !matches!(
         head.method(),
@@ -110,9 +108,14 @@ fn parse_body(request: &Request, args: &mut Args, max_file_size: u64) -> Result<
         return Err(Response::error_page(411, None));
     }
     let content_type = head.field_str("content-type").unwrap_or_default();
-    let (media, params) = content_type.split_once(';').unwrap_or((content_type, ""));
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     let body = request.body();
-    match media.trim().to_ascii_lowercase().as_str() {
+    match media.as_str() {
         "application/json" => {
             args.post = serde_json::from_slice(body).map_err(|e| {
                 Response::error_page(400, Some(&format!("request is not JSON formatted! ({e})")))
@@ -122,80 +125,19 @@ fn parse_body(request: &Request, args: &mut Args, max_file_size: u64) -> Result<
             args.post = Value::Object(parse_query(&String::from_utf8_lossy(body)));
         }
         "multipart/form-data" => {
-            let Some(boundary) = boundary_from_content_type(params.trim()) else {
+            // Parsed by the connection as it arrived (files spilled to disk past a threshold).
+            let Some(super::upload::Multipart { fields, files }) = request.take_multipart() else {
                 return Err(Response::error_page(
                     400,
                     Some("multipart body without boundary"),
                 ));
             };
-            parse_multipart(boundary, body, max_file_size, args)?;
+            if let Value::Object(post) = &mut args.post {
+                post.extend(fields);
+            }
+            args.files = files;
         }
         _ => {}
-    }
-    Ok(())
-}
-
-/// Streams the body through the multipart parser in 10 KiB steps, like the original's reads.
-fn parse_multipart(
-    boundary: &str,
-    body: &[u8],
-    max_file_size: u64,
-    args: &mut Args,
-) -> Result<(), Response> {
-    let mut parser = MultipartParser::new(boundary, max_file_size);
-    let mut events = Vec::new();
-    let fail = |e: super::MultipartError| {
-        let status = if e.status() == 413 { 413 } else { 400 };
-        Response::error_page(status, Some(&e.to_string()))
-    };
-    for piece in body.chunks(10 * 1024) {
-        parser.feed(piece, &mut events).map_err(fail)?;
-    }
-    parser.finish().map_err(fail)?;
-    let mut fields = Map::new();
-    // The part being read: its start event and its data so far.
-    let mut current: Option<(Event, Vec<u8>)> = None;
-    for event in events {
-        match event {
-            Event::PartStart { .. } => current = Some((event, Vec::new())),
-            Event::Data(data) => {
-                if let Some((_, buf)) = current.as_mut() {
-                    buf.extend_from_slice(&data);
-                }
-            }
-            Event::PartEnd => {
-                let Some((
-                    Event::PartStart {
-                        name,
-                        filename,
-                        content_type,
-                    },
-                    data,
-                )) = current.take()
-                else {
-                    continue;
-                };
-                match content_type {
-                    Some(content_type) => {
-                        args.files.insert(
-                            name,
-                            Upload {
-                                filename,
-                                content_type,
-                                data,
-                            },
-                        );
-                    }
-                    None => {
-                        let text = String::from_utf8_lossy(&data).into_owned();
-                        fields.insert(name, Value::String(text));
-                    }
-                }
-            }
-        }
-    }
-    if let Value::Object(post) = &mut args.post {
-        post.extend(fields);
     }
     Ok(())
 }
@@ -243,7 +185,7 @@ mod tests {
             let files: Vec<String> = args
                 .files
                 .iter()
-                .map(|(k, f)| format!("{k}={}", f.data.len()))
+                .map(|(k, f)| format!("{k}={}", f.len))
                 .collect();
             let value = serde_json::json!({
                 "paths": args.paths, "query": args.query, "post": args.post,

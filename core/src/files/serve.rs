@@ -170,6 +170,11 @@ impl StaticFiles {
         }
     }
 
+    /// The file system files are read through (and uploads spilled to).
+    pub(crate) fn fs(&self) -> &Arc<dyn FileSystem> {
+        &self.fs
+    }
+
     /// Binds `folder` under `prefix`, tried before earlier bindings (SPEC 3.1).
     pub fn bind_path(&mut self, prefix: &str, folder: impl Into<PathBuf>) -> Result<(), BadPrefix> {
         let binding = self.binding(prefix, folder.into())?;
@@ -746,6 +751,9 @@ mod tests {
         }
         fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
             self.tree.lock().unwrap().read_dir(path)
+        }
+        fn create_temp(&self) -> io::Result<Box<dyn crate::fs::TempFile>> {
+            self.tree.lock().unwrap().create_temp()
         }
     }
 
