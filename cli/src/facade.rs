@@ -442,10 +442,10 @@ impl QuickServer {
     /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
     /// server.max_file_size(1 << 20);
     /// server.json_post("/api/upload", None, |_req, args| {
-    ///     let sizes: BTreeMap<String, usize> = args
+    ///     let sizes: BTreeMap<String, u64> = args
     ///         .files
     ///         .iter()
-    ///         .map(|(name, file)| (name.clone(), file.data.len()))
+    ///         .map(|(name, file)| (name.clone(), file.len))
     ///         .collect();
     ///     Ok::<_, Abort>(sizes)
     /// });
