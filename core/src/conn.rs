@@ -593,8 +593,7 @@ impl Connection {
             };
             return;
         }
-        let sink = self.server.body_sink(&head);
-        let request = Request::new(head, self.peer.clone(), sink);
+        let request = self.server.request(head, self.peer.clone());
         if matches!(reader, BodyReader::Length { left: 0 }) {
             return self.answer(request, now); // no body to read
         }

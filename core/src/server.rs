@@ -57,6 +57,8 @@ pub struct Request {
     body: Vec<u8>,
     sink: BodySink,
     body_seen: u64,
+    /// The dynamic route chosen from the head, taken once at dispatch.
+    routed: Routed,
 }
 
 /// Where the bytes of a request body go.
@@ -73,16 +75,6 @@ pub(crate) enum BodySink {
 }
 
 impl Request {
-    pub(crate) fn new(head: RequestHead, peer: PeerInfo, sink: BodySink) -> Self {
-        Self {
-            head,
-            peer,
-            body: Vec::new(),
-            sink,
-            body_seen: 0,
-        }
-    }
-
     /// The body, if the route asked for it (empty otherwise; a multipart body is parsed
     /// into `args` as it arrives and not kept).
     pub fn body(&self) -> &[u8] {
@@ -217,15 +209,30 @@ impl Server {
 
     /// Whether the body of this request is kept for its route (otherwise it is framed and
     /// discarded).
-    pub(crate) fn body_sink(&self, head: &RequestHead) -> BodySink {
-        let wanted = matches!(head.method(), Method::Post | Method::Put | Method::Delete)
-            && matches!(
-                self.dynamic.route(head),
-                Routed::Matched(Target::Handler(_), _) | Routed::Matched(Target::Worker(_), _)
-            );
-        if !wanted {
-            return BodySink::Discard;
+    /// A request for `head`: its dynamic route is looked up once, here, and decides where
+    /// the body goes (dropped, kept, or parsed as multipart as it arrives).
+    pub(crate) fn request(&self, head: RequestHead, peer: PeerInfo) -> Request {
+        let routed = self.dynamic.route(&head);
+        let sink = match routed {
+            Routed::Matched(..)
+                if matches!(head.method(), Method::Post | Method::Put | Method::Delete) =>
+            {
+                self.body_sink(&head)
+            }
+            _ => BodySink::Discard,
+        };
+        Request {
+            head,
+            peer,
+            body: Vec::new(),
+            sink,
+            body_seen: 0,
+            routed,
         }
+    }
+
+    /// Where the body of a request for a dynamic route goes.
+    fn body_sink(&self, head: &RequestHead) -> BodySink {
         let content_type = head.field_str("content-type").unwrap_or_default();
         let (media, params) = content_type.split_once(';').unwrap_or((content_type, ""));
         if !media.trim().eq_ignore_ascii_case("multipart/form-data") {
@@ -370,8 +377,9 @@ impl Server {
     }
 
     /// Dynamic routes first, then static files, then the fixed answers.
-    fn route(server: &Arc<Self>, request: Request, now: Instant, wall: SystemTime) -> Dispatch {
-        if let Routed::Matched(target, args) = server.dynamic.route(&request.head) {
+    fn route(server: &Arc<Self>, mut request: Request, now: Instant, wall: SystemTime) -> Dispatch {
+        if let Routed::Matched(target, args) = std::mem::replace(&mut request.routed, Routed::None)
+        {
             return Dispatch::Run(server.dynamic.work(target, args, request, now, wall));
         }
         let head = &request.head;

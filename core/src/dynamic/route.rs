@@ -45,7 +45,17 @@ impl std::fmt::Debug for DynamicRoutes {
     }
 }
 
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Handler(_) => f.write_str("Handler"),
+            Self::Worker(w) => f.debug_tuple("Worker").field(w).finish(),
+        }
+    }
+}
+
 /// What to do with a request, decided from its head.
+#[derive(Debug)]
 pub(crate) enum Routed {
     /// A route matched: run it with these args.
     Matched(Target, Args),
