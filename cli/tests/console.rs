@@ -1,47 +1,25 @@
 //! The command loop, request log, slow-request reports and restart, driven through the
 //! `console_demo` example over pipes (stdin for commands, stderr for the log).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use quick_server_core::console::CommandSet;
 
-const WAIT: Duration = Duration::from_secs(10);
+mod common;
 
-/// The demo's path: examples sit next to the `deps` folder holding this test.
-fn demo_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps layout");
-    let demo = profile.join("examples").join("console_demo");
-    assert!(
-        demo.exists(),
-        "{} is missing: run `cargo test -p quick-server` (it builds the examples)",
-        demo.display()
-    );
-    demo
-}
+use common::{Process, Terminal, WAIT};
 
-/// A running `console_demo`, its stdin and the lines of its stderr.
-struct Demo {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    /// Every stderr line seen so far, for failure messages.
-    seen: Arc<Mutex<Vec<String>>>,
-    addr: SocketAddr,
-}
+/// `console_demo`, started with `--port 0` and `args`.
+struct Demo(Process);
 
 impl Demo {
+    /// Starts the demo with stdin piped.
     fn start(args: &[&str]) -> Self {
         Self::start_with(args, |command| {
             command.stdin(Stdio::piped()).stdout(Stdio::null());
@@ -50,116 +28,21 @@ impl Demo {
 
     /// Starts the demo with stdin/stdout and the like set by `configure`.
     fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Self {
-        let mut command = Command::new(demo_path());
-        command.args(["--port", "0"]).args(args);
-        configure(&mut command);
-        let mut child = command
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start console_demo");
-        drop(command);
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&seen);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                record.lock().unwrap().push(line.clone());
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        let mut demo = Self {
-            child,
-            stdin,
-            lines,
-            seen,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        demo.addr = demo.started();
-        demo
-    }
-
-    /// Waits for the `starting server at <addr>` line and returns the address.
-    fn started(&self) -> SocketAddr {
-        let line = self.expect("[SERVER] starting server at ");
-        let at = line.rsplit(' ').next().unwrap();
-        let (host, port) = at.rsplit_once(':').unwrap();
-        assert!(host == "localhost" || host == "127.0.0.1", "{line:?}");
-        SocketAddr::from(([127, 0, 0, 1], port.parse().unwrap()))
-    }
-
-    /// Waits for a stderr line containing `needle`; returns it.
-    fn expect(&self, needle: &str) -> String {
-        self.expect_within(needle, WAIT)
-            .unwrap_or_else(|| panic!("no line with {needle:?} in {:#?}", self.seen()))
-    }
-
-    fn expect_within(&self, needle: &str, wait: Duration) -> Option<String> {
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return Some(line),
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
-            }
-        }
-    }
-
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        stdin.write_all(line.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn signal(&self, signal: i32) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY (test): signalling our own child process.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-    }
-
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit; log: {:#?}",
-                self.seen()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        Self(Process::start("console_demo", args, configure))
     }
 }
 
-impl Drop for Demo {
-    /// Stops a demo a failed test left running (SIGTERM reaches the server through the
-    /// supervisor), then kills it if it does not stop.
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Demo {
+    type Target = Process;
+
+    fn deref(&self) -> &Process {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Demo {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.0
     }
 }
 
@@ -194,7 +77,7 @@ fn help_lists_the_commands_and_quit_exits_zero() {
     demo.expect("[SERVER] available commands:");
     let mut listed = Vec::new();
     for _ in 0..4 {
-        let line = demo.lines.recv_timeout(WAIT).unwrap();
+        let line = demo.next_line();
         listed.push(line);
     }
     assert_eq!(
@@ -235,15 +118,11 @@ fn user_command_arguments_and_messages() {
 #[test]
 fn end_of_input_keeps_serving_until_sigterm() {
     let mut demo = Demo::start(&[]);
-    drop(demo.stdin.take());
+    demo.close_stdin();
     demo.expect("[SERVER] no command loop - use CTRL-C to terminate");
     let (status, pid) = get(demo.addr, "/api/pid/").unwrap();
     assert_eq!(status, 200);
-    assert_ne!(
-        pid,
-        demo.child.id().to_string(),
-        "the supervisor does not serve"
-    );
+    assert_ne!(pid, demo.pid().to_string(), "the supervisor does not serve");
     demo.signal(libc::SIGTERM);
     demo.expect("[SERVER] shutting down..");
     assert_eq!(demo.wait_exit().code(), Some(0));
@@ -470,7 +349,7 @@ fn restart_refuses_no_connection_and_fails_no_request() {
 fn restart_without_setup_restart_reruns_the_program() {
     let mut demo = Demo::start(&["--no-restart"]);
     let (_, first_pid) = get(demo.addr, "/api/pid/").unwrap();
-    assert_eq!(first_pid, demo.child.id().to_string());
+    assert_eq!(first_pid, demo.pid().to_string());
     demo.send("restart");
     let line = demo.expect("[SERVER] restarting: ");
     assert!(
@@ -506,82 +385,28 @@ fn sighup_restarts_and_sigint_exits_with_the_error_code() {
     assert_eq!(demo.wait_exit().code(), Some(1));
 }
 
-/// A pseudo-terminal: the controller side and the path of the terminal side.
-fn open_pty() -> (std::fs::File, PathBuf) {
-    use std::os::fd::FromRawFd;
-    // SAFETY (test): plain pty set-up calls; `name` has room for the path and the
-    // descriptor returned by posix_openpt is owned by the File from here on.
-    unsafe {
-        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
-        assert!(fd >= 0);
-        assert_eq!(libc::grantpt(fd), 0);
-        assert_eq!(libc::unlockpt(fd), 0);
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
-        let path = std::ffi::CStr::from_ptr(name.as_ptr())
-            .to_str()
-            .unwrap()
-            .to_owned();
-        (std::fs::File::from_raw_fd(fd), PathBuf::from(path))
-    }
-}
-
 #[test]
 fn terminal_line_editor_completes_and_keeps_history() {
     let dir = std::env::temp_dir().join(format!("qs-console-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(".cmd_history"), "help\n").unwrap();
-    let (mut controller, terminal) = open_pty();
+    let mut terminal = Terminal::open();
     let mut demo = Demo::start_with(&["--no-restart"], |command| {
-        let open = || {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&terminal)
-                .unwrap()
-        };
-        command
-            .current_dir(&dir)
-            .stdin(Stdio::from(open()))
-            .stdout(Stdio::from(open()));
+        command.current_dir(&dir);
+        terminal.attach(command);
     });
-    let screen = Arc::new(Mutex::new(Vec::new()));
-    {
-        let screen = Arc::clone(&screen);
-        let mut reader = controller.try_clone().unwrap();
-        thread::spawn(move || {
-            let mut buf = [0; 4096];
-            // Ends with an error once the terminal side is closed.
-            while let Ok(n @ 1..) = reader.read(&mut buf) {
-                screen.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-    }
-    let shown = |text: &str| {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if String::from_utf8_lossy(&screen.lock().unwrap()).contains(text) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        panic!(
-            "{text:?} not shown: {:?}",
-            String::from_utf8_lossy(&screen.lock().unwrap())
-        );
-    };
-    shown("> ");
+    terminal.shown("> ");
     // TAB completes the command (with its space) and then the argument.
-    controller.write_all(b"req\t").unwrap();
-    shown("> requests \x1b[K");
-    controller.write_all(b"up\t").unwrap();
-    shown("> requests uptime\x1b[K");
-    controller.write_all(b"\r").unwrap();
+    terminal.keys(b"req\t");
+    terminal.shown("> requests \x1b[K");
+    terminal.keys(b"up\t");
+    terminal.shown("> requests uptime\x1b[K");
+    terminal.keys(b"\r");
     demo.expect("[SERVER] requests made to uptime: 0");
     // Up twice recalls the entry loaded from the history file.
-    controller.write_all(b"\x1b[A\x1b[A\r").unwrap();
+    terminal.keys(b"\x1b[A\x1b[A\r");
     demo.expect("[SERVER] available commands:");
-    controller.write_all(b"quit\r").unwrap();
+    terminal.keys(b"quit\r");
     assert_eq!(demo.wait_exit().code(), Some(0));
     let history = std::fs::read_to_string(dir.join(".cmd_history")).unwrap();
     assert_eq!(history, "help\nrequests uptime\nhelp\nquit\n");

@@ -2,34 +2,18 @@
 //! test starts one in a fresh working folder on a free port, talks HTTP to it, types
 //! console commands into its stdin and reads its log from stderr.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const WAIT: Duration = Duration::from_secs(15);
+mod common;
 
-/// The built example `name`: examples sit next to the `deps` folder holding this test.
-fn example_path(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps layout");
-    let path = profile.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo test -p quick-server` (it builds the examples)",
-        path.display()
-    );
-    path
-}
+use common::{Process, Terminal, WAIT};
 
 /// A fresh folder tree for one run: `<root>/www` is the working folder, so the examples
 /// serve `<root>` (`..`).
@@ -60,14 +44,9 @@ impl Drop for Folder {
     }
 }
 
-/// A running example, its stdin and the lines of its log.
+/// A running example in its own fresh folder.
 struct Example {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    /// Every log line seen so far, for failure messages.
-    seen: Arc<Mutex<Vec<String>>>,
-    addr: SocketAddr,
+    process: Process,
     _folder: Folder,
 }
 
@@ -82,74 +61,15 @@ impl Example {
     /// Starts `name` with stdin and stdout as `configure` sets them.
     fn start_with(name: &str, test: &str, configure: impl FnOnce(&mut Command)) -> Self {
         let folder = Folder::new(test);
-        let mut command = Command::new(example_path(name));
-        command.args(["--port", "0"]).current_dir(folder.work());
-        configure(&mut command);
-        let mut child = command.stderr(Stdio::piped()).spawn().expect("start");
-        drop(command);
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&seen);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                record.lock().unwrap().push(line.clone());
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
+        let work = folder.work();
+        let process = Process::start(name, &[], |command| {
+            command.current_dir(work);
+            configure(command);
         });
-        let stdin = child.stdin.take();
-        let mut example = Self {
-            child,
-            stdin,
-            lines,
-            seen,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        Self {
+            process,
             _folder: folder,
-        };
-        example.addr = example.started();
-        example
-    }
-
-    /// Waits for `starting server at <host>:<port>` and returns 127.0.0.1:<port>.
-    fn started(&self) -> SocketAddr {
-        let line = self.expect("[SERVER] starting server at ");
-        let at = line.rsplit(' ').next().unwrap();
-        let (host, port) = at.rsplit_once(':').unwrap();
-        assert!(host == "localhost" || host == "127.0.0.1", "{line:?}");
-        SocketAddr::from(([127, 0, 0, 1], port.parse().unwrap()))
-    }
-
-    /// Waits for a log line containing `needle`; returns it.
-    fn expect(&self, needle: &str) -> String {
-        self.expect_within(needle, WAIT)
-            .unwrap_or_else(|| panic!("no line with {needle:?} in {:#?}", self.seen()))
-    }
-
-    fn expect_within(&self, needle: &str, wait: Duration) -> Option<String> {
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return Some(line),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
         }
-    }
-
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    /// Types `line` on the console.
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        stdin.write_all(line.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
     }
 
     /// Types `quit` and checks the goodbye and the exit status.
@@ -157,21 +77,6 @@ impl Example {
         self.send("quit");
         self.expect("[SERVER] shutting down..");
         assert_eq!(self.wait_exit().code(), Some(0));
-    }
-
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit; log: {:#?}",
-                self.seen()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
     }
 
     fn get(&self, target: &str) -> Answer {
@@ -191,26 +96,17 @@ impl Example {
     }
 }
 
-impl Drop for Example {
-    /// Stops an example a failed test left running (SIGTERM reaches the server through
-    /// the restart supervisor), then kills it if it does not stop.
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY (test): signalling our own child process.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Example {
+    type Target = Process;
+
+    fn deref(&self) -> &Process {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for Example {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
     }
 }
 
@@ -613,73 +509,19 @@ fn example2_restart_serves_again_on_the_same_socket() {
     example.quit();
 }
 
-/// A pseudo-terminal: the controller side and the path of the terminal side.
-fn open_pty() -> (std::fs::File, PathBuf) {
-    use std::os::fd::FromRawFd;
-    // SAFETY (test): plain pty set-up calls; `name` has room for the path and the
-    // descriptor returned by posix_openpt is owned by the File from here on.
-    unsafe {
-        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
-        assert!(fd >= 0);
-        assert_eq!(libc::grantpt(fd), 0);
-        assert_eq!(libc::unlockpt(fd), 0);
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
-        let path = std::ffi::CStr::from_ptr(name.as_ptr())
-            .to_str()
-            .unwrap()
-            .to_owned();
-        (std::fs::File::from_raw_fd(fd), PathBuf::from(path))
-    }
-}
-
 #[test]
 fn tab_completes_the_requests_argument_in_both_examples() {
     for name in ["example", "example2"] {
-        let (mut controller, terminal) = open_pty();
+        let mut terminal = Terminal::open();
         let example = Example::start_with(name, &format!("tab-{name}"), |command| {
-            let open = || {
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&terminal)
-                    .unwrap()
-            };
-            command
-                .stdin(Stdio::from(open()))
-                .stdout(Stdio::from(open()));
+            terminal.attach(command);
         });
-        let screen = Arc::new(Mutex::new(Vec::new()));
-        {
-            let screen = Arc::clone(&screen);
-            let mut reader = controller.try_clone().unwrap();
-            thread::spawn(move || {
-                let mut buf = [0; 4096];
-                // Ends with an error once the terminal side is closed.
-                while let Ok(n @ 1..) = reader.read(&mut buf) {
-                    screen.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            });
-        }
-        let shown = |text: &str| {
-            let deadline = Instant::now() + WAIT;
-            while Instant::now() < deadline {
-                if String::from_utf8_lossy(&screen.lock().unwrap()).contains(text) {
-                    return;
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
-            panic!(
-                "{name}: {text:?} not shown: {:?}",
-                String::from_utf8_lossy(&screen.lock().unwrap())
-            );
-        };
-        shown("> ");
-        controller.write_all(b"requests u\t").unwrap();
-        shown("> requests uptime\x1b[K");
-        controller.write_all(b"\r").unwrap();
+        terminal.shown("> ");
+        terminal.keys(b"requests u\t");
+        terminal.shown("> requests uptime\x1b[K");
+        terminal.keys(b"\r");
         example.expect("[SERVER] requests made to uptime: 0");
-        controller.write_all(b"quit\r").unwrap();
+        terminal.keys(b"quit\r");
         example.expect("[SERVER] shutting down..");
         let mut example = example;
         assert_eq!(example.wait_exit().code(), Some(0), "{name}");
