@@ -5,6 +5,7 @@
 //! bytes and parses what comes back. [`each_setup`] runs a test over all four setups.
 #![warn(missing_docs, unreachable_pub)]
 
+mod browser;
 mod certs;
 mod client;
 mod data;
@@ -14,6 +15,7 @@ mod response;
 mod server;
 mod setup;
 
+pub use browser::{have_chromium, headless_chromium, text_of, CHROMIUM};
 pub use certs::{client_tls_config, server_tls_config};
 pub use client::{Client, READ_TIMEOUT};
 pub use data::{fnv1a64, pseudo_random_bytes};

@@ -5,18 +5,16 @@
 //! Needs `/usr/bin/chromium` (Debian's `chromium` package; `tests/run` installs it); without
 //! it the test prints a notice and passes.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use quick_server::{Abort, CancelFlag, Custom, Request};
-use quick_server_tests::{each_setup, FacadeServer, Setup, TempDir};
+use quick_server_tests::{
+    each_setup, have_chromium, headless_chromium, text_of, FacadeServer, Setup,
+};
 use serde_json::{json, Value};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 const DEMO_PAGE: &str = include_str!("../../core/assets/worker-demo.html");
 
@@ -75,63 +73,17 @@ fn demo_server(setup: Setup, seen: Arc<Seen>) -> FacadeServer {
     FacadeServer::start_with_threads(setup, qs, 16)
 }
 
-/// Loads `url` in headless Chromium and returns the DOM after the page's timers ran.
-fn dump_dom(url: &str, profile: &Path) -> String {
-    let output = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--ignore-certificate-errors",
-            "--no-first-run",
-            // Virtual time pauses while fetches are pending, so it outruns the real
-            // clock only between requests: an hour is plenty and ends as soon as idle.
-            "--virtual-time-budget=3600000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(url)
-        .output()
-        .expect("run chromium");
-    assert!(
-        output.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The text of the element with `id` in a dumped DOM.
-fn text_of<'d>(dom: &'d str, id: &str) -> &'d str {
-    let open = format!("id=\"{id}\">");
-    let start = dom
-        .find(&open)
-        .map(|i| i + open.len())
-        .unwrap_or_else(|| panic!("no #{id} in {dom}"));
-    let rest = &dom[start..];
-    &rest[..rest.find('<').unwrap_or(rest.len())]
-}
-
 #[test]
 fn worker_js_in_headless_chromium() {
-    if !Path::new(CHROMIUM).exists() {
-        println!("skipped: {CHROMIUM} is not installed (apt-get install chromium)");
+    if !have_chromium() {
         return;
     }
-    // One browser at a time: they are heavy for small machines.
-    let browser = Mutex::new(());
     each_setup(|setup| {
         let seen = Arc::new(Seen::default());
         let server = demo_server(setup, Arc::clone(&seen));
         let scheme = if setup.tls { "https" } else { "http" };
         let url = format!("{scheme}://localhost:{}/demo?auto", server.addr().port());
-        let profile = TempDir::new();
-        let dom = {
-            let _one = browser.lock().unwrap_or_else(|p| p.into_inner());
-            dump_dom(&url, profile.path())
-        };
+        let dom = headless_chromium(&url, &["--dump-dom"]);
         // The page's result lines, for the messages below.
         let shown = dom.find("<p>active").map_or(dom.as_str(), |start| {
             &dom[start..dom.find("<script>").unwrap_or(dom.len()).max(start)]

@@ -8,17 +8,15 @@
 //! it the tests print a notice and pass.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use quick_server::{Abort, CancelFlag, Custom};
-use quick_server_tests::{FacadeServer, Setup, TempDir, Transport};
+use quick_server_tests::{
+    have_chromium, headless_chromium, text_of, FacadeServer, Setup, TempDir, Transport,
+};
 use serde_json::{json, Value};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 const DEMO_PAGE: &str = include_str!("../../core/assets/worker-demo.html");
 
@@ -29,47 +27,11 @@ const MESSAGE: &str = "1234567890 the quick brown fox jumps over the lazy dog";
 const WIDTH: u32 = 800;
 const HEIGHT: u32 = 600;
 
-/// One browser at a time: they are heavy for small machines.
-static BROWSER: Mutex<()> = Mutex::new(());
-
-/// Whether Chromium is there; prints the notice when it is not.
-fn have_chromium() -> bool {
-    let found = Path::new(CHROMIUM).exists();
-    if !found {
-        println!("skipped: {CHROMIUM} is not installed (apt-get install chromium)");
-    }
-    found
-}
-
-/// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=…`) after
-/// the page's timers ran; returns stdout.
+/// Runs headless Chromium on `url` in the screenshot window with `mode` (`--dump-dom` or
+/// `--screenshot=…`); returns stdout.
 fn chromium(url: &str, mode: &str) -> String {
-    let profile = TempDir::new();
-    let _one = BROWSER.lock().unwrap_or_else(|p| p.into_inner());
-    let output = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--no-first-run",
-            "--hide-scrollbars",
-            // Virtual time pauses while fetches are pending; it ends as soon as idle.
-            "--virtual-time-budget=3600000",
-        ])
-        .arg(format!("--window-size={WIDTH},{HEIGHT}"))
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(mode)
-        .arg(url)
-        .output()
-        .expect("run chromium");
-    assert!(
-        output.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let window = format!("--window-size={WIDTH},{HEIGHT}");
+    headless_chromium(url, &["--hide-scrollbars", &window, mode])
 }
 
 /// Saves a screenshot of `url` into `folder` and checks it is a PNG of the window size.
@@ -88,17 +50,6 @@ fn assert_screenshot(url: &str, folder: &Path, name: &str) -> PathBuf {
     // A blank page of this size is about 2.7 kB.
     assert!(png.len() > 4000, "{name} looks blank: {} bytes", png.len());
     path
-}
-
-/// The text of the element with `id` in a dumped DOM.
-fn text_of<'d>(dom: &'d str, id: &str) -> &'d str {
-    let open = format!("id=\"{id}\">");
-    let start = dom
-        .find(&open)
-        .map(|i| i + open.len())
-        .unwrap_or_else(|| panic!("no #{id} in {dom}"));
-    let rest = &dom[start..];
-    &rest[..rest.find('<').unwrap_or(rest.len())]
 }
 
 /// The `href` and text of every link of a dumped DOM, in order.
