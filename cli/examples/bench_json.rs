@@ -44,8 +44,12 @@ fn main() -> ExitCode {
         }
     };
     let mut server = QuickServer::new(SocketAddr::from(([127, 0, 0, 1], options.port)));
-    server.json_get("/api/hello", None, |_req, _args| {
-        Ok::<_, Abort>(serde_json::json!({ "hello": "world" }))
+    // The handler builds a constant: declared non-blocking, it answers on the event
+    // loop like the hyper peer's `service_fn`, without a pool hand-off.
+    server.non_blocking(|s| {
+        s.json_get("/api/hello", None, |_req, _args| {
+            Ok::<_, Abort>(serde_json::json!({ "hello": "world" }))
+        });
     });
     server.transport(TransportOptions {
         kind: options.transport,

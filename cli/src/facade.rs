@@ -249,6 +249,8 @@ pub struct QuickServer {
 struct Routing {
     /// Middlewares of the enclosing [`QuickServer::middlewares`] scopes, outermost first.
     scope: Vec<Middleware>,
+    /// Inside a [`QuickServer::non_blocking`] scope: handlers run where the request is read.
+    inline: bool,
     /// Pre-middlewares and worker middleware, run before routing.
     pre: PreChain,
     tokens: TokenHandle,
@@ -585,9 +587,7 @@ impl QuickServer {
         R: JsonReply,
     {
         let handler = with_middlewares(&self.routing.scope, handler);
-        self.builder
-            .route(method, mask, argc, json_handler(handler, self.max_age));
-        self
+        self.add_route(method, mask, argc, json_handler(handler, self.max_age))
     }
 
     /// A text route for any of the four methods: the body is sent as it is (`text/plain`
@@ -604,8 +604,23 @@ impl QuickServer {
         R: TextReply,
     {
         let handler = with_middlewares(&self.routing.scope, handler);
-        self.builder
-            .route(method, mask, argc, text_handler(handler, self.max_age));
+        self.add_route(method, mask, argc, text_handler(handler, self.max_age))
+    }
+
+    /// Registers a wrapped handler, inline inside a [`non_blocking`](Self::non_blocking)
+    /// scope.
+    fn add_route(
+        &mut self,
+        method: Method,
+        mask: &str,
+        argc: Option<usize>,
+        handler: Handler,
+    ) -> &mut Self {
+        if self.routing.inline {
+            self.builder.route_inline(method, mask, argc, handler);
+        } else {
+            self.builder.route(method, mask, argc, handler);
+        }
         self
     }
 
@@ -703,6 +718,31 @@ impl QuickServer {
         self.routing.scope.extend_from_slice(chain);
         register(self);
         self.routing.scope.truncate(depth);
+        self
+    }
+
+    /// Runs `register` with its JSON and text routes declared non-blocking: their handlers
+    /// (and middlewares) must never block and take microseconds, and in exchange run
+    /// where the request was read instead of on the job pool, saving two thread hand-offs
+    /// per request. On the mio transport that is the event loop, so a handler that sleeps,
+    /// waits on a lock or does disk or network I/O there stalls every connection; leave
+    /// such handlers outside. Workers always run on their own pool.
+    ///
+    /// ```
+    /// # use quick_server::{Abort, QuickServer};
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.non_blocking(|s| {
+    ///     s.json_get("/api/ping", Some(0), |_req, _args| Ok::<_, Abort>("pong"));
+    /// });
+    /// // Reads a file: stays on the pool.
+    /// server.text_get("/api/log", Some(0), |_req, _args| {
+    ///     std::fs::read_to_string("server.log").map_err(|_| Abort::new(404, "no log yet"))
+    /// });
+    /// ```
+    pub fn non_blocking(&mut self, register: impl FnOnce(&mut Self)) -> &mut Self {
+        let outer = std::mem::replace(&mut self.routing.inline, true);
+        register(self);
+        self.routing.inline = outer;
         self
     }
 

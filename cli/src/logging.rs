@@ -156,8 +156,10 @@ struct ConsoleLog {
 
 impl RequestLog for ConsoleLog {
     fn request(&self, record: &RequestRecord<'_>) {
-        if is_common_invalid(&self.common_invalid_paths, record) {
-            return;
+        if is_common_invalid(&self.common_invalid_paths, record)
+            || !has_lines(record, self.suppress_noise)
+        {
+            return; // the common case with noise suppressed: no clock or zone work
         }
         let offset = utc_offset(unix_secs(record.wall));
         for line in request_lines(record, self.suppress_noise, offset) {
@@ -189,7 +191,7 @@ fn request_lines(record: &RequestRecord<'_>, suppress_noise: bool, utc_offset: i
     let mut elapsed = Some(record.elapsed.as_secs_f64());
     let mut lines = Vec::new();
     if let Some(message) = record.message {
-        if !(record.status == 404 && message == "File not found") {
+        if logs_message(record.status, message) {
             let mut line = String::new();
             if let Some(seconds) = elapsed.take() {
                 line.push_str(&quick_server_core::log::elapsed_string(seconds));
@@ -215,6 +217,19 @@ fn request_lines(record: &RequestRecord<'_>, suppress_noise: bool, utc_offset: i
         lines.push(line.to_string());
     }
     lines
+}
+
+/// Whether an error page's message gets its own `code C, message M` line.
+fn logs_message(status: u16, message: &str) -> bool {
+    !(status == 404 && message == "File not found")
+}
+
+/// Whether [`request_lines`] has anything to say about `record`.
+fn has_lines(record: &RequestRecord<'_>, suppress_noise: bool) -> bool {
+    record
+        .message
+        .is_some_and(|message| logs_message(record.status, message))
+        || should_log(record.status, suppress_noise)
 }
 
 /// A 404 for one of the paths scanners try: not worth a log line (SPEC 11.3).
@@ -314,6 +329,23 @@ mod tests {
             let r = record("GET / HTTP/1.1", status, None);
             assert_eq!(!request_lines(&r, true, 0).is_empty(), shown, "{status}");
             assert_eq!(request_lines(&r, false, 0).len(), 1);
+        }
+    }
+
+    #[test]
+    fn has_lines_agrees_with_request_lines() {
+        let messages = [None, Some("File not found"), Some("boom")];
+        for status in [200, 304, 404, 500] {
+            for message in messages {
+                for suppress in [false, true] {
+                    let r = record("GET / HTTP/1.1", status, message);
+                    assert_eq!(
+                        has_lines(&r, suppress),
+                        !request_lines(&r, suppress, 0).is_empty(),
+                        "{status} {message:?} {suppress}"
+                    );
+                }
+            }
         }
     }
 

@@ -660,9 +660,9 @@ impl Connection {
         let wall = self.server.wall_time(now);
         match Server::dispatch(&self.server, request, now, wall) {
             Dispatch::Respond(response) => self.send(response, head_only, now),
-            Dispatch::Run(work) => {
+            Dispatch::Run(kind, work) => {
                 let id = self.next_id();
-                self.jobs.push_back(Job::request(id, work));
+                self.jobs.push_back(Job::request(id, kind, work));
                 self.state = State::Waiting { id, head_only };
             }
         }

@@ -18,6 +18,11 @@ pub struct JobId(pub(crate) u64);
 pub enum JobKind {
     /// Computes the answer to a request (a handler); the connection waits for it.
     Request,
+    /// Computes the answer to a request with a handler registered as non-blocking
+    /// ([`ServerBuilder::route_inline`](crate::ServerBuilder::route_inline)): it takes
+    /// microseconds, so the transport runs it on the spot, on the thread driving the
+    /// connection, and saves the hand-off to a pool and back.
+    Inline,
     /// A worker computation that may run for minutes; nobody waits on it. Run it on a
     /// separate bounded pool so it cannot starve request jobs, and hand its completion to
     /// the connection, or to [`Server::complete`](crate::Server::complete) if the
@@ -68,13 +73,13 @@ pub struct Completion {
 }
 
 impl Job {
-    /// A job answering a request.
-    pub(crate) fn request(id: JobId, work: Box<dyn FnOnce() -> Output + Send>) -> Self {
-        Self {
-            id,
-            kind: JobKind::Request,
-            work,
-        }
+    /// A job answering a request; `kind` is [`JobKind::Request`] or [`JobKind::Inline`].
+    pub(crate) fn request(
+        id: JobId,
+        kind: JobKind,
+        work: Box<dyn FnOnce() -> Output + Send>,
+    ) -> Self {
+        Self { id, kind, work }
     }
 
     /// A worker computation.
@@ -148,12 +153,13 @@ mod tests {
     fn run_returns_the_response_and_survives_panics() {
         let done = Job::request(
             JobId(1),
+            JobKind::Request,
             Box::new(|| Output::Respond(Response::new(201, Body::Empty))),
         )
         .run();
         assert_eq!(done.id, JobId(1));
         assert_eq!(status(done), 201);
-        let done = Job::request(JobId(2), Box::new(|| panic!("boom"))).run();
+        let done = Job::request(JobId(2), JobKind::Inline, Box::new(|| panic!("boom"))).run();
         assert_eq!(status(done), 500);
     }
 }

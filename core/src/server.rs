@@ -14,7 +14,7 @@ use crate::files::{HashFirst, StaticFiles};
 use crate::fs::{DiskFs, FileSystem};
 use crate::http::head::{Method, RequestHead};
 use crate::http::response::{Body, Response};
-use crate::job::{Completion, Output};
+use crate::job::{Completion, JobKind, Output};
 use crate::limits::Limits;
 use crate::log::RequestLog;
 use crate::proxy::{ProxyError, ProxyRoute};
@@ -130,8 +130,9 @@ impl Request {
 pub(crate) enum Dispatch {
     /// Answer at once.
     Respond(Response),
-    /// Answer with what this work returns, run by the transport as a [`Job`](crate::Job).
-    Run(Box<dyn FnOnce() -> Output + Send>),
+    /// Answer with what this work returns, run by the transport as a [`Job`](crate::Job)
+    /// of this kind.
+    Run(JobKind, Box<dyn FnOnce() -> Output + Send>),
 }
 
 /// Shared, read-only-after-start description of a server. Build it with
@@ -361,17 +362,20 @@ impl Server {
         if routed && !server.shared.pre_middleware.is_empty() {
             // User code may block: run the whole request as a job.
             let server = Arc::clone(server);
-            return Dispatch::Run(Box::new(move || {
-                for pre in &server.shared.pre_middleware {
-                    if let Err(response) = pre(&request) {
-                        return Output::Respond(response);
+            return Dispatch::Run(
+                JobKind::Request,
+                Box::new(move || {
+                    for pre in &server.shared.pre_middleware {
+                        if let Err(response) = pre(&request) {
+                            return Output::Respond(response);
+                        }
                     }
-                }
-                match Server::route(&server, request, now, wall) {
-                    Dispatch::Respond(response) => Output::Respond(response),
-                    Dispatch::Run(work) => work(),
-                }
-            }));
+                    match Server::route(&server, request, now, wall) {
+                        Dispatch::Respond(response) => Output::Respond(response),
+                        Dispatch::Run(_, work) => work(),
+                    }
+                }),
+            );
         }
         Server::route(server, request, now, wall)
     }
@@ -380,7 +384,8 @@ impl Server {
     fn route(server: &Arc<Self>, mut request: Request, now: Instant, wall: SystemTime) -> Dispatch {
         if let Routed::Matched(target, args) = std::mem::replace(&mut request.routed, Routed::None)
         {
-            return Dispatch::Run(server.dynamic.work(target, args, request, now, wall));
+            let kind = target.job_kind();
+            return Dispatch::Run(kind, server.dynamic.work(target, args, request, now, wall));
         }
         let head = &request.head;
         Dispatch::Respond(match head.method() {
@@ -389,12 +394,15 @@ impl Server {
                 Err(HashFirst) => {
                     // A big file seen for the first time: hash it off the event loop.
                     let server = Arc::clone(server);
-                    return Dispatch::Run(Box::new(move || {
-                        let served = server.files.serve(&request.head, wall, true);
-                        Output::Respond(
-                            served.unwrap_or_else(|HashFirst| Response::error_page(500, None)),
-                        )
-                    }));
+                    return Dispatch::Run(
+                        JobKind::Request,
+                        Box::new(move || {
+                            let served = server.files.serve(&request.head, wall, true);
+                            Output::Respond(
+                                served.unwrap_or_else(|HashFirst| Response::error_page(500, None)),
+                            )
+                        }),
+                    );
                 }
             },
             Method::Options => Response::new(200, Body::Empty),
@@ -437,9 +445,32 @@ impl ServerBuilder {
         argc: Option<usize>,
         handler: Handler,
     ) -> &mut Self {
-        self.dynamic
-            .table
-            .insert(method, mask, argc, Target::Handler(handler));
+        self.dynamic.table.insert(
+            method,
+            mask,
+            argc,
+            Target::Handler(handler, JobKind::Request),
+        );
+        self
+    }
+
+    /// Like [`route`](Self::route), for a handler that never blocks and takes
+    /// microseconds: its jobs are [`JobKind::Inline`], which the transport runs on the
+    /// spot instead of on its pool. A handler that blocks here stalls every connection the
+    /// same thread drives (the whole event loop, on the mio transport).
+    pub fn route_inline(
+        &mut self,
+        method: RouteMethod,
+        mask: &str,
+        argc: Option<usize>,
+        handler: Handler,
+    ) -> &mut Self {
+        self.dynamic.table.insert(
+            method,
+            mask,
+            argc,
+            Target::Handler(handler, JobKind::Inline),
+        );
         self
     }
 
@@ -698,7 +729,9 @@ mod tests {
         loop {
             if let Some(job) = conn.poll_job() {
                 match job.kind() {
-                    crate::JobKind::Request => conn.complete(job.run(), now),
+                    crate::JobKind::Request | crate::JobKind::Inline => {
+                        conn.complete(job.run(), now)
+                    }
                     crate::JobKind::Background => background.push(job),
                 }
                 continue;

@@ -10,7 +10,7 @@ use quick_server::{
 };
 use quick_server_tests::{
     each_setup, fnv1a64, get, json_of, multipart, post_json, pseudo_random_bytes, with_body,
-    Client, FacadeServer, Part, Response, TempDir,
+    Client, FacadeServer, Part, Response, TempDir, Transport,
 };
 use serde_json::{json, Map, Value};
 
@@ -731,5 +731,38 @@ fn a_slow_handler_does_not_delay_a_file_on_another_connection() {
         let response = slow.response();
         assert_eq!(response.text(), "slow");
         assert!(started.elapsed() >= Duration::from_secs(2));
+    });
+}
+
+#[test]
+fn non_blocking_routes_answer_on_the_thread_that_reads_the_request() {
+    each_setup(|setup| {
+        let where_run = |_req: &Request, _args: &mut Args| {
+            let name = thread::current().name().unwrap_or_default().to_owned();
+            Ok::<_, Abort>(json!({ "thread": name }))
+        };
+        let mut qs = FacadeServer::builder();
+        qs.non_blocking(|s| {
+            s.json_get("/inline", Some(0), where_run);
+        })
+        .json_get("/pooled", Some(0), where_run);
+        let server = FacadeServer::start(setup, qs);
+        let mut client = server.connect();
+        for _ in 0..3 {
+            let inline = ok_json(&client.request(&get("/inline")))["thread"].clone();
+            let pooled = ok_json(&client.request(&get("/pooled")))["thread"].clone();
+            match setup.transport {
+                // The event loop answers inline routes; the job pool the others.
+                Transport::Mio => {
+                    assert_eq!(inline, "quick-server-mio");
+                    assert!(pooled.as_str().unwrap().starts_with("quick-server-job-"));
+                }
+                // One thread serves the whole connection: both run there.
+                Transport::Std => {
+                    assert!(inline.as_str().unwrap().starts_with("quick-server-std-"));
+                    assert_eq!(inline, pooled);
+                }
+            }
+        }
     });
 }

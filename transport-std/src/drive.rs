@@ -125,7 +125,7 @@ fn drain(
     loop {
         if let Some(job) = conn.poll_job() {
             match job.kind() {
-                JobKind::Request => {
+                JobKind::Request | JobKind::Inline => {
                     let done = job.run();
                     conn.complete(done, Instant::now());
                 }

@@ -11,7 +11,7 @@ use super::mask::{Method, RouteHit, RouteTable};
 use crate::files::{if_none_match, ETag};
 use crate::http::head::{self, Framing, RequestHead};
 use crate::http::response::{Body, Response};
-use crate::job::Output;
+use crate::job::{JobKind, Output};
 use crate::server::Request;
 use crate::worker::WorkerRoute;
 use std::time::{Instant, SystemTime};
@@ -23,8 +23,8 @@ pub type Handler = Arc<dyn Fn(&Request, &mut Args) -> Response + Send + Sync>;
 /// What a dynamic mask leads to.
 #[derive(Clone)]
 pub(crate) enum Target {
-    /// A JSON or text handler.
-    Handler(Handler),
+    /// A JSON or text handler, and how its jobs run (pooled or inline).
+    Handler(Handler, JobKind),
     /// A worker route (POST only, argc 0).
     Worker(Arc<WorkerRoute>),
 }
@@ -48,8 +48,18 @@ impl std::fmt::Debug for DynamicRoutes {
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Handler(_) => f.write_str("Handler"),
+            Self::Handler(_, kind) => f.debug_tuple("Handler").field(kind).finish(),
             Self::Worker(w) => f.debug_tuple("Worker").field(w).finish(),
+        }
+    }
+}
+
+impl Target {
+    /// The kind of job that answers with this target.
+    pub(crate) fn job_kind(&self) -> JobKind {
+        match self {
+            Self::Handler(_, kind) => *kind,
+            Self::Worker(_) => JobKind::Request,
         }
     }
 }
@@ -90,7 +100,7 @@ impl DynamicRoutes {
         wall: SystemTime,
     ) -> Box<dyn FnOnce() -> Output + Send> {
         match target {
-            Target::Handler(handler) => Box::new(move || {
+            Target::Handler(handler, _) => Box::new(move || {
                 if let Err(response) = parse_body(&mut request, &mut args) {
                     return Output::Respond(response);
                 }
