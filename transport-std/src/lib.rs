@@ -21,6 +21,7 @@ mod pool;
 mod reject;
 mod running;
 mod sendfile;
+mod socket;
 mod tls;
 mod upstream;
 mod wire;

@@ -2,7 +2,6 @@
 //! session, plaintext between the session and the core, unchanged.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +10,8 @@ use quick_server_core::Connection;
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::poll;
-use crate::wire::{is_retry, set_write_deadline, Input};
+use crate::socket::Socket;
+use crate::wire::{is_retry, Input};
 
 /// Time allowed to send `close_notify` when closing.
 const CLOSE_TIME: Duration = Duration::from_millis(500);
@@ -48,7 +48,7 @@ impl TlsSession {
     /// core. A protocol error sends the session's alert and fails.
     pub(crate) fn read(
         &mut self,
-        socket: &mut TcpStream,
+        socket: &mut Socket,
         conn: &mut Connection,
         now: Instant,
     ) -> io::Result<Input> {
@@ -100,7 +100,7 @@ impl TlsSession {
     /// takes nothing); returns how many bytes were taken.
     pub(crate) fn send(
         &mut self,
-        socket: &mut TcpStream,
+        socket: &mut Socket,
         data: &[u8],
         deadline: Option<Instant>,
     ) -> io::Result<usize> {
@@ -111,11 +111,11 @@ impl TlsSession {
     /// Writes every pending record to the socket before `deadline`.
     pub(crate) fn flush(
         &mut self,
-        socket: &mut TcpStream,
+        socket: &mut Socket,
         deadline: Option<Instant>,
     ) -> io::Result<()> {
         while self.session.wants_write() {
-            set_write_deadline(socket, deadline)?;
+            socket.bound_write(deadline)?;
             match self.session.write_tls(socket) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(_) => {}
@@ -129,7 +129,7 @@ impl TlsSession {
     /// Runs the handshake to its end before `deadline`.
     pub(crate) fn handshake(
         &mut self,
-        socket: &mut TcpStream,
+        socket: &mut Socket,
         deadline: Instant,
     ) -> io::Result<()> {
         while self.session.is_handshaking() {
@@ -152,13 +152,13 @@ impl TlsSession {
     }
 
     /// Sends `close_notify`, best effort.
-    pub(crate) fn close(&mut self, socket: &mut TcpStream) {
+    pub(crate) fn close(&mut self, socket: &mut Socket) {
         self.session.send_close_notify();
         let _ = self.flush(socket, Some(Instant::now() + CLOSE_TIME));
     }
 
     /// Processes received records; on a protocol error, sends the alert and fails.
-    fn process(&mut self, socket: &mut TcpStream) -> io::Result<()> {
+    fn process(&mut self, socket: &mut Socket) -> io::Result<()> {
         if let Err(error) = self.session.process_new_packets() {
             let _ = self.flush(socket, Some(Instant::now() + CLOSE_TIME));
             return Err(io::Error::new(io::ErrorKind::InvalidData, error));

@@ -11,6 +11,7 @@ use quick_server_core::{Connection, FileRegion, Transmit};
 
 use crate::linger::{linger, LINGER_TIME, REJECT_LINGER_TIME};
 use crate::sendfile::{is_unsupported, sendfile};
+use crate::socket::Socket;
 use crate::tls::TlsSession;
 
 /// Largest piece of a file read into memory at once (no `sendfile`, or TLS).
@@ -44,7 +45,7 @@ pub(crate) enum End {
 /// A connection's socket and, under TLS, its session.
 #[derive(Debug)]
 pub(crate) struct Wire {
-    socket: TcpStream,
+    socket: Socket,
     tls: Option<Box<TlsSession>>,
     /// File bytes on their way when `sendfile` cannot be used.
     scratch: Vec<u8>,
@@ -63,7 +64,7 @@ impl Wire {
             None => None,
         };
         Ok(Self {
-            socket,
+            socket: Socket::new(socket),
             tls,
             scratch: Vec::new(),
             sendfile: true,
@@ -134,7 +135,7 @@ impl Wire {
             };
             return tls.send(&mut self.socket, bytes, deadline);
         }
-        set_write_deadline(&self.socket, deadline)?;
+        self.socket.bound_write(deadline)?;
         match transmit {
             Transmit::Bytes(bytes) => self.socket.write(bytes),
             Transmit::File(region) => {
@@ -190,8 +191,8 @@ impl Wire {
             tls.close(&mut self.socket);
         }
         match end {
-            End::Finished => linger(&mut self.socket, LINGER_TIME),
-            End::Rejected => linger(&mut self.socket, REJECT_LINGER_TIME),
+            End::Finished => linger(self.socket.stream_mut(), LINGER_TIME),
+            End::Rejected => linger(self.socket.stream_mut(), REJECT_LINGER_TIME),
             End::PeerClosed | End::Abort => {}
         }
     }
@@ -217,19 +218,6 @@ fn short_file() -> io::Error {
         io::ErrorKind::UnexpectedEof,
         "file shorter than the region being sent",
     )
-}
-
-/// Bounds the next blocking write by `deadline` (`None`: no bound); `TimedOut` if it has
-/// already passed.
-pub(crate) fn set_write_deadline(socket: &TcpStream, deadline: Option<Instant>) -> io::Result<()> {
-    let Some(deadline) = deadline else {
-        return socket.set_write_timeout(None);
-    };
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(io::ErrorKind::TimedOut.into());
-    }
-    socket.set_write_timeout(Some(left))
 }
 
 /// Whether a failed read or write only has to be tried again later.
