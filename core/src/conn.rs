@@ -124,6 +124,9 @@ pub struct Connection {
     date: DateCache,
     /// Keep the connection after the current response.
     keep_alive: bool,
+    /// The last request was read whole and said it was the client's last (`Connection:
+    /// close`, or HTTP/1.0 without keep-alive): closing needs no lingering.
+    peer_done: bool,
     /// When the head being read received its first byte.
     head_started: Option<Instant>,
     /// The request being answered.
@@ -187,6 +190,7 @@ impl Connection {
             next_job: 0,
             date: DateCache::default(),
             keep_alive: true,
+            peer_done: false,
             head_started: None,
             current: None,
             spare: None,
@@ -487,6 +491,14 @@ impl Connection {
         !self.output.is_empty()
     }
 
+    /// Whether closing should linger: send our FIN, then read until the peer's before
+    /// closing. Closing while the peer may still send makes the kernel answer with a
+    /// reset, which can destroy our last answer in flight; false only when the client
+    /// announced its last request and everything it sent was read.
+    pub fn needs_linger(&self) -> bool {
+        !(self.peer_done && self.consumed == self.filled)
+    }
+
     /// Whether the connection is finished: the transport closes the socket.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closing) && self.output.is_empty()
@@ -561,6 +573,7 @@ impl Connection {
     /// Sets up body reading for a parsed head, or answers at once.
     fn begin(&mut self, head: RequestHead, now: Instant) {
         self.keep_alive = head.keep_alive() && !self.shutting_down;
+        self.peer_done = false;
         let limits = &self.server.limits;
         let reader = match head.framing() {
             Framing::Length(n) if n > limits.max_body_size => {
@@ -654,6 +667,7 @@ impl Connection {
     /// starts the job that will.
     fn answer(&mut self, mut request: Request, now: Instant) {
         let head_only = request.head.method() == Method::Head;
+        self.peer_done = !request.head.keep_alive();
         if let Err(refusal) = request.finish_body() {
             return self.send(refusal, head_only, now);
         }
@@ -868,6 +882,7 @@ impl Connection {
     /// Answers a request the connection cannot frame or accept, then closes.
     fn fail(&mut self, error: HttpError, now: Instant) {
         self.keep_alive = false;
+        self.peer_done = false;
         let response = Response::error_page(error.status(), Some(&error.to_string()));
         self.send(response, false, now);
     }
@@ -1191,6 +1206,38 @@ mod tests {
             now,
         );
         assert!(c.is_closed());
+    }
+
+    #[test]
+    fn lingering_is_skipped_only_after_the_clients_announced_last_request() {
+        let cases: [(&[u8], bool); 5] = [
+            // The client said it was its last request and sent nothing more.
+            (b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false),
+            (b"GET /a.txt HTTP/1.0\r\n\r\n", false),
+            // Bytes after it were not read: closing now would reset.
+            (b"GET /a.txt HTTP/1.0\r\n\r\nGET /a.txt HTTP/1.0\r\n\r\n", true),
+            // We close on our own: the client may be sending.
+            (b"GET / HTTP/1.1\nHost: x\n\n", true),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", true),
+        ];
+        for (input, linger) in cases {
+            let (mut c, now) = conn();
+            exchange(&mut c, input, now);
+            assert!(c.is_closed(), "{}", String::from_utf8_lossy(input));
+            assert_eq!(
+                c.needs_linger(),
+                linger,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let (mut c, now) = conn();
+        exchange(&mut c, b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        c.shutdown(now);
+        assert!(
+            c.is_closed() && c.needs_linger(),
+            "a shutdown closes a kept-alive client"
+        );
     }
 
     #[test]

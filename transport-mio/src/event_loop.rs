@@ -210,8 +210,6 @@ impl EventLoop {
         let Some(key) = self.sessions.vacant_key() else {
             return;
         };
-        // Nagle only delays our single-write responses.
-        let _ = stream.set_nodelay(true);
         let tls = match &self.tls {
             None => None,
             Some(config) => {

@@ -287,10 +287,11 @@ impl Session {
     }
 
     /// Shuts our side down and starts discarding input, unless there is nothing to
-    /// protect: the peer already closed, or our last byte left long enough ago.
+    /// protect: the peer already closed or sends nothing more, or our last byte left long
+    /// enough ago.
     fn start_linger(&mut self, scratch: &mut [u8], now: Instant) -> Next {
         let until = self.last_write + LINGER_TIME;
-        if until <= now || self.socket.at_eof() {
+        if until <= now || self.socket.at_eof() || !self.conn.needs_linger() {
             return Next::Close;
         }
         self.socket.shutdown_write();

@@ -29,6 +29,10 @@ pub(crate) struct Socket {
     eof: bool,
     /// Bytes left since the last [`take_wrote`](Self::take_wrote).
     wrote: bool,
+    /// Bytes ever left: from the second write on, Nagle could hold ours back.
+    wrote_before: bool,
+    /// `TCP_NODELAY` is set.
+    nodelay: bool,
 }
 
 impl Socket {
@@ -42,6 +46,8 @@ impl Socket {
             peer_closed: false,
             eof: false,
             wrote: false,
+            wrote_before: false,
+            nodelay: false,
         }
     }
 
@@ -121,6 +127,7 @@ impl Socket {
     /// Sends up to `len` bytes of the file `fd` from `offset` with `sendfile`; the file
     /// ending early is `UnexpectedEof`, an unsupported platform `Unsupported`.
     pub(crate) fn send_file(&mut self, fd: RawFd, offset: u64, len: u64) -> io::Result<usize> {
+        self.before_write();
         let result = loop {
             match sendfile::send_file(&self.stream, fd, offset, len) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -141,11 +148,24 @@ impl Socket {
         }
     }
 
+    /// Turns Nagle's algorithm off before any write but the first. Nagle holds a small
+    /// segment back only while earlier bytes are unacknowledged, so the first write never
+    /// waits, and a connection closed after one answer (`Connection: close`) saves the
+    /// `setsockopt`.
+    fn before_write(&mut self) {
+        if self.wrote_before && !self.nodelay {
+            // Failing leaves Nagle on: answers may be late, never lost.
+            let _ = self.stream.set_nodelay(true);
+            self.nodelay = true;
+        }
+    }
+
     /// Updates readiness after a write of `asked` bytes.
     fn note_write(&mut self, result: io::Result<usize>, asked: usize) -> io::Result<usize> {
         match &result {
             Ok(n) => {
                 self.wrote |= *n > 0;
+                self.wrote_before |= *n > 0;
                 if *n < asked {
                     self.writable = false;
                 }
@@ -186,6 +206,7 @@ impl Read for Socket {
 
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.before_write();
         let result = loop {
             match (&self.stream).write(buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -197,6 +218,7 @@ impl Write for Socket {
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let asked = bufs.iter().map(|b| b.len()).sum();
+        self.before_write();
         let result = loop {
             match (&self.stream).write_vectored(bufs) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -274,5 +296,18 @@ mod tests {
         assert!(socket.take_wrote());
         assert!(!socket.take_wrote(), "the mark resets");
         assert!(socket.may_write());
+    }
+
+    #[test]
+    fn nagle_goes_off_before_the_second_write() {
+        let (mut socket, _client) = pair();
+        assert!(!socket.stream.nodelay().unwrap());
+        socket.write_all(b"first answer").unwrap();
+        assert!(
+            !socket.stream.nodelay().unwrap(),
+            "the first write cannot wait"
+        );
+        socket.write_all(b"second answer").unwrap();
+        assert!(socket.stream.nodelay().unwrap());
     }
 }

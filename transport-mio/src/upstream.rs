@@ -158,7 +158,6 @@ fn connect_next(rest: &mut vec::IntoIter<SocketAddr>, link: &Link<'_>) -> Option
             .register(&mut stream, link.key.upstream_token(), interest)
             .is_ok()
         {
-            let _ = stream.set_nodelay(true);
             return Some(Socket::connecting(stream));
         }
     }
