@@ -7,11 +7,14 @@ use std::fmt::{self, Write as _};
 
 use serde::ser::{self, Serialize};
 
+/// Room reserved for a JSON text up front: a typical API answer fits without regrowing.
+const TYPICAL_TEXT: usize = 256;
+
 /// Serialises `value` like the reference's `json_dumps`: 2-space indent, sorted keys, ASCII
 /// only, Python float repr, non-finite floats as the strings `"NaN"`, `"Infinity"`, `"-Infinity"`.
 pub fn json_dumps<T: Serialize + ?Sized>(value: &T) -> Result<String, JsonError> {
     let node = value.serialize(NodeSerializer)?;
-    let mut out = String::new();
+    let mut out = String::with_capacity(TYPICAL_TEXT);
     write_node(&mut out, &node, Style::Indented { depth: 0 });
     Ok(out)
 }
@@ -20,7 +23,7 @@ pub fn json_dumps<T: Serialize + ?Sized>(value: &T) -> Result<String, JsonError>
 /// floats as bare `NaN`/`Infinity`/`-Infinity` (not valid JSON, as in Python).
 pub fn json_compact<T: Serialize + ?Sized>(value: &T) -> Result<String, JsonError> {
     let node = value.serialize(NodeSerializer)?;
-    let mut out = String::new();
+    let mut out = String::with_capacity(TYPICAL_TEXT);
     write_node(&mut out, &node, Style::Compact);
     Ok(out)
 }
