@@ -445,12 +445,8 @@ impl ServerBuilder {
         argc: Option<usize>,
         handler: Handler,
     ) -> &mut Self {
-        self.dynamic.table.insert(
-            method,
-            mask,
-            argc,
-            Target::Handler(handler, JobKind::Request),
-        );
+        let target = Target::Handler(handler, JobKind::Request);
+        self.dynamic.table.insert(method, mask, argc, target);
         self
     }
 
@@ -465,12 +461,8 @@ impl ServerBuilder {
         argc: Option<usize>,
         handler: Handler,
     ) -> &mut Self {
-        self.dynamic.table.insert(
-            method,
-            mask,
-            argc,
-            Target::Handler(handler, JobKind::Inline),
-        );
+        let target = Target::Handler(handler, JobKind::Inline);
+        self.dynamic.table.insert(method, mask, argc, target);
         self
     }
 
