@@ -50,7 +50,7 @@ const FLAGS: &[Flag] = &[
         long: "threads",
         aliases: &[],
         value: Some("N"),
-        help: "pool threads (default: per transport)",
+        help: "pool threads; std keeps N warm and grows to 1024 (default: per transport)",
     },
     Flag {
         short: None,

@@ -14,7 +14,7 @@ pub enum Transport {
     /// One `mio` event loop; handlers run on a small pool (default).
     #[default]
     Mio,
-    /// A pool of blocking threads, one connection per thread at a time.
+    /// Blocking threads, one per connection at a time: a warm pool that grows on demand.
     Std,
 }
 
@@ -50,7 +50,9 @@ pub struct TransportOptions {
     pub kind: Transport,
     /// TLS configuration; `None` serves plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Pool threads; `None` keeps the transport's default.
+    /// Pool threads; `None` keeps the transport's default. On std, the threads kept warm
+    /// (the pool grows past them to `quick_server_std::Options::max_threads`); on mio, the
+    /// handler threads.
     pub threads: Option<usize>,
     /// How long in-flight requests get after a shutdown request; `None` keeps the default.
     pub shutdown_grace: Option<Duration>,

@@ -27,14 +27,8 @@ impl FacadeServer {
         QuickServer::new(SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
-    /// Serves `server` in `setup` (4 pool threads, 2 s shutdown grace).
-    pub fn start(setup: Setup, server: QuickServer) -> Self {
-        Self::start_with_threads(setup, server, 4)
-    }
-
-    /// Like [`start`](Self::start) with `threads` pool threads: a browser keeps up to six
-    /// idle connections per host, each holding a thread of the std transport.
-    pub fn start_with_threads(setup: Setup, mut server: QuickServer, threads: usize) -> Self {
+    /// Serves `server` in `setup` (4 pool threads kept warm, 2 s shutdown grace).
+    pub fn start(setup: Setup, mut server: QuickServer) -> Self {
         let kind = match setup.transport {
             Transport::Std => quick_server::Transport::Std,
             Transport::Mio => quick_server::Transport::Mio,
@@ -42,7 +36,7 @@ impl FacadeServer {
         server.transport(TransportOptions {
             kind,
             tls: setup.tls.then(server_tls_config),
-            threads: Some(threads),
+            threads: Some(4),
             shutdown_grace: Some(Duration::from_secs(2)),
         });
         let running = server.start().expect("start the facade server");

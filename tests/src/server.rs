@@ -97,6 +97,7 @@ impl TestServer {
                 let options = quick_server_std::Options {
                     tls,
                     threads: tuning.threads.unwrap_or(defaults.threads),
+                    max_threads: defaults.max_threads,
                     max_connections: tuning.max_connections.unwrap_or(defaults.max_connections),
                     shutdown_grace: tuning.shutdown_grace,
                 };

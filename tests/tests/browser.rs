@@ -69,8 +69,7 @@ fn demo_server(setup: Setup, seen: Arc<Seen>) -> FacadeServer {
         };
         Ok(())
     });
-    // The std transport gives each open connection a thread; Chromium keeps several open.
-    FacadeServer::start_with_threads(setup, qs, 16)
+    FacadeServer::start(setup, qs)
 }
 
 #[test]

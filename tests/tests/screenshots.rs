@@ -149,7 +149,7 @@ fn demo_server() -> FacadeServer {
             Ok::<_, Abort>(MESSAGE)
         },
     );
-    FacadeServer::start_with_threads(PLAIN_MIO, qs, 16)
+    FacadeServer::start(PLAIN_MIO, qs)
 }
 
 #[test]

@@ -1,18 +1,19 @@
 //! The accept thread: takes connections until the stop signal, admits them into the
-//! worker queue, or passes them to the rejecter when the server is full.
+//! worker pool, or passes them to the rejecter when the server is full.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quick_server_core::Server;
 
 use crate::control::Control;
+use crate::drive::Accepted;
 use crate::poll;
-use crate::pool::Accepted;
+use crate::pool::Pool;
 
 /// Pause after the process ran out of descriptors or memory, before accepting again.
 const RESOURCE_BACKOFF: Duration = Duration::from_millis(50);
@@ -23,8 +24,8 @@ const SERVER_TICK: Duration = Duration::from_secs(1);
 /// Where accepted sockets go.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    /// The worker queue.
-    pub(crate) queue: SyncSender<Accepted>,
+    /// The worker pool; dropped with this, which closes its queue.
+    pub(crate) pool: Pool<Accepted>,
     /// Sockets to answer with 503.
     pub(crate) reject: SyncSender<TcpStream>,
     /// Stop signal and connection count.
@@ -86,25 +87,19 @@ fn accept_until_stopped(listener: &TcpListener, admission: &Admission) -> io::Re
 }
 
 impl Admission {
-    /// Queues a connection for a worker, or hands it to the rejecter when full.
+    /// Hands a connection to the worker pool, or to the rejecter when full.
     fn admit(&self, socket: TcpStream, peer: SocketAddr) {
         // Accepted sockets may inherit the listener's non-blocking mode on some systems.
         if socket.set_nonblocking(false).is_err() {
             return;
         }
         let _ = socket.set_nodelay(true);
-        let socket = if self.control.admit(self.max_connections) {
-            match self.queue.try_send(Accepted { socket, peer }) {
-                Ok(()) => return,
-                Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => {
-                    self.control.release();
-                    back.socket
-                }
-            }
-        } else {
-            socket
-        };
-        // The rejecter is busy too: closing is all that is left.
+        // Admission bounds the pool's queue: it never holds more than `max_connections`.
+        if self.control.admit(self.max_connections) {
+            self.pool.push(Accepted { socket, peer });
+            return;
+        }
+        // When the rejecter is busy too, closing is all that is left.
         let _ = self.reject.try_send(socket);
     }
 }

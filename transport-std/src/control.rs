@@ -2,6 +2,7 @@
 //! the count of admitted connections, and each worker's socket so a shutdown whose grace
 //! ran out can close it.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
@@ -25,13 +26,13 @@ pub(crate) struct Control {
     load: Mutex<usize>,
     /// Signalled when `load` drops to zero.
     drained: Condvar,
-    /// The socket each worker serves, by worker index.
-    sockets: Vec<Mutex<Option<TcpStream>>>,
+    /// The socket each busy worker serves, by worker id (workers come and go).
+    sockets: Mutex<HashMap<usize, TcpStream>>,
 }
 
 impl Control {
-    /// A control block for `workers` worker threads.
-    pub(crate) fn new(workers: usize) -> io::Result<Self> {
+    /// A control block with no connection yet.
+    pub(crate) fn new() -> io::Result<Self> {
         let (stop_tx, stop_rx) = UnixStream::pair()?;
         stop_tx.set_nonblocking(true)?;
         Ok(Self {
@@ -42,7 +43,7 @@ impl Control {
             forced: AtomicBool::new(false),
             load: Mutex::new(0),
             drained: Condvar::new(),
-            sockets: (0..workers).map(|_| Mutex::new(None)).collect(),
+            sockets: Mutex::new(HashMap::new()),
         })
     }
 
@@ -113,30 +114,24 @@ impl Control {
         true
     }
 
-    /// Records the socket worker `index` serves, so [`force`](Self::force) can close it.
-    pub(crate) fn register(&self, index: usize, socket: &TcpStream) -> io::Result<()> {
+    /// Records the socket worker `worker` serves, so [`force`](Self::force) can close it.
+    pub(crate) fn register(&self, worker: usize, socket: &TcpStream) -> io::Result<()> {
         let clone = socket.try_clone()?;
-        if let Some(slot) = self.sockets.get(index) {
-            *lock(slot) = Some(clone);
-        }
+        lock(&self.sockets).insert(worker, clone);
         Ok(())
     }
 
-    /// Worker `index` is done with its socket.
-    pub(crate) fn unregister(&self, index: usize) {
-        if let Some(slot) = self.sockets.get(index) {
-            *lock(slot) = None;
-        }
+    /// Worker `worker` is done with its socket.
+    pub(crate) fn unregister(&self, worker: usize) {
+        lock(&self.sockets).remove(&worker);
     }
 
     /// Ends the grace period: shuts down every socket being served, so blocked reads and
     /// writes return at once, and makes workers drop what is still queued.
     pub(crate) fn force(&self) {
         self.forced.store(true, Ordering::SeqCst);
-        for slot in &self.sockets {
-            if let Some(socket) = lock(slot).as_ref() {
-                let _ = socket.shutdown(Shutdown::Both);
-            }
+        for socket in lock(&self.sockets).values() {
+            let _ = socket.shutdown(Shutdown::Both);
         }
     }
 }
@@ -157,7 +152,7 @@ mod tests {
 
     #[test]
     fn admission_is_bounded_and_drains() {
-        let control = Control::new(1).unwrap();
+        let control = Control::new().unwrap();
         assert!(control.admit(2) && control.admit(2));
         assert!(!control.admit(2), "the third is over the limit");
         control.release();
@@ -171,7 +166,7 @@ mod tests {
 
     #[test]
     fn stop_wakes_pollers_for_good() {
-        let control = Control::new(1).unwrap();
+        let control = Control::new().unwrap();
         assert!(!control.is_stopping() && control.stopped_at().is_none());
         control.stop();
         control.stop();
@@ -187,13 +182,15 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        let control = Control::new(2).unwrap();
-        control.register(1, &server).unwrap();
+        let control = Control::new().unwrap();
+        // Worker ids grow without bound as workers come and go.
+        control.register(1_000, &server).unwrap();
         control.force();
         assert!(control.is_forced());
         let mut buf = [0; 1];
         assert_eq!(client.read(&mut buf).unwrap(), 0, "the peer sees the close");
-        control.unregister(1);
+        control.unregister(1_000);
         control.unregister(7);
+        assert!(lock(&control.sockets).is_empty());
     }
 }

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,8 +28,31 @@ pub(crate) struct Context {
     pub(crate) background: Sender<Job>,
 }
 
+/// A connection admitted by the accept thread, waiting for a worker.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    /// The connection.
+    pub(crate) socket: TcpStream,
+    /// The client address.
+    pub(crate) peer: SocketAddr,
+}
+
+/// Serves an admitted connection on worker `worker`: its socket registered so that a
+/// forced shutdown can close it, and counted out of the load once done.
+pub(crate) fn serve_admitted(worker: usize, accepted: Accepted, ctx: &Context) {
+    let Accepted { socket, peer } = accepted;
+    let control = &ctx.control;
+    // Past the grace period, what is still queued is dropped unanswered.
+    if !control.is_forced() && control.register(worker, &socket).is_ok() {
+        // A panic is a bug, but it must cost one connection, not a pool thread.
+        let _ = catch_unwind(AssertUnwindSafe(|| serve(socket, peer, ctx)));
+        control.unregister(worker);
+    }
+    control.release();
+}
+
 /// Serves one accepted connection until it closes.
-pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: &Context) {
+fn serve(socket: TcpStream, peer: SocketAddr, ctx: &Context) {
     let now = Instant::now();
     let info = PeerInfo {
         addr: peer.to_string(),

@@ -2,7 +2,6 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -11,9 +10,10 @@ use quick_server_core::Server;
 
 use crate::accept::{self, Admission};
 use crate::control::Control;
-use crate::drive::Context;
+use crate::drive::{serve_admitted, Accepted, Context};
 use crate::options::Options;
-use crate::{background, pool, reject};
+use crate::pool::{self, Workers};
+use crate::{background, reject};
 
 /// How long to wait for connections cut at the end of the grace period to let go of
 /// their threads before `wait` returns without them.
@@ -27,9 +27,15 @@ pub fn start(listener: TcpListener, server: Arc<Server>, options: Options) -> io
             "threads must be at least 1",
         ));
     }
+    if options.max_threads < options.threads {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "max_threads must be at least threads",
+        ));
+    }
     let local_addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
-    let control = Arc::new(Control::new(options.threads)?);
+    let control = Arc::new(Control::new()?);
     let background = background::spawn(background::thread_count(), &server)?;
     let ctx = Arc::new(Context {
         server: Arc::clone(&server),
@@ -37,12 +43,18 @@ pub fn start(listener: TcpListener, server: Arc<Server>, options: Options) -> io
         control: Arc::clone(&control),
         background,
     });
-    let (queue, queued) = mpsc::sync_channel(options.max_connections.max(1));
-    // On any error below, dropping the queue's sender ends the threads already started.
-    let workers = pool::spawn(options.threads, queued, &ctx)?;
+    let size = pool::Size {
+        warm: options.threads,
+        max: options.max_threads,
+        idle_time: pool::IDLE_WORKER_TIME,
+    };
+    // On any error below, dropping the pool's feeding end ends the workers already started.
+    let (pool, workers) = pool::start(size, move |worker, accepted| {
+        serve_admitted(worker, accepted, &ctx);
+    })?;
     let (reject, rejecter) = reject::spawn(options.tls, Arc::clone(&control))?;
     let admission = Admission {
-        queue,
+        pool,
         reject,
         control: Arc::clone(&control),
         max_connections: options.max_connections,
@@ -68,7 +80,7 @@ pub struct Running {
     grace: Duration,
     control: Arc<Control>,
     acceptor: JoinHandle<io::Result<()>>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Workers<Accepted>,
     rejecter: JoinHandle<()>,
 }
 
@@ -104,11 +116,10 @@ impl Running {
             self.control.force();
             drained = self.control.wait_drained(Instant::now() + FORCE_WAIT);
         }
-        // A handler that never returns keeps its worker: leave it rather than hang.
+        // A handler that never returns keeps its worker: leave it rather than hang. The
+        // accept thread has ended and closed the pool, so no worker starts after this.
         if drained {
-            for worker in self.workers {
-                let _ = worker.join();
-            }
+            self.workers.join();
             let _ = self.rejecter.join();
         }
         accepted.unwrap_or_else(|_| Err(io::Error::other("the accept thread panicked")))
@@ -120,5 +131,34 @@ impl ShutdownHandle {
     /// request in progress and close, and closes the rest when the grace period ends.
     pub fn shutdown(&self) {
         self.control.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn try_start(threads: usize, max_threads: usize) -> io::Result<Running> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let server = Server::builder((Instant::now(), SystemTime::now())).build();
+        let options = Options {
+            threads,
+            max_threads,
+            ..Options::default()
+        };
+        start(listener, server, options)
+    }
+
+    #[test]
+    fn pool_sizes_are_checked() {
+        for (threads, max_threads) in [(0, 4), (4, 3)] {
+            let refused = try_start(threads, max_threads).unwrap_err();
+            assert_eq!(refused.kind(), io::ErrorKind::InvalidInput);
+        }
+        let running = try_start(2, 2).unwrap();
+        running.handle().shutdown();
+        running.wait().unwrap();
     }
 }

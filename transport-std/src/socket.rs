@@ -96,15 +96,21 @@ mod tests {
     fn the_timeout_is_set_again_only_when_the_bound_moves() {
         let (mut socket, _client) = pair();
         let now = Instant::now();
-        socket.bound_write(Some(now + Duration::from_secs(60))).unwrap();
+        socket
+            .bound_write(Some(now + Duration::from_secs(60)))
+            .unwrap();
         let first = socket.stream.write_timeout().unwrap().unwrap();
         assert!(first > Duration::from_secs(59), "{first:?}");
         // A fresh deadline the same distance away keeps the timeout in place.
         std::thread::sleep(Duration::from_millis(5));
-        socket.bound_write(Some(Instant::now() + Duration::from_secs(60))).unwrap();
+        socket
+            .bound_write(Some(Instant::now() + Duration::from_secs(60)))
+            .unwrap();
         assert_eq!(socket.stream.write_timeout().unwrap(), Some(first));
         // A nearer deadline tightens it; none removes it.
-        socket.bound_write(Some(Instant::now() + Duration::from_secs(2))).unwrap();
+        socket
+            .bound_write(Some(Instant::now() + Duration::from_secs(2)))
+            .unwrap();
         let tight = socket.stream.write_timeout().unwrap().unwrap();
         assert!(tight <= Duration::from_secs(2), "{tight:?}");
         socket.bound_write(None).unwrap();

@@ -127,11 +127,7 @@ impl TlsSession {
     }
 
     /// Runs the handshake to its end before `deadline`.
-    pub(crate) fn handshake(
-        &mut self,
-        socket: &mut Socket,
-        deadline: Instant,
-    ) -> io::Result<()> {
+    pub(crate) fn handshake(&mut self, socket: &mut Socket, deadline: Instant) -> io::Result<()> {
         while self.session.is_handshaking() {
             self.flush(socket, Some(deadline))?;
             let woken = poll::wait(Some(socket.as_raw_fd()), None, None, Some(deadline))?;
