@@ -86,7 +86,7 @@ fn drive(
             return End::Abort;
         }
         if conn.is_closed() {
-            return if peer_closed {
+            return if peer_closed || !conn.needs_linger() {
                 End::PeerClosed
             } else {
                 End::Finished

@@ -36,7 +36,8 @@ pub(crate) enum End {
     /// A connection over the limit got its 503: linger only briefly, so a flood of them
     /// cannot keep the rejecter busy.
     Rejected,
-    /// The peer had already closed its side: say goodbye, no need to linger.
+    /// The peer closed its side, or announced it sends nothing more and all it sent was
+    /// read: say goodbye, no need to linger.
     PeerClosed,
     /// The socket failed or the peer misbehaved: close at once.
     Abort,
