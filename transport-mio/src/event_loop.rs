@@ -142,6 +142,10 @@ impl EventLoop {
                 self.accept(now);
             }
             self.expire(now);
+            let sessions = &self.sessions;
+            self.timers.prune(sessions.len(), |key, at| {
+                sessions.get(key).is_some_and(|s| s.timer.is_queued_at(at))
+            });
             if self.server.poll_timeout().is_some_and(|at| at <= now) {
                 self.server.handle_timeout(now);
             }

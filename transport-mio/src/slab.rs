@@ -136,6 +136,15 @@ impl<T> Slab<T> {
     }
 
     /// The occupant named by `key`, if it is still there.
+    pub(crate) fn get(&self, key: Key) -> Option<&T> {
+        let slot = self.slots.get(key.index)?;
+        if slot.generation != key.generation {
+            return None;
+        }
+        slot.value.as_ref()
+    }
+
+    /// The occupant named by `key`, if it is still there.
     pub(crate) fn get_mut(&mut self, key: Key) -> Option<&mut T> {
         let slot = self.slots.get_mut(key.index)?;
         if slot.generation != key.generation {
