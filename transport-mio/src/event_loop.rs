@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll};
+use mio::{Events, Poll};
 use quick_server_core::{Completion, Connection, PeerInfo, Server};
 use rustls::ServerConfig;
 
@@ -31,6 +31,8 @@ const REFUSE_TIME: Duration = Duration::from_secs(1);
 const REFUSING_MAX: usize = 64;
 /// Pause before accepting again after the process ran out of descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Connections accepted per wake-up before the loop turns to other events.
+pub(crate) const ACCEPTS_PER_WAKE: usize = 64;
 
 /// What happened to a session.
 enum Input<'a> {
@@ -69,6 +71,8 @@ pub(crate) struct EventLoop {
     grace_end: Option<Instant>,
     /// Accepting resumes then, after a shortage of descriptors or memory.
     accept_retry: Option<Instant>,
+    /// One wake-up's accepts were used up: accept more after the next (non-sleeping) poll.
+    accept_more: bool,
 }
 
 /// How the loop is set up.
@@ -109,6 +113,7 @@ impl EventLoop {
             scratch: vec![0; FILE_CHUNK],
             grace_end: None,
             accept_retry: None,
+            accept_more: false,
         }
     }
 
@@ -116,9 +121,17 @@ impl EventLoop {
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         let result = loop {
-            let timeout = self.poll_timeout(Instant::now());
+            // Connections left over by the last accepts wait until the events of this
+            // poll are handled; it must not sleep then.
+            let accept_more = std::mem::take(&mut self.accept_more);
+            let timeout = if accept_more {
+                Some(Duration::ZERO)
+            } else {
+                self.poll_timeout(Instant::now())
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
+                    self.accept_more = accept_more;
                     continue;
                 }
                 break Err(e);
@@ -137,7 +150,7 @@ impl EventLoop {
             if self.stop.load(Ordering::SeqCst) && self.grace_end.is_none() {
                 self.begin_shutdown(now);
             }
-            if self.accept_retry.is_some_and(|at| at <= now) {
+            if accept_more || self.accept_retry.is_some_and(|at| at <= now) {
                 self.accept_retry = None;
                 self.accept(now);
             }
@@ -176,9 +189,11 @@ impl EventLoop {
         .map(|at| at.saturating_duration_since(now))
     }
 
-    /// Accepts every pending connection.
+    /// Accepts the pending connections, up to [`ACCEPTS_PER_WAKE`]: each is read and may
+    /// be answered on the spot, so a stream of new connections must not keep the loop
+    /// from the connections it already has.
     fn accept(&mut self, now: Instant) {
-        loop {
+        for _ in 0..ACCEPTS_PER_WAKE {
             let Some(listener) = &self.listener else {
                 return;
             };
@@ -198,12 +213,14 @@ impl EventLoop {
                 },
             }
         }
+        // More may wait, and the edge that announced them is spent.
+        self.accept_more = true;
     }
 
     /// Sets up a session for an accepted stream. Over the limit, a plain connection is
     /// answered 503 on the spot; a TLS one gets a short-lived session that completes the
     /// handshake to say it.
-    fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Instant) {
+    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, now: Instant) {
         let refuse = self.sessions.len().saturating_sub(self.refusing) >= self.max_connections;
         if refuse && (self.tls.is_none() || self.refusing >= REFUSING_MAX) {
             // Plain TCP hears 503 on the spot; TLS beyond the refusing sessions, nothing.
@@ -211,9 +228,6 @@ impl EventLoop {
             turn_away(&stream, &mut self.scratch, answer);
             return;
         }
-        let Some(key) = self.sessions.vacant_key() else {
-            return;
-        };
         let tls = match &self.tls {
             None => None,
             Some(config) => {
@@ -234,23 +248,12 @@ impl EventLoop {
             secure: tls.is_some(),
         };
         let conn = Connection::new(self.server.clone(), peer, now);
-        let interest = Interest::READABLE;
-        if self
-            .poll
-            .registry()
-            .register(&mut stream, key.token(), interest)
-            .is_err()
-        {
-            return;
-        }
         let session = match tls {
-            Some(tls) if refuse => {
-                match Session::refusing(stream, conn, tls, BUSY, interest, now) {
-                    Ok(session) => session,
-                    Err(_) => return,
-                }
-            }
-            tls => Session::new(stream, conn, tls, interest, now),
+            Some(tls) if refuse => match Session::refusing(stream, conn, tls, BUSY, now) {
+                Ok(session) => session,
+                Err(_) => return,
+            },
+            tls => Session::new(stream, conn, tls, now),
         };
         if let Ok(key) = self.sessions.insert(session) {
             if refuse {
@@ -352,17 +355,22 @@ impl EventLoop {
         };
         match next {
             Next::Keep { interest, deadline } => {
-                if interest != session.interest {
-                    if self
-                        .poll
-                        .registry()
-                        .reregister(session.stream_mut(), key.token(), interest)
-                        .is_err()
-                    {
+                if session.interest != Some(interest) {
+                    // Registered when it first has to wait, so a connection answered
+                    // and closed on accept costs no epoll_ctl.
+                    let registry = self.poll.registry();
+                    let first = session.interest.is_none();
+                    let (stream, token) = (session.stream_mut(), key.token());
+                    let registered = if first {
+                        registry.register(stream, token, interest)
+                    } else {
+                        registry.reregister(stream, token, interest)
+                    };
+                    if registered.is_err() {
                         self.close(key);
                         return;
                     }
-                    session.interest = interest;
+                    session.interest = Some(interest);
                 }
                 self.timers.arm(&mut session.timer, key, deadline);
             }

@@ -1,5 +1,5 @@
 //! Zero-copy file sending on plain TCP: `sendfile(2)` from an open file to the socket,
-//! the only `unsafe` in the crate.
+//! the only `unsafe` in the crate outside its tests.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

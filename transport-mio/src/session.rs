@@ -71,8 +71,8 @@ pub(crate) struct Session {
     phase: Phase,
     /// When our last byte left (bounds the lingering close).
     last_write: Instant,
-    /// The interests registered with the poller.
-    pub(crate) interest: Interest,
+    /// The interests registered with the poller; `None` until the session first waits.
+    pub(crate) interest: Option<Interest>,
     /// This session's entry in the loop's timers.
     pub(crate) timer: TimerSlot,
     /// It only answers 503 (it is over the connection limit).
@@ -80,12 +80,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// A session for a stream registered with `interest`.
+    /// A session for an accepted stream, not yet registered with the poller.
     pub(crate) fn new(
         stream: TcpStream,
         conn: Connection,
         tls: Option<Box<Tls>>,
-        interest: Interest,
         now: Instant,
     ) -> Self {
         Self {
@@ -96,7 +95,7 @@ impl Session {
             upstream_attempts: 0,
             phase: Phase::Serving,
             last_write: now,
-            interest,
+            interest: None,
             timer: TimerSlot::default(),
             refused: false,
         }
@@ -109,12 +108,11 @@ impl Session {
         mut conn: Connection,
         mut tls: Box<Tls>,
         answer: &[u8],
-        interest: Interest,
         now: Instant,
     ) -> io::Result<Self> {
         tls.refuse(answer)?;
         conn.shutdown(now);
-        let mut session = Self::new(stream, conn, Some(tls), interest, now);
+        let mut session = Self::new(stream, conn, Some(tls), now);
         session.refused = true;
         Ok(session)
     }

@@ -99,7 +99,7 @@ impl<T> Slab<T> {
     }
 
     /// The key the next [`insert`](Self::insert) will return, or `None` when the slab is
-    /// full. Lets a caller register a socket under its token before storing it.
+    /// full.
     pub(crate) fn vacant_key(&self) -> Option<Key> {
         match self.free.last() {
             Some(&index) => {

@@ -36,12 +36,13 @@ pub(crate) struct Socket {
 }
 
 impl Socket {
-    /// Wraps a freshly accepted stream: writable until proven otherwise, readable once
-    /// the first event says so.
+    /// Wraps a freshly accepted stream: writable until proven otherwise, and read at once
+    /// (a client sends its request right after the handshake, so it is often already
+    /// there; a connection answered and closed then never meets the poller).
     pub(crate) fn new(stream: TcpStream) -> Self {
         Self {
             stream,
-            readable: false,
+            readable: true,
             writable: true,
             peer_closed: false,
             eof: false,
@@ -55,6 +56,7 @@ impl Socket {
     /// poller says the connect ended (see [`connect_done`](Self::connect_done)).
     pub(crate) fn connecting(stream: TcpStream) -> Self {
         Self {
+            readable: false,
             writable: false,
             ..Self::new(stream)
         }
@@ -250,8 +252,7 @@ mod tests {
     #[test]
     fn would_block_and_short_reads_end_readiness() {
         let (mut socket, mut client) = pair();
-        assert!(!socket.may_read() && socket.may_write());
-        socket.readable = true;
+        assert!(socket.may_read() && socket.may_write(), "tried at once");
         let mut buf = [0u8; 64];
         assert_eq!(
             socket.read(&mut buf).unwrap_err().kind(),

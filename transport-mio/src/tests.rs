@@ -2,6 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
@@ -12,6 +13,7 @@ use quick_server_core::{Body, Limits, Request, Response, Server, ServerBuilder};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
 use super::*;
+use crate::event_loop::ACCEPTS_PER_WAKE;
 
 const HELLO: &[u8] = b"hello, world\n";
 const BIG_LEN: usize = 20 * 1024 * 1024;
@@ -54,6 +56,24 @@ fn serve_with(
     routes(&mut builder);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     start(listener, builder.build(), options).unwrap()
+}
+
+/// Like [`serve_with`] (default options) on a listener with room for `backlog` pending
+/// connections.
+fn serve_listening(
+    site: &Site,
+    limits: Limits,
+    backlog: i32,
+    routes: impl FnOnce(&mut ServerBuilder),
+) -> Running {
+    let mut builder = Server::builder((Instant::now(), SystemTime::now())).limits(limits);
+    builder.files().bind_path("/", &site.0).unwrap();
+    routes(&mut builder);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: the descriptor is a bound socket owned by `listener`; listening again only
+    // changes its backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), backlog) }, 0);
+    start(listener, builder.build(), Options::default()).unwrap()
 }
 
 fn connect(running: &Running) -> TcpStream {
@@ -292,6 +312,41 @@ fn two_hundred_concurrent_connections() {
         .collect();
     for t in threads {
         t.join().unwrap();
+    }
+    stop(running);
+}
+
+#[test]
+fn a_backlog_larger_than_one_wake_ups_accepts_is_served() {
+    let site = Site::new("backlog");
+    // An inline handler that stalls the loop, so that connections pile up in the backlog
+    // (raised from std's 128, so that none waits for a SYN retry).
+    let running = serve_listening(&site, Limits::default(), 1024, |b| {
+        b.route_inline(
+            Method::Get,
+            "/stall",
+            None,
+            Arc::new(|_: &Request, _: &mut Args| {
+                thread::sleep(Duration::from_millis(300));
+                Response::new(200, Body::Bytes(b"stalled".to_vec()))
+            }),
+        );
+    });
+    let mut staller = connect(&running);
+    staller.write_all(&get("/stall")).unwrap();
+    thread::sleep(Duration::from_millis(50));
+    // While the loop stalls, the backlog fills with more than two wake-ups' worth: the
+    // arrivals raise one edge, and the rest must be accepted without another.
+    let mut clients: Vec<TcpStream> = (0..3 * ACCEPTS_PER_WAKE)
+        .map(|_| {
+            let mut c = connect(&running);
+            c.write_all(b"GET /hello.txt HTTP/1.0\r\n\r\n").unwrap();
+            c
+        })
+        .collect();
+    assert_eq!(response(&mut staller).1, b"stalled");
+    for c in &mut clients {
+        assert_eq!(response(c).1, HELLO);
     }
     stop(running);
 }
