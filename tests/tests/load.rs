@@ -84,6 +84,23 @@ fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count())
 }
 
+/// Open descriptors once sockets still closing (an earlier test's server, a warm-up's
+/// connections) are gone: the count when it has not changed for 300 ms (at most 5 s).
+fn settled_fd_count() -> usize {
+    let mut last = fd_count();
+    let mut stable_since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && stable_since.elapsed() < Duration::from_millis(300) {
+        thread::sleep(Duration::from_millis(50));
+        let now = fd_count();
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        }
+    }
+    last
+}
+
 /// Threads of this process.
 fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, |dir| dir.count())
@@ -711,7 +728,7 @@ fn ten_thousand_idle_keep_alive_connections_on_mio() {
         Duration::from_secs(5),
     ));
     assert!(warm.starts_with("20 served"), "{warm}");
-    let (fds_before, rss_before) = (fd_count(), rss_kib());
+    let (fds_before, rss_before) = (settled_fd_count(), rss_kib());
 
     let mut child = Command::new(std::env::current_exe().expect("the test binary"))
         .args([
