@@ -454,6 +454,29 @@ impl Attack {
     }
 }
 
+/// The outcome a slowloris attack of `dribblers` connections must have: every one of the
+/// normal client's `asked` requests served within 100 ms at p99, and every dribbler cut
+/// at the head deadline, nine in ten or more with a 408.
+fn assert_served_and_cut(
+    served: &[Duration],
+    asked: usize,
+    account: &str,
+    answers: &Answers,
+    dribblers: usize,
+) {
+    assert_eq!(served.len(), asked, "{account}");
+    assert!(
+        percentile(served, 99) < Duration::from_millis(100),
+        "{account}"
+    );
+    assert_eq!(
+        answers.timeout_408 + answers.closed_silently,
+        dribblers,
+        "every dribbler is cut at the head deadline: {answers:?}"
+    );
+    assert!(answers.timeout_408 * 10 >= dribblers * 9, "{answers:?}");
+}
+
 #[test]
 fn slowloris_on_mio_does_not_delay_a_normal_client() {
     let _serial = serial();
@@ -494,17 +517,7 @@ fn slowloris_on_mio_does_not_delay_a_normal_client() {
         "the server held every dribbler while the client was timed"
     );
     assert!(held_by_server >= SLOW_COUNT, "{held_by_server} held");
-    assert_eq!(served.len(), outcomes.len(), "{account}");
-    assert!(
-        percentile(&served, 99) < Duration::from_millis(100),
-        "{account}"
-    );
-    assert_eq!(
-        answers.timeout_408 + answers.closed_silently,
-        SLOW_COUNT,
-        "every dribbler is cut at the head deadline: {answers:?}"
-    );
-    assert!(answers.timeout_408 * 10 >= SLOW_COUNT * 9, "{answers:?}");
+    assert_served_and_cut(&served, outcomes.len(), &account, &answers, SLOW_COUNT);
 }
 
 #[test]
@@ -568,20 +581,7 @@ fn slowloris_below_the_limits_on_std_does_not_delay_a_normal_client() {
         threads_started + threads >= SLOW_COUNT_STD,
         "a thread per dribbler: {threads_started} started"
     );
-    assert_eq!(served.len(), outcomes.len(), "{account}");
-    assert!(
-        percentile(&served, 99) < Duration::from_millis(100),
-        "{account}"
-    );
-    assert_eq!(
-        answers.timeout_408 + answers.closed_silently,
-        SLOW_COUNT_STD,
-        "every dribbler is cut at the head deadline: {answers:?}"
-    );
-    assert!(
-        answers.timeout_408 * 10 >= SLOW_COUNT_STD * 9,
-        "{answers:?}"
-    );
+    assert_served_and_cut(&served, outcomes.len(), &account, &answers, SLOW_COUNT_STD);
     assert_eq!(served_after.len(), after.len(), "{after_account}");
 }
 

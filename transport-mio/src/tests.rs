@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use quick_server_core::dynamic::{Args, Method};
+use quick_server_core::dynamic::{Args, Handler, Method};
 use quick_server_core::{Body, Limits, Request, Response, Server, ServerBuilder};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
@@ -51,11 +51,8 @@ fn serve_with(
     options: Options,
     routes: impl FnOnce(&mut ServerBuilder),
 ) -> Running {
-    let mut builder = Server::builder((Instant::now(), SystemTime::now())).limits(limits);
-    builder.files().bind_path("/", &site.0).unwrap();
-    routes(&mut builder);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    start(listener, builder.build(), options).unwrap()
+    start(listener, server(site, limits, routes), options).unwrap()
 }
 
 /// Like [`serve_with`] (default options) on a listener with room for `backlog` pending
@@ -66,14 +63,19 @@ fn serve_listening(
     backlog: i32,
     routes: impl FnOnce(&mut ServerBuilder),
 ) -> Running {
-    let mut builder = Server::builder((Instant::now(), SystemTime::now())).limits(limits);
-    builder.files().bind_path("/", &site.0).unwrap();
-    routes(&mut builder);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     // SAFETY: the descriptor is a bound socket owned by `listener`; listening again only
     // changes its backlog.
     assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), backlog) }, 0);
-    start(listener, builder.build(), Options::default()).unwrap()
+    start(listener, server(site, limits, routes), Options::default()).unwrap()
+}
+
+/// The site's folder at `/`, with `limits` and the `routes` added.
+fn server(site: &Site, limits: Limits, routes: impl FnOnce(&mut ServerBuilder)) -> Arc<Server> {
+    let mut builder = Server::builder((Instant::now(), SystemTime::now())).limits(limits);
+    builder.files().bind_path("/", &site.0).unwrap();
+    routes(&mut builder);
+    builder.build()
 }
 
 fn connect(running: &Running) -> TcpStream {
@@ -322,15 +324,7 @@ fn a_backlog_larger_than_one_wake_ups_accepts_is_served() {
     // An inline handler that stalls the loop, so that connections pile up in the backlog
     // (raised from std's 128, so that none waits for a SYN retry).
     let running = serve_listening(&site, Limits::default(), 1024, |b| {
-        b.route_inline(
-            Method::Get,
-            "/stall",
-            None,
-            Arc::new(|_: &Request, _: &mut Args| {
-                thread::sleep(Duration::from_millis(300));
-                Response::new(200, Body::Bytes(b"stalled".to_vec()))
-            }),
-        );
+        b.route_inline(Method::Get, "/stall", None, sleeper(b"stalled"));
     });
     let mut staller = connect(&running);
     staller.write_all(&get("/stall")).unwrap();
@@ -430,17 +424,17 @@ fn shutdown_grace_bounds_a_stuck_request() {
 
 // ----- jobs -----
 
+/// A handler that answers `body` after 300 ms.
+fn sleeper(body: &'static [u8]) -> Handler {
+    Arc::new(move |_: &Request, _: &mut Args| {
+        thread::sleep(Duration::from_millis(300));
+        Response::new(200, Body::Bytes(body.to_vec()))
+    })
+}
+
 /// `/sleep` answers "slept" after 300 ms; `/boom` panics.
 fn handlers(builder: &mut ServerBuilder) {
-    builder.route(
-        Method::Get,
-        "/sleep",
-        None,
-        Arc::new(|_: &Request, _: &mut Args| {
-            thread::sleep(Duration::from_millis(300));
-            Response::new(200, Body::Bytes(b"slept".to_vec()))
-        }),
-    );
+    builder.route(Method::Get, "/sleep", None, sleeper(b"slept"));
     builder.route(
         Method::Get,
         "/boom",
