@@ -499,6 +499,12 @@ impl Connection {
         !(self.peer_done && self.consumed == self.filled)
     }
 
+    /// Whether the connection ends once its queued output is sent: the transport may hold
+    /// the last bytes back to leave in one packet with its FIN (`MSG_MORE`).
+    pub fn is_closing(&self) -> bool {
+        matches!(self.state, State::Closing)
+    }
+
     /// Whether the connection is finished: the transport closes the socket.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closing) && self.output.is_empty()

@@ -13,10 +13,10 @@
 mod event_loop;
 mod plain;
 mod pool;
-mod sendfile;
 mod session;
 mod slab;
 mod socket;
+mod sys;
 mod timers;
 mod tls;
 mod upstream;

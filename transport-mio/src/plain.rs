@@ -46,9 +46,11 @@ pub(crate) fn transmit(
     now: Instant,
 ) -> io::Result<bool> {
     let mut moved = false;
+    let closing = conn.is_closing();
     while socket.may_write() {
         let written = match conn.poll_transmit() {
             None => break,
+            Some(Transmit::Bytes(bytes)) if closing => socket.write_last(bytes),
             Some(Transmit::Bytes(bytes)) => socket.write(bytes),
             Some(Transmit::File(region)) => send_region(socket, region, scratch),
         };

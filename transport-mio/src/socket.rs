@@ -13,7 +13,7 @@ use std::os::fd::RawFd;
 use mio::event::Event;
 use mio::net::TcpStream;
 
-use crate::sendfile;
+use crate::sys;
 
 /// One accepted connection's socket.
 #[derive(Debug)]
@@ -131,7 +131,7 @@ impl Socket {
     pub(crate) fn send_file(&mut self, fd: RawFd, offset: u64, len: u64) -> io::Result<usize> {
         self.before_write();
         let result = loop {
-            match sendfile::send_file(&self.stream, fd, offset, len) {
+            match sys::send_file(&self.stream, fd, offset, len) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }
@@ -143,9 +143,7 @@ impl Socket {
             )),
             other => self.note_write(
                 other,
-                len.min(sendfile::MAX_CHUNK)
-                    .try_into()
-                    .unwrap_or(usize::MAX),
+                len.min(sys::MAX_CHUNK).try_into().unwrap_or(usize::MAX),
             ),
         }
     }
@@ -160,6 +158,20 @@ impl Socket {
             let _ = self.stream.set_nodelay(true);
             self.nodelay = true;
         }
+    }
+
+    /// Writes the last bytes before a close: a partial last segment waits for the FIN
+    /// and leaves with it, one packet fewer per closed connection.
+    pub(crate) fn write_last(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.before_write();
+        let result = loop {
+            match sys::send_more(&self.stream, buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => return self.write(buf),
+                other => break other,
+            }
+        };
+        self.note_write(result, buf.len())
     }
 
     /// Updates readiness after a write of `asked` bytes.

@@ -1,5 +1,6 @@
-//! Zero-copy file sending on plain TCP: `sendfile(2)` from an open file to the socket,
-//! the only `unsafe` in the crate outside its tests.
+//! The two system calls `std` does not offer, the only `unsafe` in the crate outside its
+//! tests: zero-copy file sending (`sendfile(2)` from an open file to the socket) and a
+//! `send(2)` that holds its bytes for what follows (`MSG_MORE`).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -35,6 +36,30 @@ pub(crate) fn send_file(
     _offset: u64,
     _len: u64,
 ) -> io::Result<usize> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// Writes `buf` to `socket` with `MSG_MORE`: a partial last segment waits for more bytes,
+/// or for the FIN of a `close`/`shutdown` that follows at once, and leaves with it in one
+/// packet. A full socket gives `WouldBlock`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn send_more(socket: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: the descriptor is open for the duration of the call (the socket is
+    // borrowed) and `buf` is a live slice of `buf.len()` readable bytes.
+    let sent = unsafe {
+        libc::send(
+            socket.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_MORE | libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
+}
+
+/// Without `MSG_MORE`, callers write plainly.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn send_more(_socket: &impl AsRawFd, _buf: &[u8]) -> io::Result<usize> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
@@ -75,5 +100,17 @@ mod tests {
             "a bad descriptor is an error"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bytes_sent_with_more_leave_with_the_close() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert_eq!(send_more(&server, b"last answer").unwrap(), 11);
+        drop(server);
+        let mut got = Vec::new();
+        (&client).read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"last answer");
     }
 }
