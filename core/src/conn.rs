@@ -1239,6 +1239,17 @@ mod tests {
         }
         let (mut c, now) = conn();
         exchange(&mut c, b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        assert!(!c.is_closing(), "kept alive");
+        c.feed(
+            b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            now,
+        );
+        assert!(
+            c.is_closing() && !c.is_closed(),
+            "its answer is still queued"
+        );
+        let (mut c, now) = conn();
+        exchange(&mut c, b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", now);
         c.shutdown(now);
         assert!(
             c.is_closed() && c.needs_linger(),
