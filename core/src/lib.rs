@@ -14,13 +14,16 @@
 //!   [`transmitted`](Connection::transmitted) until it returns `None`, then
 //!   [`poll_timeout`](Connection::poll_timeout);
 //! - **actions**: [`poll_job`](Connection::poll_job) hands out slow work (a user handler,
-//!   a worker step); the transport runs [`Job::run`] off its event loop and passes the
-//!   result to [`complete`](Connection::complete);
+//!   a worker step); the transport runs [`Job::run`] off its event loop (a
+//!   [`JobKind::Inline`] job on the spot) and passes the result to
+//!   [`complete`](Connection::complete);
 //! - **commands**: [`shutdown`](Connection::shutdown).
 //!
 //! [`wants_read`](Connection::wants_read) and [`wants_write`](Connection::wants_write) map
 //! one-to-one onto readiness interests; [`is_closed`](Connection::is_closed) says when to
-//! close the socket.
+//! close the socket, [`needs_linger`](Connection::needs_linger) whether to wait for the
+//! peer's FIN first, and [`is_closing`](Connection::is_closing) that the queued output is
+//! the last (it may leave with the FIN).
 //!
 //! ## The drain rule
 //! After **every** input or command, drain everything before the next mutation: write
