@@ -59,6 +59,16 @@ fn routes() -> QuickServer {
     server
 }
 
+/// `POST /api/echo` with `parts` as a multipart body (boundary `b`).
+fn echo_upload(parts: &[Part<'_>]) -> Vec<u8> {
+    with_body(
+        "POST",
+        "/api/echo",
+        "multipart/form-data; boundary=b",
+        &multipart("b", parts),
+    )
+}
+
 /// The JSON body of a response that must be a 200.
 fn ok_json(response: &Response) -> Value {
     assert_eq!(response.status, 200, "{}", response.text());
@@ -293,46 +303,28 @@ fn a_part_over_max_file_size_is_413() {
         let mut qs = routes();
         qs.max_file_size(50);
         let server = FacadeServer::start(setup, qs);
-        let fits = multipart(
-            "b",
-            &[Part {
-                name: "f",
-                filename: Some("f"),
-                content_type: Some("text/plain"),
-                data: &[b'x'; 50],
-            }],
-        );
-        let request = with_body(
-            "POST",
-            "/api/echo",
-            "multipart/form-data; boundary=b",
-            &fits,
-        );
-        assert_eq!(ok_json(&server.exchange(&request))["files"]["f"]["len"], 50);
+        let fits = echo_upload(&[Part {
+            name: "f",
+            filename: Some("f"),
+            content_type: Some("text/plain"),
+            data: &[b'x'; 50],
+        }]);
+        assert_eq!(ok_json(&server.exchange(&fits))["files"]["f"]["len"], 50);
         for (data, n) in [(vec![b'y'; 100], 100), (vec![b'z'; 60], 60)] {
-            let body = multipart(
-                "b",
-                &[
-                    Part {
-                        name: "ok",
-                        filename: None,
-                        content_type: None,
-                        data: b"small",
-                    },
-                    Part {
-                        name: "f",
-                        filename: Some("f"),
-                        content_type: Some("application/octet-stream"),
-                        data: &data,
-                    },
-                ],
-            );
-            let request = with_body(
-                "POST",
-                "/api/echo",
-                "multipart/form-data; boundary=b",
-                &body,
-            );
+            let request = echo_upload(&[
+                Part {
+                    name: "ok",
+                    filename: None,
+                    content_type: None,
+                    data: b"small",
+                },
+                Part {
+                    name: "f",
+                    filename: Some("f"),
+                    content_type: Some("application/octet-stream"),
+                    data: &data,
+                },
+            ]);
             let mut client = server.connect();
             let response = client.request(&request);
             assert_eq!(response.status, 413);
@@ -344,33 +336,18 @@ fn a_part_over_max_file_size_is_413() {
             // The upload is refused as it streams in, before the rest of the body is read:
             // the connection closes, as in the original (SPEC 4.7).
             assert!(response.closes());
-            let again = with_body(
-                "POST",
-                "/api/echo",
-                "multipart/form-data; boundary=b",
-                &fits,
-            );
             assert_eq!(
-                ok_json(&server.connect().request(&again))["files"]["f"]["len"],
+                ok_json(&server.connect().request(&fits))["files"]["f"]["len"],
                 50
             );
         }
         // Fields count too.
-        let body = multipart(
-            "b",
-            &[Part {
-                name: "t",
-                filename: None,
-                content_type: None,
-                data: &[b'a'; 51],
-            }],
-        );
-        let request = with_body(
-            "POST",
-            "/api/echo",
-            "multipart/form-data; boundary=b",
-            &body,
-        );
+        let request = echo_upload(&[Part {
+            name: "t",
+            filename: None,
+            content_type: None,
+            data: &[b'a'; 51],
+        }]);
         assert_eq!(server.exchange(&request).status, 413);
     });
 }
@@ -380,21 +357,12 @@ fn large_uploads_spill_to_a_temporary_file_that_is_removed() {
     each_setup(|setup| {
         let server = FacadeServer::start(setup, routes());
         let data = pseudo_random_bytes(3 * 1024 * 1024 + 17, 7);
-        let body = multipart(
-            "b",
-            &[Part {
-                name: "big",
-                filename: Some("big.bin"),
-                content_type: Some("application/octet-stream"),
-                data: &data,
-            }],
-        );
-        let request = with_body(
-            "POST",
-            "/api/echo",
-            "multipart/form-data; boundary=b",
-            &body,
-        );
+        let request = echo_upload(&[Part {
+            name: "big",
+            filename: Some("big.bin"),
+            content_type: Some("application/octet-stream"),
+            data: &data,
+        }]);
         let answer = ok_json(&server.exchange(&request));
         let file = &answer["files"]["big"];
         assert_eq!(file["len"], data.len());
