@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 
 use quick_server_core::dynamic::{json_dumps, render, Args, Handler, Method};
 use quick_server_core::files::{BadPrefix, FallbackHook, Favicon, EMPTY_FAVICON};
-use quick_server_core::{Request, Response, Server, ServerBuilder};
+use quick_server_core::{InvalidOrigin, Request, Response, Server, ServerBuilder};
 use serde::Serialize;
 
 use crate::transport::{self, Running, TransportOptions};
@@ -767,9 +767,10 @@ impl QuickServer {
         self
     }
 
-    /// Answers preflight `OPTIONS` and adds the CORS fields to every answer. With
-    /// credentials allowed, the request's `Origin` is reflected instead of the original's
-    /// `*`, which browsers refuse in that combination.
+    /// Lets pages of any origin read answers, without credentials (the original's
+    /// `cross_origin`): preflight `OPTIONS` is answered and every answer carries
+    /// `Access-Control-Allow-Origin: *`. To let a front end send cookies or tokens, name
+    /// it with [`cors_origins`](Self::cors_origins) instead.
     ///
     /// ```
     /// # use quick_server::QuickServer;
@@ -782,17 +783,52 @@ impl QuickServer {
     /// #     answer
     /// # }
     /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
-    /// server.cross_origin(true); // a front end served from another port may call the API
+    /// server.cross_origin(true); // a page served from anywhere may call the API
     /// let running = server.start()?;
     /// let answer = options(running.local_addr());
     /// assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"));
-    /// assert!(answer.contains("Access-Control-Allow-Methods: GET, POST, PUT, DELETE, HEAD\r\n"));
+    /// assert!(answer.contains("Access-Control-Allow-Origin: *\r\n"));
+    /// assert!(!answer.contains("Access-Control-Allow-Credentials"));
     /// running.handle().shutdown();
     /// running.wait()?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn cross_origin(&mut self, on: bool) -> &mut Self {
         self.builder.cross_origin(on);
+        self
+    }
+
+    /// Lets the named origins (`scheme://host[:port]`) read answers **with credentials**:
+    /// their `Origin` is echoed with `Access-Control-Allow-Credentials: true` and
+    /// `Vary: Origin`; other origins get no CORS fields at all. `*` in the list lets any
+    /// other origin read without credentials.
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.cors_origins(["http://localhost:3000", "https://app.example"])?;
+    /// assert!(server.cors_origins(["localhost:3000"]).is_err()); // no scheme
+    /// # Ok::<(), quick_server::InvalidOrigin>(())
+    /// ```
+    pub fn cors_origins<I, S>(&mut self, origins: I) -> Result<&mut Self, InvalidOrigin>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for origin in origins {
+            self.builder.cors().allow(origin.as_ref())?;
+        }
+        Ok(self)
+    }
+
+    /// Limits the request fields a CORS preflight may ask for (by default any); a
+    /// preflight asking for another gets no CORS fields.
+    pub fn cors_allow_fields<I, S>(&mut self, names: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.builder.cors().allow_fields(names);
         self
     }
 

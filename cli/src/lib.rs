@@ -82,8 +82,9 @@
 //! token ([`create_token`]), with sliding expiration.
 //!
 //! ## CORS, proxy, HTTPS
-//! [`cross_origin`](QuickServer::cross_origin) answers preflight requests and adds the
-//! CORS fields; [`bind_proxy`](QuickServer::bind_proxy) forwards a prefix to an `http://`
+//! [`cors_origins`](QuickServer::cors_origins) names the front ends that may read answers
+//! with credentials (others read nothing); [`cross_origin`](QuickServer::cross_origin)
+//! lets any page read them without credentials; [`bind_proxy`](QuickServer::bind_proxy) forwards a prefix to an `http://`
 //! upstream; [`load_tls`] reads a PEM certificate and key for
 //! [`TransportOptions::tls`]:
 //!
@@ -92,7 +93,7 @@
 //! use quick_server::{load_tls, QuickServer, TransportOptions};
 //!
 //! let mut server = QuickServer::new(([0, 0, 0, 0], 8443).into());
-//! server.cross_origin(true).bind_proxy("/api/", "http://127.0.0.1:9000/")?;
+//! server.cors_origins(["https://app.example"])?.bind_proxy("/api/", "http://127.0.0.1:9000/")?;
 //! let tls = load_tls(Path::new("cert.pem"), Path::new("key.pem"))?;
 //! server.transport(TransportOptions { tls: Some(tls), ..TransportOptions::default() });
 //! server.serve_forever()?;
@@ -135,7 +136,7 @@ pub use quick_server_core::console::{CommandError, Completer};
 pub use quick_server_core::dynamic::{Args, Method, Upload};
 pub use quick_server_core::tokens::{Expire, MemoryTokenStore, TokenStore, Ttl};
 pub use quick_server_core::worker::{CancelFlag, WorkerFailure};
-pub use quick_server_core::{Limits, Request};
+pub use quick_server_core::{InvalidOrigin, Limits, Request};
 pub use restart::{has_been_restarted, is_original, set_error_exit_code, set_restart_exit_code};
 pub use tls::{load_tls, TlsError};
 pub use tokens::{create_token, TokenHandle};

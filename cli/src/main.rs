@@ -98,8 +98,9 @@ const FLAGS: &[Flag] = &[
         short: None,
         long: "cors",
         aliases: &[],
-        value: None,
-        help: "add CORS headers and answer preflight requests",
+        value: Some("ORIGIN"),
+        help:
+            "let ORIGIN read answers with credentials (repeatable; '*': any origin, no credentials)",
     },
     Flag {
         short: None,
@@ -138,7 +139,8 @@ struct Cli {
     proxies: Vec<(String, String)>,
     listing: bool,
     all_files: bool,
-    cors: bool,
+    /// `--cors` origins, `*` for any origin without credentials.
+    cors: Vec<String>,
     log_all: bool,
 }
 
@@ -175,7 +177,7 @@ fn parse() -> Result<Parsed, lexopt::Error> {
         proxies: Vec::new(),
         listing: true,
         all_files: false,
-        cors: false,
+        cors: Vec::new(),
         log_all: false,
     };
     // `-v` is the original's version flag; lexopt reads it as a short option.
@@ -213,7 +215,13 @@ fn parse() -> Result<Parsed, lexopt::Error> {
             }
             "no-listing" => cli.listing = false,
             "all-files" => cli.all_files = true,
-            "cors" => cli.cors = true,
+            "cors" => {
+                let origin = parser.value()?.string()?;
+                if origin != "*" {
+                    quick_server_core::Origin::parse(&origin).map_err(|e| e.to_string())?;
+                }
+                cli.cors.push(origin);
+            }
             "log-all" => cli.log_all = true,
             "version" => {
                 return Ok(Parsed::Exit(format!(
@@ -248,9 +256,9 @@ fn run(cli: Cli) -> Result<(), String> {
     server
         .directory_listing(cli.listing)
         .link_empty_favicon_fallback()
-        .cross_origin(cli.cors)
         .suppress_noise(!cli.log_all)
         .report_slow_requests(true);
+    server.cors_origins(&cli.cors).map_err(|e| e.to_string())?;
     if !cli.all_files {
         server.add_default_white_list();
     }

@@ -60,6 +60,7 @@
 
 mod conn;
 pub mod console;
+mod cors;
 pub mod dynamic;
 pub mod files;
 pub mod fs;
@@ -73,6 +74,7 @@ pub mod tokens;
 pub mod worker;
 
 pub use conn::{Connection, PeerInfo, Transmit};
+pub use cors::{CorsPolicy, InvalidOrigin, Origin};
 pub use fs::{DiskFs, FileSystem, MemoryFs, OpenFile};
 pub use http::error::HttpError;
 pub use http::head::{Framing, Method, RequestHead, Version};

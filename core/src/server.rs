@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::conn::PeerInfo;
+use crate::cors::CorsPolicy;
 use crate::dynamic::boundary_from_content_type;
 use crate::dynamic::route::{DynamicRoutes, Routed, Target};
 use crate::dynamic::upload::{Collector, Multipart};
@@ -28,7 +29,7 @@ pub type PreMiddleware = Arc<dyn Fn(&Request) -> Result<(), Response> + Send + S
 /// Options every route shares: CORS, pre-middleware, logging.
 #[derive(Default)]
 struct Shared {
-    cross_origin: bool,
+    cors: CorsPolicy,
     pre_middleware: Vec<PreMiddleware>,
     request_log: Option<Arc<dyn RequestLog>>,
     slow_threshold: Option<Duration>,
@@ -37,7 +38,7 @@ struct Shared {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("cross_origin", &self.cross_origin)
+            .field("cors", &self.cors)
             .field("pre_middleware", &self.pre_middleware.len())
             .field("slow_threshold", &self.slow_threshold)
             .finish_non_exhaustive()
@@ -313,39 +314,9 @@ impl Server {
         self.shared.slow_threshold
     }
 
-    /// The CORS fields for a request's answer (SPEC 7), first in the head. The request's
-    /// `Origin` is reflected when it has one, since browsers refuse `*` with credentials.
+    /// The CORS fields for a request's answer, first in the head.
     pub(crate) fn cors_fields(&self, head: &RequestHead) -> Vec<(Cow<'static, str>, String)> {
-        if !self.shared.cross_origin || head.method() == Method::Other {
-            return Vec::new();
-        }
-        let mut fields = vec![(
-            Cow::Borrowed("Access-Control-Allow-Methods"),
-            "GET, POST, PUT, DELETE, HEAD".to_owned(),
-        )];
-        if let Some(requested) = head.field_str("access-control-request-headers") {
-            fields.push(("Access-Control-Allow-Headers".into(), requested.to_owned()));
-        }
-        match head
-            .field_str("origin")
-            .filter(|o| !o.is_empty() && *o != "null")
-        {
-            Some(origin) => {
-                fields.push(("Access-Control-Allow-Origin".into(), origin.to_owned()));
-                fields.push(("Vary".into(), "Origin".to_owned()));
-            }
-            None => fields.push(("Access-Control-Allow-Origin".into(), "*".to_owned())),
-        }
-        fields.push(("Access-Control-Allow-Credentials".into(), "true".to_owned()));
-        if head.method() == Method::Options {
-            let max_age = if head.field("access-control-request-headers").is_some() {
-                "0"
-            } else {
-                "600"
-            };
-            fields.push(("Access-Control-Max-Age".into(), max_age.to_owned()));
-        }
-        fields
+        self.shared.cors.fields(head)
     }
 
     /// Routes a complete request (SPEC 2): pre-middleware, then dynamic routes, then files.
@@ -494,10 +465,16 @@ impl ServerBuilder {
         Arc::clone(&self.max_chunk_size)
     }
 
-    /// Adds CORS fields to every answer and answers preflight `OPTIONS` (SPEC 7).
+    /// Lets any origin read answers, without credentials (the original's
+    /// `cross_origin`): CORS fields on every answer and preflight `OPTIONS` answered.
     pub fn cross_origin(&mut self, on: bool) -> &mut Self {
-        self.shared.cross_origin = on;
+        self.shared.cors.set_any_origin(on);
         self
+    }
+
+    /// The CORS policy, to name the origins that may read answers with credentials.
+    pub fn cors(&mut self) -> &mut CorsPolicy {
+        &mut self.shared.cors
     }
 
     /// Runs `pre` before routing every GET/HEAD/POST/PUT/DELETE request, in the order added.
@@ -615,7 +592,7 @@ mod tests {
             now,
         );
         assert!(wire.starts_with("HTTP/1.1 200 OK\r\n"));
-        assert!(wire.contains("Access-Control-Allow-Methods: GET, POST, PUT, DELETE, HEAD\r\nAccess-Control-Allow-Headers: X-A\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Allow-Credentials: true\r\nAccess-Control-Max-Age: 0\r\nContent-Length: 0\r\n"), "{wire}");
+        assert!(wire.contains("Access-Control-Allow-Methods: GET, POST, PUT, DELETE, HEAD\r\nAccess-Control-Allow-Headers: X-A\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Max-Age: 0\r\nContent-Length: 0\r\n"), "{wire}");
         let wire = run(
             &mut conn,
             b"GET /a.txt HTTP/1.1\r\nHost: h\r\nOrigin: http://app.test\r\n\r\n",
@@ -625,12 +602,41 @@ mod tests {
             wire.contains("Date: Thu, 01 Jan 1970 00:00:00 GMT\r\nAccess-Control-Allow-Methods: "),
             "CORS first: {wire}"
         );
-        assert!(wire.contains("Access-Control-Allow-Origin: http://app.test\r\nVary: Origin\r\n"));
+        assert!(
+            wire.contains("Access-Control-Allow-Origin: *\r\n"),
+            "{wire}"
+        );
+        assert!(
+            !wire.contains("Credentials"),
+            "any origin never gets credentials"
+        );
         let wire = run(&mut conn, b"GET /missing HTTP/1.1\r\nHost: h\r\n\r\n", now);
         assert!(
             wire.contains("404") && wire.contains("Access-Control-Allow-Origin: *"),
             "error pages too"
         );
+    }
+
+    #[test]
+    fn cors_allow_list_echoes_only_listed_origins() {
+        let (server, now) = build(|b| {
+            b.cors().allow("http://app.test").expect("a valid origin");
+        });
+        let mut conn = Connection::new(server, PeerInfo::default(), now);
+        let wire = run(
+            &mut conn,
+            b"GET /a.txt HTTP/1.1\r\nHost: h\r\nOrigin: http://app.test\r\n\r\n",
+            now,
+        );
+        assert!(wire.contains("Access-Control-Allow-Origin: http://app.test\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n"), "{wire}");
+        let wire = run(
+            &mut conn,
+            b"GET /a.txt HTTP/1.1\r\nHost: h\r\nOrigin: http://evil.test\r\n\r\n",
+            now,
+        );
+        assert!(wire.starts_with("HTTP/1.1 200 OK\r\n"), "{wire}");
+        assert!(!wire.contains("Access-Control"), "{wire}");
+        assert!(wire.contains("Vary: Origin\r\n"), "{wire}");
     }
 
     #[test]

@@ -594,10 +594,11 @@ fn tokens_expire_on_the_real_clock() {
 }
 
 #[test]
-fn cors_preflight_and_fields() {
+fn cors_allow_list_preflight_and_fields() {
     each_setup(|setup| {
         let mut qs = routes();
-        qs.cross_origin(true);
+        qs.cors_origins(["http://app.test"])
+            .expect("a valid origin");
         let server = FacadeServer::start(setup, qs);
         let mut client = server.connect();
         let preflight = "OPTIONS /api/echo HTTP/1.1\r\nHost: t\r\nOrigin: http://app.test\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type, x-token\r\n\r\n";
@@ -619,13 +620,10 @@ fn cors_preflight_and_fields() {
             response.header("access-control-allow-credentials"),
             Some("true")
         );
+        assert_eq!(response.header("vary"), Some("Origin"));
         assert_eq!(response.header("access-control-max-age"), Some("0"));
         assert_eq!(response.header("content-length"), Some("0"));
         assert!(response.body.is_empty());
-        let response = client.request(b"OPTIONS /anything HTTP/1.1\r\nHost: t\r\n\r\n");
-        assert_eq!(response.status, 200);
-        assert_eq!(response.header("access-control-max-age"), Some("600"));
-        assert_eq!(response.header("access-control-allow-origin"), Some("*"));
         let simple = "GET /api/echo HTTP/1.1\r\nHost: t\r\nOrigin: http://app.test\r\n\r\n";
         let response = client.request(simple.as_bytes());
         assert_eq!(response.status, 200);
@@ -638,6 +636,67 @@ fn cors_preflight_and_fields() {
             Some("true")
         );
         assert_eq!(response.header("access-control-max-age"), None);
+        let refused = "OPTIONS /api/echo HTTP/1.1\r\nHost: t\r\nOrigin: http://app.test\r\nAccess-Control-Request-Method: PATCH\r\n\r\n";
+        let response = client.request(refused.as_bytes());
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("access-control-allow-origin"), None);
+
+        let plain = FacadeServer::start(setup, routes());
+        let response = plain.exchange(preflight.as_bytes());
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("access-control-allow-origin"), None);
+        assert_eq!(response.header("content-length"), Some("0"));
+    });
+}
+
+/// The credential leak: a page of a foreign origin must read nothing, neither on a
+/// preflight nor on the answer itself, and must never be granted credentials.
+#[test]
+fn cors_a_foreign_origin_reads_nothing() {
+    each_setup(|setup| {
+        let mut qs = routes();
+        qs.cors_origins(["https://app.test"])
+            .expect("a valid origin");
+        let server = FacadeServer::start(setup, qs);
+        let mut client = server.connect();
+        for origin in [
+            "https://evil.test",
+            "http://app.test",
+            "null",
+            "https://app.test.evil",
+        ] {
+            let preflight = format!("OPTIONS /api/echo HTTP/1.1\r\nHost: t\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: GET\r\n\r\n");
+            let simple = format!("GET /api/echo HTTP/1.1\r\nHost: t\r\nOrigin: {origin}\r\nCookie: session=secret\r\n\r\n");
+            for request in [preflight, simple] {
+                let response = client.request(request.as_bytes());
+                assert_eq!(response.status, 200, "{origin}");
+                let cors: Vec<_> = response
+                    .headers
+                    .iter()
+                    .filter(|(name, _)| name.to_ascii_lowercase().starts_with("access-control-"))
+                    .collect();
+                assert!(cors.is_empty(), "{origin} was granted {cors:?}");
+                assert_eq!(response.header("vary"), Some("Origin"), "{origin}");
+            }
+        }
+    });
+}
+
+#[test]
+fn cors_any_origin_never_grants_credentials() {
+    each_setup(|setup| {
+        let mut qs = routes();
+        qs.cross_origin(true);
+        let server = FacadeServer::start(setup, qs);
+        let mut client = server.connect();
+        let response = client.request(b"OPTIONS /anything HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("access-control-max-age"), Some("600"));
+        assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+        let simple = "GET /api/echo HTTP/1.1\r\nHost: t\r\nOrigin: https://evil.test\r\n\r\n";
+        let response = client.request(simple.as_bytes());
+        assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+        assert_eq!(response.header("access-control-allow-credentials"), None);
         let response = client.request(&get("/nothing-here"));
         assert_eq!(response.status, 404);
         assert_eq!(
@@ -645,12 +704,6 @@ fn cors_preflight_and_fields() {
             Some("*"),
             "error pages too"
         );
-
-        let plain = FacadeServer::start(setup, routes());
-        let response = plain.exchange(preflight.as_bytes());
-        assert_eq!(response.status, 200);
-        assert_eq!(response.header("access-control-allow-origin"), None);
-        assert_eq!(response.header("content-length"), Some("0"));
     });
 }
 
