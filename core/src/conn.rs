@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::error::HttpError;
-use crate::http::head::{Framing, HeadScanner, Method, RequestHead};
-use crate::http::response::{self, Body, DateCache, FileRegion, Response};
+use crate::http::head::{Framing, HeadScanner, Method, RequestHead, Version};
+use crate::http::response::{self, Body, DateCache, FileRegion, Persistence, Response};
 use crate::job::{Completion, Job, JobId, Output};
 use crate::log::{RequestRecord, SlowRequest};
 use crate::proxy::exchange::{Exchange, ProxyFailure};
@@ -127,6 +127,8 @@ pub struct Connection {
     /// The last request was read whole and said it was the client's last (`Connection:
     /// close`, or HTTP/1.0 without keep-alive): closing needs no lingering.
     peer_done: bool,
+    /// The request being answered is HTTP/1.0: a kept connection must say so.
+    http10: bool,
     /// When the head being read received its first byte.
     head_started: Option<Instant>,
     /// The request being answered.
@@ -191,6 +193,7 @@ impl Connection {
             date: DateCache::default(),
             keep_alive: true,
             peer_done: false,
+            http10: false,
             head_started: None,
             current: None,
             spare: None,
@@ -579,6 +582,7 @@ impl Connection {
     /// Sets up body reading for a parsed head, or answers at once.
     fn begin(&mut self, head: RequestHead, now: Instant) {
         self.keep_alive = head.keep_alive() && !self.shutting_down;
+        self.http10 = head.version() == Version::Http10;
         self.peer_done = false;
         let limits = &self.server.limits;
         let reader = match head.framing() {
@@ -929,12 +933,17 @@ impl Connection {
         let before = out.len();
         out.reserve(HEAD_ROOM + if with_body { inline_len } else { 0 });
         let date = self.date.get(self.server.wall_time(now));
+        let persistence = match (close, self.http10) {
+            (true, _) => Persistence::Close,
+            (false, true) => Persistence::KeepAlive,
+            (false, false) => Persistence::Implied,
+        };
         response::write_head(
             &mut out,
             &response,
             self.server.server_header(),
             date,
-            close,
+            persistence,
         );
         let mut region_left = None;
         match response.body {
@@ -1199,18 +1208,41 @@ mod tests {
         let wire = exchange(&mut c, b"GET /a.txt HTTP/1.0\r\n\r\n", now);
         assert!(wire.contains("Connection: close") && c.is_closed());
         let (mut c, now) = conn();
-        exchange(
+        let wire = exchange(
             &mut c,
             b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
             now,
         );
         assert!(!c.is_closed());
+        assert!(wire.contains("\r\nConnection: keep-alive\r\n"), "{wire}");
+        // A 1.1 request on the same connection relies on the default again.
+        let wire = exchange(&mut c, b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        assert!(!wire.contains("Connection:"), "{wire}");
         let (mut c, now) = conn();
         exchange(
             &mut c,
             b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             now,
         );
+        assert!(c.is_closed());
+    }
+
+    #[test]
+    fn a_kept_http10_connection_says_keep_alive_until_it_closes() {
+        let (mut c, now) = conn();
+        let input: &[u8] = b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n\
+            GET /missing HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n\
+            GET /a.txt HTTP/1.0\r\n\r\n";
+        let wire = exchange(&mut c, input, now);
+        let heads: Vec<&str> = wire
+            .split("HTTP/1.1 ")
+            .skip(1)
+            .map(|r| r.split("\r\n\r\n").next().unwrap_or(""))
+            .collect();
+        assert_eq!(heads.len(), 3, "{wire}");
+        assert!(heads[0].contains("Connection: keep-alive"), "{wire}");
+        assert!(heads[1].starts_with("404") && heads[1].contains("Connection: keep-alive"));
+        assert!(heads[2].contains("Connection: close") && !heads[2].contains("keep-alive"));
         assert!(c.is_closed());
     }
 

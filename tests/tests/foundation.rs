@@ -162,11 +162,72 @@ fn http10_closes_unless_keep_alive_is_asked() {
 
         let mut client = site.server.connect();
         let keep = b"GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
-        assert!(!client.request(keep).closes());
+        for round in 0..3 {
+            let response = client.request(keep);
+            assert_eq!((response.status, response.text().as_str()), (200, HELLO));
+            // A 1.0 client is told the connection persists, or it waits for a close.
+            assert_eq!(response.header("connection"), Some("keep-alive"), "{round}");
+        }
+        let missing = client.request(b"GET /nope HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+        assert_eq!(missing.status, 404);
+        assert_eq!(missing.header("connection"), Some("keep-alive"));
+        let last = client.request(b"GET /hello.txt HTTP/1.0\r\n\r\n");
+        assert_eq!(last.header("connection"), Some("close"));
+        assert!(client.closes_within(SLACK));
+    });
+}
+
+/// `ab` (Debian's `apache2-utils`) speaks HTTP/1.0 and, with `-k`, waits for each answer's
+/// end by its length only when told `Connection: keep-alive`: without the field it hangs
+/// until its timeout. Bounded: 200 requests, a 10 s socket timeout, killed after 60 s.
+#[test]
+fn apache_bench_keep_alive_completes() {
+    const AB: &str = "/usr/bin/ab";
+    if !std::path::Path::new(AB).exists() {
+        println!("skipped: {AB} is not installed (apt-get install apache2-utils)");
+        return;
+    }
+    each_setup(|setup| {
+        let site = site(setup);
+        let scheme = if setup.tls { "https" } else { "http" };
+        let url = format!("{scheme}://{}/hello.txt", site.server.addr());
+        let mut child = std::process::Command::new(AB)
+            .args(["-k", "-n", "200", "-c", "4", "-s", "10", "-q", &url])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start ab");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("wait for ab").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{setup}: ab did not finish within 60 s");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().expect("ab output");
+        let report = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{setup}: {report}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let count = |label: &str| {
+            report
+                .lines()
+                .find_map(|l| l.strip_prefix(label))
+                .map(|v| v.trim().to_owned())
+        };
         assert_eq!(
-            client.request(keep).status,
-            200,
-            "the connection stayed open"
+            count("Complete requests:").as_deref(),
+            Some("200"),
+            "{report}"
+        );
+        assert_eq!(count("Failed requests:").as_deref(), Some("0"), "{report}");
+        assert_eq!(
+            count("Keep-Alive requests:").as_deref(),
+            Some("200"),
+            "{report}"
         );
     });
 }

@@ -715,7 +715,7 @@ mod tests {
     use super::super::cache::SETTLE_TIME;
     use super::*;
     use crate::fs::{DirEntry, MemoryFs};
-    use crate::http::response::write_head;
+    use crate::http::response::{write_head, Persistence};
     use crate::limits::Limits;
 
     /// A memory tree that tests change while it is served, counting opens.
@@ -789,7 +789,7 @@ mod tests {
     /// The answer as it goes on the wire (fixed `Server` and `Date`).
     fn wire(response: &Response) -> String {
         let mut out = Vec::new();
-        write_head(&mut out, response, "S", b"D", false);
+        write_head(&mut out, response, "S", b"D", Persistence::Implied);
         match &response.body {
             Body::Empty => {}
             Body::Bytes(bytes) => out.extend_from_slice(bytes),

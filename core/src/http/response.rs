@@ -117,15 +117,27 @@ impl Response {
     }
 }
 
+/// What a response head says about the connection after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Persistence {
+    /// Nothing: HTTP/1.1 stays open by default.
+    Implied,
+    /// `Connection: close`: the connection ends after this response.
+    Close,
+    /// `Connection: keep-alive`: an HTTP/1.0 client that asked to persist is told it does,
+    /// or it would wait for a close (RFC 9112 section 9.3 and its appendix C.2.2).
+    KeepAlive,
+}
+
 /// Writes `HTTP/1.1 <status> <reason>`, `Server` and `Date`, then `fields` and the
-/// `field_block`, the length and `Connection: close` when `close`; ends with the empty
-/// line.
+/// `field_block`, the length and the `Connection` field `persistence` asks for; ends with
+/// the empty line.
 pub(crate) fn write_head(
     out: &mut Vec<u8>,
     response: &Response,
     server: &str,
     date: &[u8],
-    close: bool,
+    persistence: Persistence,
 ) {
     let reason = response
         .reason
@@ -149,8 +161,10 @@ pub(crate) fn write_head(
         push_decimal(out, response.body.len());
         out.extend_from_slice(b"\r\n");
     }
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
+    match persistence {
+        Persistence::Implied => {}
+        Persistence::Close => out.extend_from_slice(b"Connection: close\r\n"),
+        Persistence::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -337,7 +351,7 @@ mod tests {
     fn head_layout() {
         let mut out = Vec::new();
         let response = Response::new(200, Body::Bytes(b"hi".to_vec())).with_field("X-A", "1");
-        write_head(&mut out, &response, "QS", b"DATE", true);
+        write_head(&mut out, &response, "QS", b"DATE", Persistence::Close);
         assert_eq!(
             out,
             b"HTTP/1.1 200 OK\r\nServer: QS\r\nDate: DATE\r\nX-A: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
@@ -348,11 +362,11 @@ mod tests {
             &Response::new(304, Body::Empty),
             "QS",
             b"D",
-            false,
+            Persistence::KeepAlive,
         );
         assert_eq!(
             out,
-            b"HTTP/1.1 304 Not Modified\r\nServer: QS\r\nDate: D\r\n\r\n"
+            b"HTTP/1.1 304 Not Modified\r\nServer: QS\r\nDate: D\r\nConnection: keep-alive\r\n\r\n"
         );
     }
 
@@ -362,7 +376,7 @@ mod tests {
             Response::new(200, Body::CachedFile(Arc::from(&b"abc"[..]))).with_field("X-A", "1");
         response.field_block = Some(Arc::from(&b"ETag: \"e\"\r\n"[..]));
         let mut out = Vec::new();
-        write_head(&mut out, &response, "QS", b"D", false);
+        write_head(&mut out, &response, "QS", b"D", Persistence::Implied);
         assert_eq!(
             out,
             b"HTTP/1.1 200 OK\r\nServer: QS\r\nDate: D\r\nX-A: 1\r\nETag: \"e\"\r\nContent-Length: 3\r\n\r\n"

@@ -464,6 +464,9 @@ impl Exchange {
             }
             if relayed.close {
                 out.extend_from_slice(b"Connection: close\r\n");
+            } else if self.client_http10 {
+                // A 1.0 client waits for a close unless told the connection persists.
+                out.extend_from_slice(b"Connection: keep-alive\r\n");
             }
             out.extend_from_slice(b"\r\n");
             relayed.head = Some((status, length));
@@ -568,6 +571,35 @@ mod tests {
                 && !wire.contains("Server: up")
         );
         assert!(!c.upstream_active() && !c.is_closed(), "client kept alive");
+    }
+
+    #[test]
+    fn a_kept_http10_client_is_told_so() {
+        let (mut c, now) = conn();
+        c.feed(b"GET /px/a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", now);
+        c.poll_connect();
+        c.upstream_connected(now);
+        upstream_output(&mut c, now);
+        upstream_send(
+            &mut c,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            now,
+        );
+        let wire = client_output(&mut c, now);
+        assert!(
+            wire.ends_with("Content-Length: 2\r\nConnection: keep-alive\r\n\r\nok"),
+            "{wire}"
+        );
+        assert!(!c.is_closed());
+        // Without a length the answer must end with the close: no keep-alive promised.
+        c.feed(b"GET /px/b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", now);
+        c.poll_connect();
+        c.upstream_connected(now);
+        upstream_output(&mut c, now);
+        upstream_send(&mut c, b"HTTP/1.1 200 OK\r\n\r\nstream", now);
+        c.upstream_eof(now);
+        let wire = client_output(&mut c, now);
+        assert!(wire.contains("Connection: close\r\n") && !wire.contains("keep-alive"));
     }
 
     #[test]
