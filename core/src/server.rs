@@ -11,7 +11,7 @@ use crate::dynamic::boundary_from_content_type;
 use crate::dynamic::route::{DynamicRoutes, Routed, Target};
 use crate::dynamic::upload::{Collector, Multipart};
 use crate::dynamic::{Handler, Method as RouteMethod};
-use crate::files::{HashFirst, StaticFiles};
+use crate::files::StaticFiles;
 use crate::fs::{DiskFs, FileSystem};
 use crate::http::head::{Method, RequestHead};
 use crate::http::response::{Body, Response};
@@ -360,18 +360,15 @@ impl Server {
         }
         let head = &request.head;
         Dispatch::Respond(match head.method() {
-            Method::Get | Method::Head => match server.files.serve(head, wall, false) {
+            Method::Get | Method::Head => match server.files.serve(head, wall) {
                 Ok(response) => response,
-                Err(HashFirst) => {
-                    // A big file seen for the first time: hash it off the event loop.
+                Err(deferred) => {
+                    // Work that grows with the file or folder: finish it off the event loop.
                     let server = Arc::clone(server);
                     return Dispatch::Run(
                         JobKind::Request,
                         Box::new(move || {
-                            let served = server.files.serve(&request.head, wall, true);
-                            Output::Respond(
-                                served.unwrap_or_else(|HashFirst| Response::error_page(500, None)),
-                            )
+                            Output::Respond(server.files.finish(deferred, &request.head))
                         }),
                     );
                 }

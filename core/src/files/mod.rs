@@ -23,5 +23,5 @@ pub use range::{
     if_range_allows, parse_range, unsatisfiable_content_range, ByteRange, RangeOutcome,
 };
 pub use serve::{
-    BadPrefix, FallbackHook, Favicon, HashFirst, StaticFiles, SymlinkPolicy, EMPTY_FAVICON,
+    BadPrefix, Deferred, FallbackHook, Favicon, StaticFiles, SymlinkPolicy, EMPTY_FAVICON,
 };

@@ -107,10 +107,38 @@ impl std::fmt::Debug for FallbackHook {
 /// Most bytes hashed on the caller's thread when a file's ETag is not cached yet.
 const INLINE_HASH_MAX: u64 = 256 * 1024;
 
-/// A file must be hashed before it can be answered, and it is too big to do in passing:
-/// answer from a job with `hash_inline` set.
+/// An answer that needs work growing with the size of what it serves (hashing a big
+/// file seen for the first time; compressing one; listing a big folder).
+/// [`StaticFiles::serve`] resolved the request up to that work and hands this back;
+/// [`StaticFiles::finish`] completes it, off the event loop, from where `serve` stopped:
+/// the path is not looked up or opened again.
+#[derive(Debug)]
+pub struct Deferred(Pending);
+
+/// Where a [`Deferred`] answer resumes. A new kind of slow work adds a variant here and
+/// its arm in [`StaticFiles::finish`].
+#[derive(Debug)]
+enum Pending {
+    /// A regular file that passed every check, open, and the cache key its answer may be
+    /// stored under.
+    File {
+        path: PathBuf,
+        file: Arc<dyn OpenFile>,
+        key: Option<(String, SystemTime)>,
+    },
+}
+
+/// Whether the work behind an answer may grow with the size of what it serves: `Bounded`
+/// on the event loop (such work is [`Deferred`]), `Unbounded` in a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HashFirst;
+enum Effort {
+    Bounded,
+    Unbounded,
+}
+
+/// The work of an answer would exceed [`Effort::Bounded`].
+#[derive(Debug)]
+struct TooSlow;
 
 /// Why a binding could not be added.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,15 +234,11 @@ impl StaticFiles {
     }
 
     /// Answers a GET or HEAD for `head`'s target at the wall time `wall` (which decides
-    /// whether a file settled enough to be cached). With `hash_inline` false, a file whose
-    /// ETag is not cached yet and which is too big to hash in passing yields [`HashFirst`]:
-    /// the caller answers from a job instead, so an event loop never reads a large file.
-    pub fn serve(
-        &self,
-        head: &RequestHead,
-        wall: SystemTime,
-        hash_inline: bool,
-    ) -> Result<Response, HashFirst> {
+    /// whether a file settled enough to be cached), doing only work of bounded size: an
+    /// answer needing more (a big file whose ETag is not known yet) yields [`Deferred`],
+    /// which the caller completes with [`finish`](Self::finish) in a job, so an event
+    /// loop never reads a large file.
+    pub fn serve(&self, head: &RequestHead, wall: SystemTime) -> Result<Response, Deferred> {
         let target = head.target();
         let (raw_path, _, _) = split_target(target);
         if let Some(response) = self.cached_answer(head, raw_path) {
@@ -245,7 +269,7 @@ impl StaticFiles {
         }
         match found {
             Found::File { path: file, first } => {
-                self.file_response(head, &file, hash_inline, first.then_some(key))
+                self.file_response(head, &file, first.then_some(key))
             }
             Found::Dir { .. } if !path.is_folder() => {
                 let location = redirect_location(target);
@@ -257,17 +281,8 @@ impl StaticFiles {
                 path: dir,
                 binding,
                 first,
-            } => self.directory(
-                head,
-                &path,
-                &dir,
-                binding,
-                hash_inline,
-                first.then_some(key),
-            ),
-            Found::Missing | Found::Hidden | Found::NoBinding => {
-                self.not_found(head, &path, hash_inline)
-            }
+            } => self.directory(head, &path, &dir, binding, first.then_some(key)),
+            Found::Missing | Found::Hidden | Found::NoBinding => self.not_found(head, &path),
         }
     }
 
@@ -381,14 +396,13 @@ impl StaticFiles {
         path: &SafePath,
         dir: &Path,
         binding: usize,
-        hash_inline: bool,
         key: Option<CacheKey<'_>>,
-    ) -> Result<Response, HashFirst> {
+    ) -> Result<Response, Deferred> {
         if let Some(binding) = self.bindings.get(binding) {
             for index in ["index.html", "index.htm"] {
                 if let Some(file) = self.checked_file(binding, dir.join(index)) {
                     let key = key.filter(|_| index == "index.html");
-                    return self.file_response(head, &file, hash_inline, key);
+                    return self.file_response(head, &file, key);
                 }
             }
         }
@@ -410,12 +424,7 @@ impl StaticFiles {
     }
 
     /// 404, or the single-page-app file when configured and the client accepts HTML.
-    fn not_found(
-        &self,
-        head: &RequestHead,
-        path: &SafePath,
-        hash_inline: bool,
-    ) -> Result<Response, HashFirst> {
+    fn not_found(&self, head: &RequestHead, path: &SafePath) -> Result<Response, Deferred> {
         if let Some(spa) = &self.spa_fallback {
             let accepts_html = head
                 .field_str("accept")
@@ -426,7 +435,7 @@ impl StaticFiles {
                     .metadata(spa)
                     .is_ok_and(|m| m.kind == FileKind::File)
             {
-                return self.file_response(head, spa, hash_inline, None);
+                return self.file_response(head, spa, None);
             }
         }
         if let Some(hook) = &self.fallback_hook {
@@ -436,7 +445,7 @@ impl StaticFiles {
                     .metadata(&file)
                     .is_ok_and(|m| m.kind == FileKind::File)
                 {
-                    return self.file_response(head, &file, hash_inline, None);
+                    return self.file_response(head, &file, None);
                 }
             }
         }
@@ -457,19 +466,47 @@ impl StaticFiles {
             .with_field("Cache-Control", format!("max-age={}", self.max_age))
     }
 
+    /// Completes an answer [`serve`](Self::serve) deferred, doing the work it held back.
+    /// Call it off the event loop, with the head of the same request.
+    pub fn finish(&self, deferred: Deferred, head: &RequestHead) -> Response {
+        let answer = match deferred.0 {
+            Pending::File { path, file, key } => {
+                let key = key.as_ref().map(|(raw_path, wall)| CacheKey {
+                    raw_path,
+                    wall: *wall,
+                });
+                self.open_file_response(head, &path, file, Effort::Unbounded, key)
+            }
+        };
+        // Unbounded work never defers.
+        answer.unwrap_or_else(|_| Response::error_page(500, None))
+    }
+
     /// 200, 206, 304 or 416 for a regular file. With `key`, a small settled file asked
     /// for without a range is read whole and cached under the key.
     fn file_response(
         &self,
         head: &RequestHead,
         path: &Path,
-        hash_inline: bool,
         key: Option<CacheKey<'_>>,
-    ) -> Result<Response, HashFirst> {
+    ) -> Result<Response, Deferred> {
         let file = match self.fs.open(path) {
             Ok(file) => file,
             Err(_) => return Ok(Response::error_page(404, Some("File not found"))),
         };
+        self.open_file_response(head, path, file, Effort::Bounded, key)
+    }
+
+    /// [`file_response`](Self::file_response) once the file is open; work beyond `effort`
+    /// defers the answer with the open file.
+    fn open_file_response(
+        &self,
+        head: &RequestHead,
+        path: &Path,
+        file: Arc<dyn OpenFile>,
+        effort: Effort,
+        key: Option<CacheKey<'_>>,
+    ) -> Result<Response, Deferred> {
         // The descriptor's own metadata: the path may have changed since it was looked up.
         let meta = file.metadata();
         if let Some(key) = key.filter(|k| {
@@ -481,8 +518,14 @@ impl StaticFiles {
                 return Ok(answer_from(&entry, head));
             }
         }
-        let Some(etag) = self.etag(path, &*file, meta, None, hash_inline)? else {
-            return Ok(Response::error_page(500, Some("Cannot read file")));
+        let etag = match self.etag(path, &*file, meta, None, effort) {
+            Ok(Some(etag)) => etag,
+            Ok(None) => return Ok(Response::error_page(500, Some("Cannot read file"))),
+            Err(TooSlow) => {
+                let key = key.map(|k| (k.raw_path.to_owned(), k.wall));
+                let path = path.to_owned();
+                return Err(Deferred(Pending::File { path, file, key }));
+            }
         };
         let last_modified = httpdate::fmt_http_date(meta.modified);
         if is_not_modified(head, &etag, meta.modified) {
@@ -556,7 +599,9 @@ impl StaticFiles {
         meta: Metadata,
     ) -> Option<Arc<CachedFile>> {
         let content = read_whole(file, meta.len)?;
-        let etag = self.etag(path, file, meta, Some(&content), true).ok()??;
+        let etag = self
+            .etag(path, file, meta, Some(&content), Effort::Unbounded)
+            .ok()??;
         let last_modified = httpdate::fmt_http_date(meta.modified);
         let mut fields = Vec::new();
         render_fields(
@@ -614,8 +659,8 @@ impl StaticFiles {
         file: &dyn OpenFile,
         meta: Metadata,
         content: Option<&[u8]>,
-        hash_inline: bool,
-    ) -> Result<Option<ETag>, HashFirst> {
+        effort: Effort,
+    ) -> Result<Option<ETag>, TooSlow> {
         if let Ok(cache) = self.etags.lock() {
             if let Some((len, modified, etag)) = cache.get(path) {
                 if *len == meta.len && *modified == meta.modified {
@@ -625,7 +670,7 @@ impl StaticFiles {
         }
         let etag = match content {
             Some(content) => ETag::of(content),
-            None if !hash_inline && meta.len > INLINE_HASH_MAX => return Err(HashFirst),
+            None if effort == Effort::Bounded && meta.len > INLINE_HASH_MAX => return Err(TooSlow),
             None => match hash_file(file, meta.len) {
                 Some(etag) => etag,
                 None => return Ok(None),
@@ -804,7 +849,7 @@ mod tests {
     }
 
     fn get(files: &StaticFiles, target: &str, fields: &str) -> Response {
-        files.serve(&head(target, fields), later(), false).unwrap()
+        files.serve(&head(target, fields), later()).unwrap()
     }
 
     #[test]
@@ -895,11 +940,11 @@ mod tests {
         let (files, fs) = site(&[("/www/a.txt", "hello")]);
         let changed = fs.metadata(Path::new("/www/a.txt")).unwrap().changed;
         let soon = changed + SETTLE_TIME - Duration::from_nanos(1);
-        let response = files.serve(&head("/a.txt", ""), soon, false).unwrap();
+        let response = files.serve(&head("/a.txt", ""), soon).unwrap();
         assert!(matches!(response.body, Body::File(_)));
         assert_eq!(files.cache.usage(), (0, 0));
         let settled = changed + SETTLE_TIME;
-        files.serve(&head("/a.txt", ""), settled, false).unwrap();
+        files.serve(&head("/a.txt", ""), settled).unwrap();
         assert_eq!(files.cache.usage().0, 1);
     }
 
@@ -977,6 +1022,29 @@ mod tests {
             get(&files, "/edge.txt", "").body,
             Body::CachedFile(_)
         ));
+    }
+
+    #[test]
+    fn a_big_unhashed_file_is_deferred_and_finished_without_a_second_open() {
+        let big = "z".repeat(INLINE_HASH_MAX as usize + 1);
+        let (files, fs) = site(&[("/www/big.txt", &big)]);
+        let request = head("/big.txt", "");
+        let Err(deferred) = files.serve(&request, later()) else {
+            panic!("hashing a big file is deferred");
+        };
+        assert_eq!(fs.opens(), 1);
+        let response = files.finish(deferred, &request);
+        assert_eq!(fs.opens(), 1, "finished with the file serve opened");
+        assert_eq!(response.status, 200);
+        let tag = format!("ETag: {}\r\n", ETag::of(big.as_bytes()));
+        assert!(wire(&response).contains(&tag));
+        // The tag is known now: the next request is answered on the spot.
+        assert!(files.serve(&request, later()).is_ok());
+        let not_modified = head(
+            "/big.txt",
+            &format!("If-None-Match: {}\r\n", ETag::of(big.as_bytes())),
+        );
+        assert_eq!(files.serve(&not_modified, later()).unwrap().status, 304);
     }
 
     #[test]
