@@ -1,5 +1,6 @@
-//! The command loop (spec 9): user commands registered with [`QuickServer::cmd`], the
-//! built-ins `help`, `restart` and `quit`, read from stdin on a thread of their own.
+//! The command loop (BEHAVIOUR.md: Command loop): user commands registered with
+//! [`QuickServer::cmd`], the built-ins `help`, `restart` and `quit`, read from stdin on a thread of
+//! their own.
 //!
 //! Parsing, help and completion are the core's [`CommandSet`]; this module reads lines and
 //! runs what they name. On a terminal a small line editor gives TAB completion and history

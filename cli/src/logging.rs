@@ -1,6 +1,6 @@
 //! The log: one process-wide sink (stderr, or a file after [`set_log_file`]) that
 //! [`msg`](crate::msg) and the request log write to, and the [`RequestLog`] the facade
-//! installs so every answered request prints the original's line (spec 11).
+//! installs so every answered request prints the original's line (BEHAVIOUR.md: Logging).
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -232,7 +232,8 @@ fn has_lines(record: &RequestRecord<'_>, suppress_noise: bool) -> bool {
         || should_log(record.status, suppress_noise)
 }
 
-/// A 404 for one of the paths scanners try: not worth a log line (SPEC 11.3).
+/// A 404 for one of the paths scanners try: not worth a log line (BEHAVIOUR.md: Logging › Common
+/// invalid paths).
 fn is_common_invalid(paths: &HashSet<String>, record: &RequestRecord<'_>) -> bool {
     record.status == 404
         && paths.contains(record.request_line.split(' ').nth(1).unwrap_or_default())

@@ -1,5 +1,5 @@
-//! Middleware (SPEC 4.10): code that runs before a route's handler and may let it run,
-//! answer in its place, or stop the request with an error page.
+//! Middleware (BEHAVIOUR.md: Dynamic routes › Middleware): code that runs before a route's handler
+//! and may let it run, answer in its place, or stop the request with an error page.
 //!
 //! A [`Middleware`] is attached to routes in two ways, both keeping the original's shape:
 //! - as a scope, [`QuickServer::middlewares`](crate::QuickServer::middlewares): every route

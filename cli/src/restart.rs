@@ -1,5 +1,5 @@
-//! Restart (spec 10.1): a supervisor process re-runs the program (current executable, same
-//! arguments and environment) while it exits with the restart code.
+//! Restart (BEHAVIOUR.md: Restart and shutdown): a supervisor process re-runs the program (current
+//! executable, same arguments and environment) while it exits with the restart code.
 //!
 //! Beyond the original, the supervisor owns the listening socket and passes it to every
 //! child (its descriptor number in `QUICK_SERVER_LISTEN_FD`), so during a restart new

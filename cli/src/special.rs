@@ -1,5 +1,5 @@
-//! Special files and mirrors (SPEC 3.10): a file served at a fixed route, read on every
-//! request, and a path made to follow another file.
+//! Special files and mirrors (BEHAVIOUR.md: Static files › Worker scripts): a file served at
+//! a fixed route, read on every request, and a path made to follow another file.
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Server-side session objects (SPEC 6) for handlers: the core's [`Tokens`] with the
+//! Server-side session objects (BEHAVIOUR.md: Tokens) for handlers: the core's [`Tokens`] with the
 //! real clock and a random source, behind a cloneable handle.
 
 use std::fs::File;

@@ -1,5 +1,5 @@
-//! Worker routes for the facade (SPEC 5): typed job functions wrapped into the core's
-//! [`WorkerFn`], the result cache around them, and the bundled browser client.
+//! Worker routes for the facade (BEHAVIOUR.md: Workers): typed job functions wrapped into the
+//! core's [`WorkerFn`], the result cache around them, and the bundled browser client.
 
 use std::io;
 use std::path::Path;

@@ -67,7 +67,7 @@ enum State {
         exchange: Box<Exchange>,
         reader: Option<BodyReader>,
     },
-    /// A worker task started; its first answer is due at `until` (SPEC 5.3).
+    /// A worker task started; its first answer is due at `until` (BEHAVIOUR.md: Workers › Actions).
     Delayed {
         until: Instant,
         route: Arc<WorkerRoute>,

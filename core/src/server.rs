@@ -279,7 +279,8 @@ impl Server {
         self.workers.iter().filter_map(|w| w.poll_timeout()).min()
     }
 
-    /// Purges worker results and cargo that expired by `now` (SPEC 5.4, 5.5), logging each.
+    /// Purges worker results and cargo that expired by `now` (BEHAVIOUR.md: Workers › Result
+    /// retention), logging each.
     pub fn handle_timeout(&self, now: Instant) {
         for worker in &self.workers {
             for purged in worker.handle_timeout(now) {
@@ -290,8 +291,8 @@ impl Server {
         }
     }
 
-    /// The proxy binding that takes this request, and the upstream target (SPEC 8: checked
-    /// before dynamic routes and files, newest binding first).
+    /// The proxy binding that takes this request, and the upstream target (BEHAVIOUR.md: Proxy;
+    /// checked before dynamic routes and files, newest binding first).
     pub(crate) fn proxy_for(&self, head: &RequestHead) -> Option<(&ProxyRoute, String)> {
         if !matches!(
             head.method(),
@@ -319,7 +320,8 @@ impl Server {
         self.shared.cors.fields(head)
     }
 
-    /// Routes a complete request (SPEC 2): pre-middleware, then dynamic routes, then files.
+    /// Routes a complete request (BEHAVIOUR.md: Request pipeline): pre-middleware, then dynamic
+    /// routes, then files.
     pub(crate) fn dispatch(
         server: &Arc<Self>,
         request: Request,
@@ -404,7 +406,7 @@ impl ServerBuilder {
     }
 
     /// Registers `handler` for `method` requests whose target matches `mask`, with an
-    /// optional count of extra path segments (`argc`, SPEC 4.4). A later registration of
+    /// optional count of extra path segments (`argc`). A later registration of
     /// the same method and mask replaces the earlier one.
     pub fn route(
         &mut self,
@@ -435,14 +437,14 @@ impl ServerBuilder {
     }
 
     /// Forwards requests under `prefix` to the `http://` upstream `url`, before any other
-    /// route (SPEC 8); the newest binding wins.
+    /// route (BEHAVIOUR.md: Proxy); the newest binding wins.
     pub fn bind_proxy(&mut self, prefix: &str, url: &str) -> Result<&mut Self, ProxyError> {
         self.proxies.insert(0, ProxyRoute::new(prefix, url)?);
         Ok(self)
     }
 
     /// Registers a worker at `mask`: a POST route (argc 0) speaking the start/get/stop/cargo
-    /// protocol (SPEC 5), whose computations run as background jobs.
+    /// protocol (BEHAVIOUR.md: Workers), whose computations run as background jobs.
     pub fn worker(&mut self, mask: &str, work: WorkerFn) -> &mut Self {
         let route = Arc::new(WorkerRoute::new(
             mask,

@@ -1,6 +1,6 @@
 //! Dynamic requests through the `QuickServer` facade, over both transports, plain and TLS
-//! (SPEC 4, 6, 7): mask and argc matching, args, bodies and uploads, the 413 path,
-//! middleware, tokens, CORS, a panicking handler and a slow one.
+//! (BEHAVIOUR.md: Dynamic routes, Tokens, CORS and OPTIONS): mask and argc matching, args, bodies
+//! and uploads, the 413 path, middleware, tokens, CORS, a panicking handler and a slow one.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -333,8 +333,9 @@ fn a_part_over_max_file_size_is_413() {
                 format!("Uploaded file is too large! {n} > 50")
             );
             assert!(response.text().contains("Uploaded file is too large!"));
-            // The upload is refused as it streams in, before the rest of the body is read:
-            // the connection closes, as in the original (SPEC 4.7).
+            // The upload is refused as it streams in, before the rest of the body is read: the
+            // connection closes, as in the original (BEHAVIOUR.md: Dynamic routes › Request
+            // bodies).
             assert!(response.closes());
             assert_eq!(
                 ok_json(&server.connect().request(&fits))["files"]["f"]["len"],
@@ -462,7 +463,8 @@ fn custom_values_text_routes_and_etags() {
     });
 }
 
-/// The reference test's middleware (SPEC 4.10): checks `query.token`.
+/// The reference test's middleware (BEHAVIOUR.md: Dynamic routes › Middleware): checks
+/// `query.token`.
 fn token_check() -> Middleware {
     middleware(|_req, args| {
         match args

@@ -1,4 +1,4 @@
-//! The reverse proxy (SPEC 8 and issue 6) over both transports, plain and TLS towards the
+//! The reverse proxy (BEHAVIOUR.md: Proxy) over both transports, plain and TLS towards the
 //! client, against real upstreams started here: a second instance of our own server,
 //! Python's `http.server`, and small hand-written upstreams for chunked, malformed,
 //! stalled and streaming answers.

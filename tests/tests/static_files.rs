@@ -301,7 +301,7 @@ fn black_list_alone_allows_everything_else() {
     });
 }
 
-/// SPEC 3.2 step 7 checks the lists *after* the index page replaced the folder, so a
+/// Path translation checks the lists *after* the index page replaced the folder, so a
 /// black-listed `index.html` is not served.
 #[test]
 fn index_page_obeys_the_lists() {
@@ -1136,7 +1136,7 @@ fn favicon_substitution_obeys_the_symlink_policy() {
     });
 }
 
-/// SPEC 3.2 step 4: a hidden word is a 404 at once, before the favicon substitution.
+/// Path translation: a hidden word is a 404 at once, before the favicon substitution.
 #[test]
 fn hidden_favicon_path_is_404() {
     each_setup(|setup| {

@@ -1,5 +1,5 @@
-//! Worker routes through the `QuickServer` facade (SPEC 5), over both transports, plain
-//! and TLS: every action and state of the start/get/stop/cargo protocol, cancellation,
+//! Worker routes through the `QuickServer` facade (BEHAVIOUR.md: Workers), over both transports,
+//! plain and TLS: every action and state of the start/get/stop/cargo protocol, cancellation,
 //! errors, the result cache, `worker.js`, and 1,000 abandoned jobs leaving nothing behind.
 //!
 //! Expiry of unread results (120 s) and cargo (600 s) runs on the server's clock; it is

@@ -1,4 +1,4 @@
-//! Command registration and line parsing (spec 9.2).
+//! Command registration and line parsing (BEHAVIOUR.md: Command loop).
 
 use core::fmt;
 
@@ -35,7 +35,7 @@ enum Action<H> {
 pub enum Builtin {
     /// Print [`CommandSet::help_text`].
     Help,
-    /// Mark restart-on-exit and stop the server (spec 10.1).
+    /// Mark restart-on-exit and stop the server (BEHAVIOUR.md: Restart and shutdown).
     Restart,
     /// Stop the server.
     Quit,
@@ -152,7 +152,7 @@ impl<H> CommandSet<H> {
         self.find(name).is_some()
     }
 
-    /// Interprets one input line (spec 9.2).
+    /// Interprets one input line (BEHAVIOUR.md: Command loop).
     pub fn parse(&self, line: &str) -> Outcome<'_, H> {
         let words = command_words(line);
         if words.is_empty() {

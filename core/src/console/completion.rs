@@ -1,4 +1,4 @@
-//! TAB completion of command names and arguments (spec 9.3).
+//! TAB completion of command names and arguments (BEHAVIOUR.md: Command loop).
 
 use super::commands::{command_words, CommandSet};
 

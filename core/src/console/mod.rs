@@ -1,6 +1,6 @@
 //! The interactive console as pure logic: registering commands, interpreting typed lines
-//! (spec 9.2) and TAB completion (spec 9.3). Reading stdin, history and running the
-//! handlers stay with the embedding crate.
+//! (BEHAVIOUR.md: Command loop) and TAB completion (BEHAVIOUR.md: Command loop). Reading stdin,
+//! history and running the handlers stay with the embedding crate.
 
 mod commands;
 mod completion;

@@ -1,4 +1,5 @@
-//! The `args` handed to dynamic handlers and the query-string parser (spec 4.5, 4.6).
+//! The `args` handed to dynamic handlers and the query-string parser (BEHAVIOUR.md: Dynamic routes
+//! › Arguments).
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,8 @@ use serde::Serialize;
 use super::upload::Upload;
 use serde_json::{Map, Value};
 
-/// Request arguments derived from the target left over after a mask matched (spec 4.5).
+/// Request arguments derived from the target left over after a mask matched (BEHAVIOUR.md: Dynamic
+/// routes › Arguments).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Args {
     /// Percent-decoded path segments after the mask, normalised (`.`/`..`/empty removed).
@@ -62,8 +64,9 @@ impl Args {
     }
 }
 
-/// Parses a query string or urlencoded body: `&`-separated, `%XX` decoding only (`+` stays),
-/// a part without `=` maps to `true`, later duplicates overwrite (spec 4.6).
+/// Parses a query string or urlencoded body: `&`-separated, `%XX` decoding only (`+` stays), a part
+/// without `=` maps to `true`, later duplicates overwrite (BEHAVIOUR.md: Dynamic routes ›
+/// Arguments).
 pub fn parse_query(s: &str) -> Map<String, Value> {
     let mut map = Map::new();
     for part in s.split('&') {

@@ -1,6 +1,7 @@
 //! Python-compatible JSON text: `json.dumps(v, indent=2, sort_keys=True)` for responses and a
-//! compact form (spec 4.8). A private serde serializer builds a [`Node`] tree first, keeping
-//! float values (NaN, infinities) and the kinds of map keys that `serde_json::Value` loses.
+//! compact form (BEHAVIOUR.md: Dynamic routes › Responses). A private serde serializer builds a
+//! [`Node`] tree first, keeping float values (NaN, infinities) and the kinds of map keys that
+//! `serde_json::Value` loses.
 
 use std::cmp::Ordering;
 use std::fmt::{self, Write as _};

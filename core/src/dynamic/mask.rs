@@ -1,4 +1,5 @@
-//! Route masks (`/api/:version/items`) and the per-method route table (spec 4.2–4.4).
+//! Route masks (`/api/:version/items`) and the per-method route table (BEHAVIOUR.md: Dynamic routes
+//! › Masks and route order).
 
 use std::fmt;
 
@@ -74,7 +75,7 @@ impl Mask {
         &self.text
     }
 
-    /// Matches the raw target (still percent-encoded, with `?query` and `#fragment`), spec 4.3.
+    /// Matches the raw target (still percent-encoded, with `?query` and `#fragment`).
     pub fn matches<'t>(&self, target: &'t str) -> Option<MaskMatch<'t>> {
         let mut rest = target;
         let mut segments = Vec::new();

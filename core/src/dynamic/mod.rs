@@ -1,5 +1,5 @@
-//! Dynamic routes (spec section 4): mask matching and the route table, the `args` handed to
-//! handlers, Python-compatible JSON output, and a streaming `multipart/form-data` parser.
+//! Dynamic routes (BEHAVIOUR.md: Dynamic routes): mask matching and the route table, the `args`
+//! handed to handlers, Python-compatible JSON output, and a streaming `multipart/form-data` parser.
 //! Everything here is pure: no I/O, no clock, bounded memory on untrusted input.
 
 mod args;

@@ -1,4 +1,5 @@
-//! Streaming, bounded `multipart/form-data` push parser (spec 4.7).
+//! Streaming, bounded `multipart/form-data` push parser (BEHAVIOUR.md: Dynamic routes › Request
+//! bodies).
 //!
 //! The body is pushed in arbitrary pieces with [`MultipartParser::feed`]; events come out as
 //! soon as they are certain. Internally at most an unfinished line or header block (8 KiB)

@@ -1,5 +1,6 @@
-//! The dynamic route kind: matching a request to a handler, filling `args` from the body,
-//! and rendering a handler's body with the original's ETag/304 rules (SPEC 4.7, 4.8).
+//! The dynamic route kind: matching a request to a handler, filling `args` from the body, and
+//! rendering a handler's body with the original's ETag/304 rules (BEHAVIOUR.md: Dynamic routes ›
+//! Request bodies and › Responses).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -74,7 +75,7 @@ pub(crate) enum Routed {
 }
 
 impl DynamicRoutes {
-    /// Routes by method and raw target (SPEC 4.2-4.4; HEAD uses the GET routes).
+    /// Routes by method and raw target (BEHAVIOUR.md: Dynamic routes; HEAD uses the GET routes).
     pub(crate) fn route(&self, head: &RequestHead) -> Routed {
         let method = match head.method() {
             head::Method::Get | head::Method::Head => Method::Get,
@@ -114,7 +115,8 @@ impl DynamicRoutes {
     }
 }
 
-/// Fills `args.post` and `args.files` from the body by its `Content-Type` (SPEC 4.7).
+/// Fills `args.post` and `args.files` from the body by its `Content-Type` (BEHAVIOUR.md: Dynamic
+/// routes › Request bodies).
 fn parse_body(request: &mut Request, args: &mut Args) -> Result<(), Response> {
     let head = &request.head;
     if !matches!(

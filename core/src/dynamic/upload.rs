@@ -146,8 +146,8 @@ struct Part {
     len: u64,
 }
 
-/// Parses a multipart body pushed in pieces (SPEC 4.7), spilling files larger than
-/// `spill_at` bytes to temporary files of `fs`.
+/// Parses a multipart body pushed in pieces (BEHAVIOUR.md: Dynamic routes › Request bodies),
+/// spilling files larger than `spill_at` bytes to temporary files of `fs`.
 pub(crate) struct Collector {
     parser: MultipartParser,
     events: Vec<Event>,

@@ -1,5 +1,5 @@
 //! Entity tags: the original's CRC-32 value, sent quoted, and `If-None-Match` matching
-//! (spec 3.7 and the "Where we depart" list).
+//! (BEHAVIOUR.md: Static files › ETags and caching).
 //!
 //! The original sends the bare lower-case hex (`b60157c2`) and its clients echo it back
 //! bare; we send `"b60157c2"` and accept both forms.

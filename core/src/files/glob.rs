@@ -1,10 +1,11 @@
 //! Shell-style patterns with the semantics of Python's `fnmatch` on POSIX, and the
-//! white/black list of spec 3.4 built on them.
+//! white/black lists built on them.
 //!
 //! `*` matches any run of characters including `/`, `?` one character, `[...]` a set
 //! (`[!...]` its complement); a `[` without a closing `]` is literal. Case-sensitive.
 
-/// The default white list of `add_default_white_list()` (spec 3.4), in the spec's order.
+/// The default white list of `add_default_white_list()` (BEHAVIOUR.md: Static files › White and
+/// black lists), in the original's order.
 const DEFAULT_WHITE_LIST: [&str; 21] = [
     "*.css", "*.csv", "*.eot", "*.gif", "*.htm", "*.html", "*.ico", "*.jpeg", "*.jpg", "*.js",
     "*.json", "*.md", "*.otf", "*.pdf", "*.png", "*.svg", "*.tsv", "*.ttf", "*.txt", "*.woff",
@@ -154,7 +155,8 @@ fn parse_class(chars: &[char], start: usize) -> Option<(Token, usize)> {
     Some((Token::Class { negated, ranges }, i + 1))
 }
 
-/// White and black lists of patterns matched against absolute file paths (spec 3.4).
+/// White and black lists of patterns matched against absolute file paths (BEHAVIOUR.md: Static
+/// files › White and black lists).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FileFilter {
     white: Vec<Pattern>,
@@ -181,7 +183,7 @@ impl FileFilter {
         list.extend(patterns.into_iter().map(|p| Pattern::new(p.as_ref())));
     }
 
-    /// Appends the spec's 21 default white-list patterns (common web file types).
+    /// Appends the original's 21 default white-list patterns (common web file types).
     pub fn add_default_white_list(&mut self) {
         self.add(DEFAULT_WHITE_LIST, false);
     }

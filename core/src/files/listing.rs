@@ -1,4 +1,5 @@
-//! The HTML directory listing page (spec 3.9), plus sizes, dates and a parent link.
+//! The HTML directory listing page (BEHAVIOUR.md: Static files › Content types and listings), plus
+//! sizes, dates and a parent link.
 //!
 //! Everything shown comes from the arguments: the caller passes the decoded request path
 //! and the entries, never a filesystem path.

@@ -1,6 +1,6 @@
-//! Content types by file extension (spec 3.9).
+//! Content types by file extension (BEHAVIOUR.md: Static files › Content types and listings).
 //!
-//! The default white-list types and the compression fallbacks are exactly the spec's
+//! The default white-list types and the compression fallbacks are exactly the original's
 //! values; the rest of the table follows IANA / current browser practice. No `charset`
 //! parameter is added.
 

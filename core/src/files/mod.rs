@@ -1,4 +1,4 @@
-//! Static file serving, the pure parts (spec section 3): request path sanitising, glob
+//! Static file serving, the pure parts (BEHAVIOUR.md: Static files): request path sanitising, glob
 //! white/black lists, content types, CRC-32 entity tags, byte ranges and the directory
 //! listing page, and the route that puts them together (`serve`), which reads files only
 //! through the [`FileSystem`](crate::fs::FileSystem) trait and keeps small files in a

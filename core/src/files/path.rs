@@ -1,5 +1,5 @@
 //! Request path sanitising: from a raw request path to segments that can be joined under
-//! a served folder without ever leaving it (spec 3.2 steps 1–3).
+//! a served folder without ever leaving it (BEHAVIOUR.md: Static files › Path translation).
 //!
 //! Literal `.` and `..` segments are resolved (`..` clamped at the root, as the original);
 //! anything that only *decodes* to a separator, a dot segment, a control character or
@@ -50,12 +50,13 @@ pub fn sanitize(raw_path: &str) -> Result<SafePath, PathError> {
 
 /// Whether a single (decoded) file or folder name is hidden, i.e. starts with a dot.
 ///
-/// Hidden names are never served (spec 3.2 step 4: 404).
+/// Hidden names are never served (a 404).
 pub fn is_hidden_name(name: &str) -> bool {
     name.starts_with('.')
 }
 
-/// The `Location` for the 301 that adds a missing trailing slash to a directory (spec 3.3).
+/// The `Location` for the 301 that adds a missing trailing slash to a directory (BEHAVIOUR.md:
+/// Static files › Directories).
 ///
 /// The slash goes at the end of the path, before any `;params` of the last segment, and
 /// query and fragment are kept verbatim. A leading run of two or more `/` or `\` collapses
@@ -108,13 +109,13 @@ impl SafePath {
 
     /// Whether any segment is hidden (starts with `.`); such paths are answered with 404.
     ///
-    /// Spec 3.2 only checks the segments after the binding prefix: use
+    /// The original only checks the segments after the binding prefix: use
     /// [`is_hidden_name`] on the result of [`SafePath::strip_prefix`] for that.
     pub fn is_hidden(&self) -> bool {
         self.is_hidden
     }
 
-    /// The normalised path `N` of spec 3.2: `/a/b`, or `/a/b/` for a folder.
+    /// The normalised path: `/a/b`, or `/a/b/` for a folder.
     ///
     /// The root is `/`, not the original's `//`: the binding match is the same, and the
     /// file-fallback hook sees a sane path.
@@ -243,7 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn spec_verified_examples() {
+    fn examples_verified_on_the_original() {
         let p = sanitize("/").unwrap();
         assert!(p.segments().is_empty());
         assert!(p.is_folder());
@@ -376,7 +377,7 @@ mod tests {
         assert_eq!(p.strip_prefix(""), None);
         assert_eq!(p.strip_prefix("//"), None);
 
-        // Spec note: `/foo` does not match the binding `/foo/`.
+        // As in the original: `/foo` does not match the binding `/foo/`.
         let p = sanitize("/foo").unwrap();
         assert_eq!(p.strip_prefix("/foo/"), None);
         assert_eq!(p.strip_prefix("/"), Some(vec!["foo"]));
@@ -387,7 +388,7 @@ mod tests {
         assert_eq!(root.strip_prefix("/"), Some(vec![]));
         assert_eq!(root.strip_prefix("/foo/"), None);
 
-        // Hidden check relative to a binding, as spec 3.2 step 4.
+        // Hidden check relative to a binding, before any file lookup.
         let p = sanitize("/.well-known/a").unwrap();
         assert!(p.is_hidden());
         let rest = p.strip_prefix("/.well-known/").unwrap();

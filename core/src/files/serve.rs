@@ -1,5 +1,6 @@
-//! The static-file route: from a request target to a file, listing, redirect or error,
-//! following the original's translation (SPEC 3.2) with our stricter path rules.
+//! The static-file route: from a request target to a file, listing, redirect or error, following
+//! the original's translation (BEHAVIOUR.md: Static files › Path translation) with our stricter
+//! path rules.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -44,7 +45,7 @@ pub enum SymlinkPolicy {
     DangerFollowAll,
 }
 
-/// Where a missing `favicon.ico` is answered from (SPEC 3.5).
+/// Where a missing `favicon.ico` is answered from (BEHAVIOUR.md: Static files › Favicon).
 #[derive(Debug, Clone)]
 pub enum Favicon {
     /// A file on disk.
@@ -203,7 +204,8 @@ impl StaticFiles {
         &self.fs
     }
 
-    /// Binds `folder` under `prefix`, tried before earlier bindings (SPEC 3.1).
+    /// Binds `folder` under `prefix`, tried before earlier bindings (BEHAVIOUR.md: Static files ›
+    /// Folder bindings).
     pub fn bind_path(&mut self, prefix: &str, folder: impl Into<PathBuf>) -> Result<(), BadPrefix> {
         let binding = self.binding(prefix, folder.into())?;
         self.bindings.insert(0, binding);
@@ -286,7 +288,7 @@ impl StaticFiles {
         }
     }
 
-    /// Spec 3.2 step 4: the first binding whose prefix matches and whose candidate exists;
+    /// The first binding whose prefix matches and whose candidate exists;
     /// hidden names stop the search.
     fn lookup(&self, path: &SafePath) -> Found {
         let mut found = Found::NoBinding;
@@ -365,7 +367,7 @@ impl StaticFiles {
     }
 
     /// The first binding's root icon (if the policy and lists allow it), else the
-    /// fallback (SPEC 3.5).
+    /// fallback (BEHAVIOUR.md: Static files › Favicon).
     fn favicon(&self) -> Option<Favicon> {
         for binding in &self.bindings {
             if let Some(icon) = self.checked_file(binding, binding.root.join("favicon.ico")) {
@@ -387,9 +389,9 @@ impl StaticFiles {
         None
     }
 
-    /// `index.html`, `index.htm`, a listing, or 404 (SPEC 3.3). Index pages go through
-    /// the same symlink and list checks as any file. Only `index.html` is cached: an
-    /// `index.html` created later must take over from `index.htm`.
+    /// `index.html`, `index.htm`, a listing, or 404 (BEHAVIOUR.md: Static files › Directories).
+    /// Index pages go through the same symlink and list checks as any file. Only `index.html` is
+    /// cached: an `index.html` created later must take over from `index.htm`.
     fn directory(
         &self,
         head: &RequestHead,

@@ -90,8 +90,8 @@ impl Response {
         self
     }
 
-    /// The HTML error page of the original (SPEC 1.5): `message` is the reason phrase
-    /// and the page's message; the explanation is the standard one for the status.
+    /// The HTML error page of the original (BEHAVIOUR.md: Error pages): `message` is the reason
+    /// phrase and the page's message; the explanation is the standard one for the status.
     pub fn error_page(status: u16, message: Option<&str>) -> Self {
         let message = message.map_or_else(|| reason_phrase(status).to_owned(), sanitize_reason);
         let page = format!(
@@ -224,7 +224,7 @@ impl DateCache {
     }
 }
 
-/// The standard reason phrase (the original's table, SPEC 14), `???` when unknown.
+/// The standard reason phrase (the original's table), `???` when unknown.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
@@ -267,7 +267,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// The standard long explanation used in error pages (SPEC 14), `???` when unknown.
+/// The standard long explanation used in error pages (BEHAVIOUR.md: Error pages), `???` when
+/// unknown.
 pub fn explanation(status: u16) -> &'static str {
     match status {
         400 => "Bad request syntax or unsupported method",

@@ -1,4 +1,5 @@
-//! Text of the request log lines and slow-request messages (spec 11.2, 11.4).
+//! Text of the request log lines and slow-request messages (BEHAVIOUR.md: Logging › Request log
+//! lines and › Slow requests).
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -273,7 +274,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn elapsed_examples_of_the_spec() {
+    fn elapsed_examples_of_the_original() {
         assert_eq!(elapsed_string(0.000_759), "   0.759ms");
         assert_eq!(elapsed_string(0.000_784), "   0.784ms");
         assert_eq!(elapsed_string(0.000_123), "   0.123ms");

@@ -1,6 +1,7 @@
-//! Log text as the original prints it, without any I/O: request log lines with elapsed
-//! time and size (spec 11.2), slow-request messages (spec 11.4) and local timestamps.
-//! Request-controlled text is escaped so it cannot forge lines or terminal escapes.
+//! Log text as the original prints it, without any I/O: request log lines with elapsed time and
+//! size (BEHAVIOUR.md: Logging › Request log lines), slow-request messages (BEHAVIOUR.md: Logging ›
+//! Slow requests) and local timestamps. Request-controlled text is escaped so it cannot forge lines
+//! or terminal escapes.
 
 mod format;
 mod record;

@@ -1,5 +1,5 @@
-//! The reverse-proxy route kind (SPEC 8): bindings from a prefix to an `http://` upstream,
-//! and the sans-IO client exchange the connection runs for a proxied request. The
+//! The reverse-proxy route kind (BEHAVIOUR.md: Proxy): bindings from a prefix to an `http://`
+//! upstream, and the sans-IO client exchange the connection runs for a proxied request. The
 //! transport only opens the upstream socket and moves bytes.
 
 pub(crate) mod exchange;

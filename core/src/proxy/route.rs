@@ -1,4 +1,4 @@
-//! Proxy bindings: which targets go upstream and what path they get there (SPEC 8).
+//! Proxy bindings: which targets go upstream and what path they get there (BEHAVIOUR.md: Proxy).
 
 use std::fmt;
 
@@ -94,7 +94,7 @@ impl ProxyRoute {
     }
 
     /// The upstream target for a raw request target, if this route takes it: the part after
-    /// the prefix goes below the upstream path, the query once (SPEC 8, quirk 4 fixed).
+    /// the prefix goes below the upstream path, the query once (the original doubles it).
     pub(crate) fn upstream_target(&self, target: &str) -> Option<String> {
         if let Some(rest) = target.strip_prefix(self.prefix.as_str()) {
             return Some(format!("{}/{rest}", self.base));
@@ -145,7 +145,7 @@ mod tests {
     }
 
     #[test]
-    fn rewrites_targets_like_the_spec() {
+    fn rewrites_targets_like_the_original() {
         let r = ProxyRoute::new("/px/", "http://h:1/up").unwrap();
         assert_eq!(r.upstream_target("/px/a/b").as_deref(), Some("/up/a/b"));
         assert_eq!(

@@ -1,5 +1,5 @@
 //! Tokens: server-side session objects, a JSON map per token with sliding expiration
-//! (spec 6). Time is passed in as `Instant`s and token randomness by the caller; the
+//! (BEHAVIOUR.md: Tokens). Time is passed in as `Instant`s and token randomness by the caller; the
 //! storage backend is pluggable through [`TokenStore`].
 
 mod store;

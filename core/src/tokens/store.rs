@@ -1,4 +1,4 @@
-//! Token storage backends and the scoped accessor on top of them (spec 6).
+//! Token storage backends and the scoped accessor on top of them (BEHAVIOUR.md: Tokens).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -279,7 +279,7 @@ mod tests {
         tokens.with_token(token, expire, true, now, |map| map.clone())
     }
 
-    /// The reference token test of spec 6, on a fake clock.
+    /// The original's token test, on a fake clock.
     #[test]
     fn reference_token_test() {
         let tokens = Tokens::new();

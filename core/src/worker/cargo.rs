@@ -1,4 +1,5 @@
-//! Cutting a big result into cargo chunks counted in characters (SPEC 5.4).
+//! Cutting a big result into cargo chunks counted in characters (BEHAVIOUR.md: Workers › Result
+//! retention).
 
 use std::num::NonZeroUsize;
 

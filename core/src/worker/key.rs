@@ -1,4 +1,5 @@
-//! Task and cargo keys: unsigned 32-bit numbers written as decimal strings (SPEC 5.2).
+//! Task and cargo keys: unsigned 32-bit numbers written as decimal strings (BEHAVIOUR.md: Workers ›
+//! Protocol).
 
 use std::fmt;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Worker protocol (SPEC section 5): long-running jobs started, polled, cancelled and
+//! Worker protocol (BEHAVIOUR.md: Workers): long-running jobs started, polled, cancelled and
 //! collected over JSON POSTs.
 //!
 //! This module is sans-IO like the rest of the core: it parses the request body into a
@@ -35,12 +35,14 @@ pub use protocol::{apply_segments, Command, Reply, Token};
 pub use registry::{Finished, Purged, Stopped, TaskOutcome, WorkerRegistry};
 pub use route::{CancelFlag, WorkerDone, WorkerFn, WorkerRoute};
 
-/// How long a finished task whose result was never collected is kept (SPEC 5.5).
+/// How long a finished task whose result was never collected is kept (BEHAVIOUR.md: Workers ›
+/// Result retention).
 pub const RESULT_RETENTION: Duration = Duration::from_secs(120);
 
-/// How long an unread cargo chunk is kept after it was created (SPEC 5.4).
+/// How long an unread cargo chunk is kept after it was created (BEHAVIOUR.md: Workers › Result
+/// retention).
 pub const CARGO_TTL: Duration = Duration::from_secs(600);
 
 /// How long the transport waits after starting a job before answering `start` like a
-/// `get`, so that fast jobs finish in the first answer (SPEC 5.3).
+/// `get`, so that fast jobs finish in the first answer (BEHAVIOUR.md: Workers › Actions).
 pub const START_WAIT: Duration = Duration::from_millis(100);

@@ -1,4 +1,5 @@
-//! Request parsing and reply building of the worker protocol (SPEC 5.2, 5.3).
+//! Request parsing and reply building of the worker protocol (BEHAVIOUR.md: Workers › Protocol and
+//! › Actions).
 
 use serde_json::{Map, Value};
 

@@ -1,5 +1,5 @@
 //! Per-route state of the worker protocol: tasks, cancelled keys and cargo, with their
-//! purge deadlines (SPEC 5.3–5.6).
+//! purge deadlines (BEHAVIOUR.md: Workers).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;

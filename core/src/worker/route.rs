@@ -95,7 +95,8 @@ impl WorkerRoute {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Handles one worker request (SPEC 5.3) at `now`; `wall` seeds new task keys.
+    /// Handles one worker request (BEHAVIOUR.md: Workers › Actions) at `now`; `wall` seeds new task
+    /// keys.
     pub(crate) fn handle(
         self: &Arc<Self>,
         request: &Request,
