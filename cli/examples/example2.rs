@@ -124,21 +124,45 @@ fn describe_upload(args: &Args) -> BTreeMap<usize, String> {
     for (name, upload) in &args.files {
         entries.push(format!("{name} is {} bytes", upload.len));
         // A large upload lives in a temporary file; reading it back cannot fail unless
-        // the file was removed under us, and then it simply lists no lines.
+        // the file was removed under us, and then it is listed as empty.
         let content = upload.bytes().unwrap_or_default();
-        let mut lines: Vec<&[u8]> = content.split(|&b| b == b'\n').collect();
-        if lines.last().is_some_and(|last| last.is_empty()) {
-            lines.pop();
-        }
-        for line in lines {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            entries.push(match std::str::from_utf8(line) {
-                Ok(text) => text.to_owned(),
-                Err(_) => format!("b'{}'", line.escape_ascii()),
-            });
-        }
+        // Like the original: the text split on "\n" (a final newline gives a last empty
+        // entry, "\r" stays), or the bytes' Python repr when they are not UTF-8.
+        let text = match std::str::from_utf8(&content) {
+            Ok(text) => text.to_owned(),
+            Err(_) => python_bytes_repr(&content),
+        };
+        entries.extend(text.split('\n').map(str::to_owned));
     }
     entries.into_iter().enumerate().collect()
+}
+
+/// Python's `repr()` of a `bytes` value: `b'…'` (or `b"…"` when it holds a `'` but no
+/// `"`), with `\t`, `\n`, `\r`, `\\` and the quote escaped and other bytes outside
+/// printable ASCII as `\xNN`.
+fn python_bytes_repr(bytes: &[u8]) -> String {
+    let quote = if bytes.contains(&b'\'') && !bytes.contains(&b'"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = format!("b{quote}");
+    for &b in bytes {
+        match b {
+            b'\t' => out.push_str("\\t"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\\' => out.push_str("\\\\"),
+            _ if char::from(b) == quote => {
+                out.push('\\');
+                out.push(quote);
+            }
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 /// Sleeps `seconds` in small steps, returning early when the task is cancelled.

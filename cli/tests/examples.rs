@@ -350,22 +350,33 @@ fn example2_upload_lists_fields_files_and_lines_and_refuses_big_parts() {
         ("notes", Some("notes.txt"), b"line one\nline two\n"),
         ("blob", Some("blob.bin"), b"ok\n\xff\xfe"),
         ("empty", Some("empty.txt"), b""),
+        ("crlf", Some("crlf.txt"), b"a\r\nb'\""),
+        ("quotes", Some("q.bin"), b"'\"\xff"),
     ]);
     let answer = example
         .post("/api/upload", "multipart/form-data; boundary=XyZ", &body)
         .json();
+    // The original's answer (Python 3.11): the text split on "\n", so a final newline
+    // gives a last empty entry and "\r" stays; bytes that are not UTF-8 are one entry,
+    // their `repr()`.
     assert_eq!(
         answer,
         json!({
             "0": "alpha is first",
             "1": "zeta is last",
             "2": "blob is 5 bytes",
-            "3": "ok",
-            "4": "b'\\xff\\xfe'",
-            "5": "empty is 0 bytes",
-            "6": "notes is 18 bytes",
-            "7": "line one",
-            "8": "line two",
+            "3": "b'ok\\n\\xff\\xfe'",
+            "4": "crlf is 6 bytes",
+            "5": "a\r",
+            "6": "b'\"",
+            "7": "empty is 0 bytes",
+            "8": "",
+            "9": "notes is 18 bytes",
+            "10": "line one",
+            "11": "line two",
+            "12": "",
+            "13": "quotes is 3 bytes",
+            "14": "b'\\'\"\\xff'",
         })
     );
     // Keys are sorted as numbers: "10" after "9".
