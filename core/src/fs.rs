@@ -35,6 +35,9 @@ pub struct Metadata {
     /// or `touch`, even one that sets the modification time back, so caches revalidate
     /// with it.
     pub changed: SystemTime,
+    /// The file's serial number (inode on disk): a file renamed over this one has another,
+    /// even when its size and times are equal.
+    pub inode: u64,
 }
 
 /// Read access to files. Paths handed in are built by the core under a bound folder.
@@ -97,6 +100,7 @@ fn to_metadata(m: &std::fs::Metadata) -> Metadata {
         len: m.len(),
         modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         changed: since_epoch(m.ctime(), m.ctime_nsec()),
+        inode: m.ino(),
     }
 }
 
@@ -286,6 +290,7 @@ pub struct MemoryFile {
     data: Vec<u8>,
     modified: SystemTime,
     changed: SystemTime,
+    inode: u64,
 }
 
 impl MemoryFs {
@@ -310,7 +315,8 @@ impl MemoryFs {
         self.temps.live.load(Ordering::Relaxed)
     }
 
-    /// Adds (or replaces) a file at the absolute `path`.
+    /// Adds (or replaces) a file at the absolute `path`: a new file, with a new serial
+    /// number and change time.
     pub fn insert(
         &mut self,
         path: impl Into<PathBuf>,
@@ -325,6 +331,7 @@ impl MemoryFs {
                 data: data.into(),
                 modified,
                 changed,
+                inode: self.inserts,
             }),
         );
     }
@@ -371,6 +378,7 @@ impl FileSystem for MemoryFs {
                 len: 0,
                 modified: SystemTime::UNIX_EPOCH,
                 changed: SystemTime::UNIX_EPOCH,
+                inode: 0,
             });
         }
         Err(io::ErrorKind::NotFound.into())
@@ -432,6 +440,7 @@ impl OpenFile for MemoryFile {
             len: self.data.len() as u64,
             modified: self.modified,
             changed: self.changed,
+            inode: self.inode,
         }
     }
 
@@ -490,6 +499,7 @@ mod tests {
         let second = fs.metadata(Path::new("/www/a.txt")).unwrap();
         assert_eq!((first.len, first.modified), (second.len, second.modified));
         assert!(second.changed > first.changed && first.changed > t);
+        assert_ne!(first.inode, second.inode, "a replacement is another file");
         fs.link("/www/l", "/www/a.txt");
         fs.remove("/www/a.txt");
         fs.remove("/www/l");
@@ -506,6 +516,7 @@ mod tests {
         assert_eq!(file.metadata().len, 4);
         let meta = DiskFs.metadata(&dir.join("f.txt")).unwrap();
         assert!(meta.changed >= meta.modified && meta.changed > SystemTime::UNIX_EPOCH);
+        assert!(meta.inode != 0 && meta.inode == file.metadata().inode);
         assert!(file.raw_fd().is_some());
         assert!(DiskFs.open(&dir).is_err());
         assert_eq!(DiskFs.read_dir(&dir).unwrap()[0].name, "f.txt");

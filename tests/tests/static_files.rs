@@ -773,8 +773,15 @@ fn etag_is_the_python_zlib_crc32_quoted() {
     });
 }
 
+/// The change time (`ctime`) of `path`, to nanoseconds.
+fn ctime(path: &Path) -> (i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).expect("stat");
+    (meta.ctime(), meta.ctime_nsec())
+}
+
 #[test]
-fn etag_is_cached_per_file_version() {
+fn a_rewrite_keeping_size_and_mtime_gets_a_new_etag() {
     each_setup(|setup| {
         let site = site(setup, &[("www/v.txt", VECTOR.as_bytes())], |_, _| {});
         let path = site.root().join("v.txt");
@@ -782,16 +789,39 @@ fn etag_is_cached_per_file_version() {
         let quoted = |crc: &str| format!("\"{crc}\"");
         let r = site.get("/v.txt");
         assert_eq!(r.header("etag"), Some(quoted(VECTOR_CRC).as_str()));
-        // Same size and mtime: the cached tag is kept (the file is not re-read for it).
-        std::fs::write(&path, VECTOR_9).unwrap();
-        set_mtime(&path, Y2020);
+        assert_eq!(site.get("/v.txt").header("etag"), r.header("etag"));
+        // Same size, same modification time, same inode: only the change time tells.
+        // File times tick coarsely: rewrite until the change time moved, as any later
+        // rewrite would.
+        let before = ctime(&path);
+        let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+        for _ in 0..1000 {
+            std::fs::write(&path, VECTOR_9).unwrap();
+            set_mtime(&path, Y2020);
+            if ctime(&path) != before {
+                break;
+            }
+        }
+        assert_ne!(ctime(&path), before, "the change time never moved");
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap()),
+            inode
+        );
         let r = site.get("/v.txt");
         assert_eq!(r.text(), VECTOR_9);
-        assert_eq!(r.header("etag"), Some(quoted(VECTOR_CRC).as_str()));
-        // A new mtime is a new version.
+        assert_eq!(r.header("last-modified"), Some(Y2020_HTTP));
+        assert_eq!(r.header("etag"), Some(quoted(VECTOR_9_CRC).as_str()));
+        let stale = site.send(&request(
+            "GET",
+            "/v.txt",
+            &[("If-None-Match", &quoted(VECTOR_CRC))],
+        ));
+        assert_served(&stale, VECTOR_9, "the old tag no longer matches");
+        // A new mtime is a new version too.
+        std::fs::write(&path, VECTOR).unwrap();
         set_mtime(&path, Y2020 + 1);
         let r = site.get("/v.txt");
-        assert_eq!(r.header("etag"), Some(quoted(VECTOR_9_CRC).as_str()));
+        assert_eq!(r.header("etag"), Some(quoted(VECTOR_CRC).as_str()));
     });
 }
 

@@ -4,7 +4,7 @@
 //!
 //! An entry is only made by the full route, after every check passed, and it holds the
 //! bytes that were checked. A hit compares the file's current metadata (kind, size,
-//! modification and change time) with the entry's; any difference drops the entry and the
+//! modification and change time, serial number) with the entry's; any difference drops the entry and the
 //! request takes the full route again. So the cache never serves bytes the route would
 //! not have served at the time they were read, and a file replaced by anything (a new
 //! version, a link, a folder) is checked again: the change time moves on every such
@@ -164,6 +164,7 @@ mod tests {
             len,
             modified: SystemTime::UNIX_EPOCH,
             changed: SystemTime::UNIX_EPOCH + Duration::from_secs(changed_secs),
+            inode: 7,
         }
     }
 
@@ -268,5 +269,10 @@ mod tests {
             ..meta(3, 0)
         };
         assert!(!cached.is_current(&moved), "modification time");
+        let replaced = Metadata {
+            inode: 8,
+            ..meta(3, 0)
+        };
+        assert!(!cached.is_current(&replaced), "serial number");
     }
 }

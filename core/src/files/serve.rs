@@ -87,7 +87,8 @@ pub struct StaticFiles {
     pub fallback_hook: Option<FallbackHook>,
     /// Bounds of the small-file cache (see [`super::cache`]).
     pub cache_limits: CacheLimits,
-    etags: Mutex<HashMap<PathBuf, (u64, SystemTime, ETag)>>,
+    /// Each file's tag and the metadata of the version it was computed from.
+    etags: Mutex<HashMap<PathBuf, (Metadata, ETag)>>,
     cache: FileCache,
 }
 
@@ -653,8 +654,10 @@ impl StaticFiles {
         response
     }
 
-    /// The CRC-32 ETag of a file version, computed once per (path, size, mtime): from
-    /// `content` when the file was read whole, else by reading `file`.
+    /// The CRC-32 ETag of a file version, computed once per path and metadata (size,
+    /// modification and change time, serial number: a rewrite that keeps the size and
+    /// sets the modification time back still moves the change time), from `content` when
+    /// the file was read whole, else by reading `file`.
     fn etag(
         &self,
         path: &Path,
@@ -664,8 +667,8 @@ impl StaticFiles {
         effort: Effort,
     ) -> Result<Option<ETag>, TooSlow> {
         if let Ok(cache) = self.etags.lock() {
-            if let Some((len, modified, etag)) = cache.get(path) {
-                if *len == meta.len && *modified == meta.modified {
+            if let Some((version, etag)) = cache.get(path) {
+                if *version == meta {
                     return Ok(Some(etag.clone()));
                 }
             }
@@ -682,7 +685,7 @@ impl StaticFiles {
             if cache.len() >= ETAG_CACHE_ENTRIES {
                 cache.clear();
             }
-            cache.insert(path.to_owned(), (meta.len, meta.modified, etag.clone()));
+            cache.insert(path.to_owned(), (meta, etag.clone()));
         }
         Ok(Some(etag))
     }
@@ -934,6 +937,37 @@ mod tests {
             files.cache.usage(),
             (0, 0),
             "a vanished file leaves the cache"
+        );
+    }
+
+    #[test]
+    fn a_rewrite_keeping_size_and_mtime_gets_a_new_tag() {
+        let (mut files, fs) = site(&[("/www/a.txt", "hello")]);
+        files.cache_limits.max_entries = 0; // only the tag cache is at work
+        let tag = |r: &Response| {
+            r.fields
+                .iter()
+                .find(|(n, _)| n == "ETag")
+                .map(|(_, v)| v.clone())
+        };
+        let first = get(&files, "/a.txt", "");
+        assert_eq!(tag(&first).as_deref(), Some("\"3610a686\""));
+        assert_eq!(
+            tag(&get(&files, "/a.txt", "")),
+            tag(&first),
+            "unchanged: same tag"
+        );
+        fs.edit(|tree| tree.insert("/www/a.txt", "HELLO", y2020()));
+        let second = get(&files, "/a.txt", "");
+        assert_eq!(
+            tag(&second).as_deref(),
+            Some(&*ETag::of(b"HELLO").to_string())
+        );
+        assert!(wire(&second).ends_with("\r\n\r\nHELLO"));
+        // The old tag no longer validates.
+        assert_eq!(
+            get(&files, "/a.txt", "If-None-Match: \"3610a686\"\r\n").status,
+            200
         );
     }
 
