@@ -114,7 +114,6 @@
 //! `quick-server-std` are its transports ([`Transport`]). The repository's
 //! `cli/examples/` hold `example` and `example2` (the original's example servers),
 //! `console_demo`, `embed` (the core in a hand-written loop) and `bench_json`.
-#![warn(missing_docs)]
 
 mod cache;
 mod console;

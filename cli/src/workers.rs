@@ -21,7 +21,7 @@ pub const WORKER_JS: &[u8] = include_bytes!("../../core/assets/worker.js");
 pub const WORKER_JS_CONTENT_TYPE: &str = "application/javascript; charset=utf-8";
 
 /// The section results go to when a worker names none (the original's `cache_section`).
-pub const DEFAULT_CACHE_SECTION: &str = "www";
+pub(crate) const DEFAULT_CACHE_SECTION: &str = "www";
 
 /// Computes the cache key of a job from its payload; `None` (or a null key) runs the job
 /// uncached. The key's compact JSON text is what the cache stores it under.

@@ -56,7 +56,6 @@
 //! assert!(wire.ends_with(b"\r\n\r\nhi"));
 //! ```
 #![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub)]
 
 mod conn;
 pub mod console;

@@ -2,6 +2,9 @@
 //! checks the cargo-fuzz targets run, so `cargo test` exercises every target on a fixed
 //! input set without a nightly toolchain or libFuzzer.
 
+// The fuzz crate exports these modules; included here they are private, so their `pub`
+// items cannot be reached from outside this test.
+#[allow(unreachable_pub)]
 #[path = "../../fuzz/src/lib.rs"]
 mod targets;
 

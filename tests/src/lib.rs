@@ -3,7 +3,6 @@
 //! The black-box harness: real servers on 127.0.0.1 port 0, over either transport, plain
 //! or TLS (certificates made at start with `rcgen`), and a raw client that sends exact
 //! bytes and parses what comes back. [`each_setup`] runs a test over all four setups.
-#![warn(missing_docs, unreachable_pub)]
 
 mod browser;
 mod certs;

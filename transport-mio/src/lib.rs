@@ -7,8 +7,6 @@
 //! proxied request's upstream socket is a second socket of its session on the same loop
 //! (non-blocking connect; host names other than IP literals and `localhost` are looked up
 //! on the request pool, never on the loop).
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs, unreachable_pub)]
 
 mod event_loop;
 mod plain;

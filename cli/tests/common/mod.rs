@@ -13,10 +13,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// How long a test waits for a line, an exit or a screen.
-pub const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
 /// The built example `name`: examples sit next to the `deps` folder holding this test.
-pub fn example_path(name: &str) -> PathBuf {
+pub(crate) fn example_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile = exe
         .parent()
@@ -33,19 +33,19 @@ pub fn example_path(name: &str) -> PathBuf {
 
 /// A running example started with `--port 0`: its stdin, the lines of its log (stderr)
 /// and the address it announced.
-pub struct Process {
+pub(crate) struct Process {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     /// Every log line seen so far, for failure messages.
     seen: Arc<Mutex<Vec<String>>>,
     /// Where it listens.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Process {
     /// Starts example `name` with `args`; `configure` sets stdin, stdout, the folder.
-    pub fn start(name: &str, args: &[&str], configure: impl FnOnce(&mut Command)) -> Self {
+    pub(crate) fn start(name: &str, args: &[&str], configure: impl FnOnce(&mut Command)) -> Self {
         let mut command = Command::new(example_path(name));
         command.args(["--port", "0"]).args(args);
         configure(&mut command);
@@ -80,7 +80,7 @@ impl Process {
     }
 
     /// Waits for `starting server at <host>:<port>` and returns 127.0.0.1:<port>.
-    pub fn started(&self) -> SocketAddr {
+    pub(crate) fn started(&self) -> SocketAddr {
         let line = self.expect("[SERVER] starting server at ");
         let at = line.rsplit(' ').next().unwrap();
         let (host, port) = at.rsplit_once(':').unwrap();
@@ -89,13 +89,13 @@ impl Process {
     }
 
     /// Waits for a log line containing `needle`; returns it.
-    pub fn expect(&self, needle: &str) -> String {
+    pub(crate) fn expect(&self, needle: &str) -> String {
         self.expect_within(needle, WAIT)
             .unwrap_or_else(|| panic!("no line with {needle:?} in {:#?}", self.seen()))
     }
 
     /// Like [`expect`](Self::expect), `None` after `wait`.
-    pub fn expect_within(&self, needle: &str, wait: Duration) -> Option<String> {
+    pub(crate) fn expect_within(&self, needle: &str, wait: Duration) -> Option<String> {
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -108,27 +108,27 @@ impl Process {
     }
 
     /// The next log line.
-    pub fn next_line(&self) -> String {
+    pub(crate) fn next_line(&self) -> String {
         self.lines.recv_timeout(WAIT).expect("a log line")
     }
 
     /// Closes stdin (end of input for the command loop).
-    pub fn close_stdin(&mut self) {
+    pub(crate) fn close_stdin(&mut self) {
         drop(self.stdin.take());
     }
 
     /// The process id (the restart supervisor's, when there is one).
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Every log line so far.
-    pub fn seen(&self) -> Vec<String> {
+    pub(crate) fn seen(&self) -> Vec<String> {
         self.seen.lock().unwrap().clone()
     }
 
     /// Types `line` on the console.
-    pub fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin still open");
         stdin.write_all(line.as_bytes()).unwrap();
         stdin.write_all(b"\n").unwrap();
@@ -136,14 +136,14 @@ impl Process {
     }
 
     /// Sends `signal` to the process.
-    pub fn signal(&self, signal: i32) {
+    pub(crate) fn signal(&self, signal: i32) {
         let pid = libc::pid_t::try_from(self.child.id()).unwrap();
         // SAFETY (test): signalling our own child process.
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
 
     /// Waits for the exit.
-    pub fn wait_exit(&mut self) -> ExitStatus {
+    pub(crate) fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -184,17 +184,17 @@ impl Drop for Process {
 
 /// A pseudo-terminal: what the program under test draws is collected on the controller
 /// side; keys are written to it.
-pub struct Terminal {
+pub(crate) struct Terminal {
     /// The controller side: write keys here.
-    pub controller: std::fs::File,
+    pub(crate) controller: std::fs::File,
     /// The path of the terminal side, for the child's stdin and stdout.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     screen: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Terminal {
     /// A new pty whose output is collected from now on.
-    pub fn open() -> Self {
+    pub(crate) fn open() -> Self {
         use std::os::fd::FromRawFd;
         // SAFETY (test): plain pty set-up calls; `name` has room for the path and the
         // descriptor returned by posix_openpt is owned by the File from here on.
@@ -229,7 +229,7 @@ impl Terminal {
     }
 
     /// Makes the child's stdin and stdout this terminal.
-    pub fn attach(&self, command: &mut Command) {
+    pub(crate) fn attach(&self, command: &mut Command) {
         let open = || {
             std::fs::OpenOptions::new()
                 .read(true)
@@ -243,7 +243,7 @@ impl Terminal {
     }
 
     /// Waits until `text` has been drawn.
-    pub fn shown(&self, text: &str) {
+    pub(crate) fn shown(&self, text: &str) {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
             if String::from_utf8_lossy(&self.screen.lock().unwrap()).contains(text) {
@@ -258,7 +258,7 @@ impl Terminal {
     }
 
     /// Types `keys`.
-    pub fn keys(&mut self, keys: &[u8]) {
+    pub(crate) fn keys(&mut self, keys: &[u8]) {
         self.controller.write_all(keys).unwrap();
     }
 }
