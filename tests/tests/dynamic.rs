@@ -298,6 +298,107 @@ fn malformed_bodies_are_400() {
 }
 
 #[test]
+fn a_part_with_a_filename_is_a_file_whatever_its_type() {
+    each_setup(|setup| {
+        let server = FacadeServer::start(setup, routes());
+        let raw = b"\xff\xfe\x00A";
+        let request = echo_upload(&[
+            Part {
+                name: "f",
+                filename: Some("b.bin"),
+                content_type: None,
+                data: raw,
+            },
+            Part {
+                name: "t",
+                filename: None,
+                content_type: None,
+                data: "é€".as_bytes(),
+            },
+        ]);
+        let answer = ok_json(&server.exchange(&request));
+        assert_eq!(
+            answer["files"]["f"],
+            json!({
+                "filename": "b.bin",
+                "content_type": "application/octet-stream",
+                "len": 4,
+                "fnv": format!("{:016x}", fnv1a64(raw)),
+            })
+        );
+        assert_eq!(answer["post"], json!({"t": "é€"}));
+    });
+}
+
+#[test]
+fn a_text_field_that_is_not_utf8_is_400() {
+    each_setup(|setup| {
+        let server = FacadeServer::start(setup, routes());
+        let request = echo_upload(&[Part {
+            name: "t",
+            filename: None,
+            content_type: None,
+            data: b"\xff\xfe\x00A",
+        }]);
+        let response = server.exchange(&request);
+        assert_eq!(response.status, 400, "{}", response.text());
+        assert!(
+            response.reason.contains("\"t\" is not UTF-8"),
+            "{}",
+            response.reason
+        );
+        assert!(!response.text().contains('\u{fffd}'));
+    });
+}
+
+/// Python `requests` sends a file part with a filename and no `Content-Type`: its bytes
+/// arrive intact. Skipped (with a notice) when `python3 -c "import requests"` fails.
+#[test]
+fn python_requests_uploads_binary_files_intact() {
+    const SCRIPT: &str = "import sys, requests, urllib3\n\
+        urllib3.disable_warnings()\n\
+        data = bytes(range(256)) * 3 + b'\\xff\\xfe\\x00A'\n\
+        r = requests.post(sys.argv[1], files={'f': ('b.bin', data)}, data={'t': 'é'},\n\
+                          verify=False, timeout=20)\n\
+        print(r.status_code)\n\
+        print(r.text)\n";
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import requests"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        println!("skipped: python3 with requests is not available (pip install requests)");
+        return;
+    }
+    let mut data: Vec<u8> = (0..=255u8).cycle().take(3 * 256).collect();
+    data.extend_from_slice(b"\xff\xfe\x00A");
+    each_setup(|setup| {
+        let server = FacadeServer::start(setup, routes());
+        let scheme = if setup.tls { "https" } else { "http" };
+        let url = format!("{scheme}://{}/api/echo", server.addr());
+        let output = std::process::Command::new("python3")
+            .args(["-c", SCRIPT, &url])
+            .output()
+            .expect("run python3");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let (status, body) = stdout.split_once('\n').unwrap_or_default();
+        assert_eq!(
+            status,
+            "200",
+            "{setup}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let answer: Value = serde_json::from_str(body).expect("JSON answer");
+        assert_eq!(answer["files"]["f"]["len"], data.len());
+        assert_eq!(
+            answer["files"]["f"]["fnv"],
+            format!("{:016x}", fnv1a64(&data))
+        );
+        assert_eq!(answer["post"], json!({"t": "é"}));
+    });
+}
+
+#[test]
 fn a_part_over_max_file_size_is_413() {
     each_setup(|setup| {
         let mut qs = routes();

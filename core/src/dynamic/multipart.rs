@@ -42,7 +42,8 @@ pub fn boundary_from_content_type(params: &str) -> Option<&str> {
 /// Something the parser recognised in the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A part begins; `content_type` present means an uploaded file, absent a form field.
+    /// A part begins; a `filename` or a `content_type` makes it an uploaded file, neither a
+    /// text field.
     PartStart {
         /// Value of the `name` parameter of `Content-Disposition`.
         name: String,
@@ -96,13 +97,21 @@ pub enum MultipartError {
         /// The line (lossy UTF-8).
         line: String,
     },
+    /// A text field (no filename, no `Content-Type`) whose bytes are not UTF-8: refused
+    /// (400) rather than decoded lossily.
+    FieldNotUtf8 {
+        /// The field's name.
+        name: String,
+    },
 }
 
 impl MultipartError {
-    /// Status code to answer with: 413 for size limits, else 500 as the reference does.
+    /// Status code to answer with: 413 for size limits, 400 for a field that is not text,
+    /// else 500 as the reference does.
     pub fn status(&self) -> u16 {
         match self {
             Self::PartTooLarge { .. } | Self::HeadersTooLarge | Self::TooManyHeaders => 413,
+            Self::FieldNotUtf8 { .. } => 400,
             _ => 500,
         }
     }
@@ -130,6 +139,11 @@ impl fmt::Display for MultipartError {
                 "multipart part has more than {MAX_HEADER_LINES} header lines"
             ),
             Self::MalformedHeader { line } => write!(f, "invalid multipart header line: {line}"),
+            Self::FieldNotUtf8 { name } => write!(
+                f,
+                "form field {name:?} is not UTF-8 text (send binary data as a file part, \
+                 with a filename)"
+            ),
         }
     }
 }

@@ -136,6 +136,10 @@ pub(crate) struct Multipart {
     pub(crate) files: BTreeMap<String, Upload>,
 }
 
+/// The `Content-Type` of a file part that named none (RFC 7578 section 4.4 asks senders
+/// to label file data they cannot type this way).
+const UNTYPED_FILE: &str = "application/octet-stream";
+
 /// The part being read.
 struct Part {
     name: String,
@@ -144,6 +148,14 @@ struct Part {
     memory: Vec<u8>,
     spilled: Option<Box<dyn TempFile>>,
     len: u64,
+}
+
+impl Part {
+    /// A part with a filename is a file whatever its type (RFC 7578 section 4.2), and so
+    /// is one with a `Content-Type` (the original's rule); the rest are text fields.
+    fn is_file(&self) -> bool {
+        self.filename.is_some() || self.content_type.is_some()
+    }
 }
 
 /// Parses a multipart body pushed in pieces (BEHAVIOUR.md: Dynamic routes › Request bodies),
@@ -232,9 +244,7 @@ impl Collector {
                 part.len += data.len() as u64;
                 if let Some(file) = part.spilled.as_mut() {
                     file.write_all(&data).map_err(UploadError::Storage)?;
-                } else if part.content_type.is_some()
-                    && part.memory.len() + data.len() > self.spill_at
-                {
+                } else if part.is_file() && part.memory.len() + data.len() > self.spill_at {
                     let mut file = self.fs.create_temp().map_err(UploadError::Storage)?;
                     file.write_all(&part.memory).map_err(UploadError::Storage)?;
                     file.write_all(&data).map_err(UploadError::Storage)?;
@@ -248,26 +258,26 @@ impl Collector {
                 let Some(part) = self.part.take() else {
                     return Ok(());
                 };
-                match (part.content_type, part.spilled) {
-                    (Some(content_type), Some(file)) => {
-                        let content = Content::Spilled(Arc::from(file));
-                        let upload = Upload {
-                            filename: part.filename,
-                            content_type,
-                            len: part.len,
-                            content,
-                        };
-                        self.files.insert(part.name, upload);
-                    }
-                    (Some(content_type), None) => {
-                        let upload = Upload::in_memory(part.filename, content_type, part.memory);
-                        self.files.insert(part.name, upload);
-                    }
-                    (None, _) => {
-                        let text = String::from_utf8_lossy(&part.memory).into_owned();
-                        self.fields.insert(part.name, Value::String(text));
-                    }
+                if !part.is_file() {
+                    let text = String::from_utf8(part.memory).map_err(|_| {
+                        UploadError::Multipart(MultipartError::FieldNotUtf8 {
+                            name: part.name.clone(),
+                        })
+                    })?;
+                    self.fields.insert(part.name, Value::String(text));
+                    return Ok(());
                 }
+                let content = match part.spilled {
+                    Some(file) => Content::Spilled(Arc::from(file)),
+                    None => Content::Memory(part.memory),
+                };
+                let upload = Upload {
+                    filename: part.filename,
+                    content_type: part.content_type.unwrap_or_else(|| UNTYPED_FILE.into()),
+                    len: part.len,
+                    content,
+                };
+                self.files.insert(part.name, upload);
             }
         }
         Ok(())
@@ -318,6 +328,57 @@ mod tests {
         let files = collector.finish().unwrap().files;
         assert!(!files["f"].is_spilled());
         assert_eq!(files["f"].bytes().unwrap().as_ref(), b"tiny\0bytes");
+    }
+
+    /// One part named `f` with `headers` (after `Content-Disposition: form-data; name="f"`
+    /// and its `extra` parameters) and `data`.
+    fn one_part(extra: &str, headers: &str, data: &[u8]) -> Vec<u8> {
+        let mut body =
+            format!("--B\r\nContent-Disposition: form-data; name=\"f\"{extra}\r\n{headers}\r\n")
+                .into_bytes();
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n--B--\r\n");
+        body
+    }
+
+    fn collect(body: &[u8], spill_at: usize) -> Result<Multipart, UploadError> {
+        let mut collector = Collector::new("B", 1 << 20, spill_at, Arc::new(MemoryFs::new()));
+        collector.feed(body)?;
+        collector.finish()
+    }
+
+    #[test]
+    fn a_part_with_a_filename_is_a_file_whatever_its_type() {
+        // What Python `requests` sends: a filename and no Content-Type.
+        let raw = b"\xff\xfe\x00A";
+        let parsed = collect(&one_part("; filename=\"b.bin\"", "", raw), 4096).unwrap();
+        assert!(parsed.fields.is_empty());
+        let upload = &parsed.files["f"];
+        assert_eq!(upload.bytes().unwrap().as_ref(), raw, "not a byte lost");
+        assert_eq!(upload.filename.as_deref(), Some("b.bin"));
+        assert_eq!(upload.content_type, "application/octet-stream");
+        // Typed parts stay files, with or without a filename (the original's rule).
+        let typed = collect(&one_part("", "Content-Type: image/png\r\n", raw), 4096).unwrap();
+        assert_eq!(typed.files["f"].content_type, "image/png");
+        assert_eq!(typed.files["f"].filename, None);
+        // An untyped file spills like any other.
+        let big = vec![0xffu8; 10_000];
+        let parsed = collect(&one_part("; filename=\"big\"", "", &big), 4096).unwrap();
+        assert!(parsed.files["f"].is_spilled());
+        assert_eq!(parsed.files["f"].bytes().unwrap().as_ref(), &big[..]);
+    }
+
+    #[test]
+    fn a_text_field_that_is_not_utf8_is_400() {
+        let err = collect(&one_part("", "", b"\xff\xfe\x00A"), 4096).unwrap_err();
+        let page = err.response();
+        assert_eq!(page.status, 400);
+        let reason = page.reason.unwrap();
+        assert!(reason.contains("\"f\" is not UTF-8"), "{reason}");
+        assert!(!reason.contains('\u{fffd}'));
+        // UTF-8 text, including NUL and multi-byte characters, arrives as it was sent.
+        let parsed = collect(&one_part("", "", "a\0é€😀".as_bytes()), 4096).unwrap();
+        assert_eq!(parsed.fields["f"], "a\0é€😀");
     }
 
     #[test]
