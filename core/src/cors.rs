@@ -3,7 +3,7 @@
 //!
 //! Credentials (cookies, tokens) are only ever granted to origins named in an allow-list;
 //! "any origin" answers `*` without credentials, so a foreign page can never read a
-//! logged-in user's answers.
+//! logged-in user's answers (docs/BEHAVIOUR.md, "CORS and OPTIONS").
 
 use std::borrow::Cow;
 use std::fmt;
