@@ -242,6 +242,8 @@ pub struct QuickServer {
     transport: TransportOptions,
     max_age: u64,
     routing: Routing,
+    /// Set by [`QuickServer::tls_self_signed`]: the folder caching the certificate, if any.
+    self_signed: Option<Option<PathBuf>>,
 }
 
 /// What route registration keeps besides the core builder.
@@ -276,6 +278,7 @@ impl QuickServer {
             transport: TransportOptions::default(),
             max_age: 0,
             routing: Routing::default(),
+            self_signed: None,
         }
     }
 
@@ -470,6 +473,26 @@ impl QuickServer {
     /// Chooses the transport, TLS and pool settings.
     pub fn transport(&mut self, options: TransportOptions) -> &mut Self {
         self.transport = options;
+        self
+    }
+
+    /// Serves HTTPS with a certificate made at start for `localhost`, `127.0.0.1`, `::1` and
+    /// the bound address, replacing [`TransportOptions::tls`]. Its SHA-256 fingerprint is
+    /// logged. With a `cache` folder, the certificate and key are kept there as `cert.pem`
+    /// and `key.pem` (made again when the names change), so that a client can trust it
+    /// once: the log names the `curl --cacert` command.
+    ///
+    /// ```
+    /// # use quick_server::QuickServer;
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.tls_self_signed(None);
+    /// let running = server.start()?; // logs the fingerprint
+    /// running.handle().shutdown();
+    /// running.wait()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn tls_self_signed(&mut self, cache: Option<PathBuf>) -> &mut Self {
+        self.self_signed = Some(cache);
         self
     }
 
@@ -1064,6 +1087,24 @@ impl QuickServer {
 
     /// Installs the request log and starts the transport on `listener`.
     fn start_on(mut self, listener: std::net::TcpListener) -> io::Result<Running> {
+        if let Some(cache) = &self.self_signed {
+            let bound = listener.local_addr()?;
+            let made =
+                crate::tls::self_signed(bound.ip(), cache.as_deref()).map_err(io::Error::other)?;
+            msg(&format!(
+                "self-signed certificate for {}; SHA-256 fingerprint {}",
+                made.names.join(" "),
+                made.fingerprint
+            ));
+            if let Some(file) = &made.cert_file {
+                msg(&format!(
+                    "trust it with: curl --cacert {} https://localhost:{}/",
+                    file.display(),
+                    bound.port()
+                ));
+            }
+            self.transport.tls = Some(made.config);
+        }
         self.log.install(&mut self.builder);
         transport::start(listener, self.builder.build(), self.transport)
     }

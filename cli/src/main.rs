@@ -50,7 +50,7 @@ const FLAGS: &[Flag] = &[
         long: "threads",
         aliases: &[],
         value: Some("N"),
-        help: "pool threads; std keeps N warm and grows to 1024 (default: per transport)",
+        help: "pool threads, 1 to 1024 (std keeps N warm, grows to 1024) [default: per transport]",
     },
     Flag {
         short: None,
@@ -65,6 +65,13 @@ const FLAGS: &[Flag] = &[
         aliases: &[],
         value: Some("FILE"),
         help: "PEM private key for --tls-cert",
+    },
+    Flag {
+        short: None,
+        long: "tls-self-signed",
+        aliases: &[],
+        value: Some("[=DIR]"),
+        help: "serve HTTPS with a certificate made at start (kept in DIR if given)",
     },
     Flag {
         short: None,
@@ -134,6 +141,8 @@ struct Cli {
     threads: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    /// `--tls-self-signed`, with its cache folder if one was named.
+    self_signed: Option<Option<PathBuf>>,
     spa: Option<PathBuf>,
     /// `--proxy` bindings: prefix and upstream URL, in command-line order.
     proxies: Vec<(String, String)>,
@@ -151,7 +160,12 @@ fn help() -> String {
     );
     for flag in FLAGS {
         let short = flag.short.map_or("    ".to_owned(), |c| format!("-{c}, "));
-        let value = flag.value.map_or(String::new(), |v| format!(" <{v}>"));
+        let value = match flag.value {
+            // An optional value is written `[=VALUE]` and only given with `=`.
+            Some(v) if v.starts_with('[') => v.to_owned(),
+            Some(v) => format!(" <{v}>"),
+            None => String::new(),
+        };
         let spelling = format!("{short}--{}{value}", flag.long);
         out.push_str(&format!("  {spelling:<28} {}\n", flag.help));
     }
@@ -173,6 +187,7 @@ fn parse() -> Result<Parsed, lexopt::Error> {
         threads: None,
         tls_cert: None,
         tls_key: None,
+        self_signed: None,
         spa: None,
         proxies: Vec::new(),
         listing: true,
@@ -199,12 +214,21 @@ fn parse() -> Result<Parsed, lexopt::Error> {
         };
         match long {
             "addr" => cli.addr = parser.value()?.string()?,
-            "port" => cli.port = parser.value()?.parse()?,
+            "port" => cli.port = value(&mut parser, long)?,
             "www" => cli.dir = parser.value()?.into(),
-            "transport" => cli.transport = parser.value()?.parse()?,
-            "threads" => cli.threads = Some(parser.value()?.parse()?),
+            "transport" => cli.transport = value(&mut parser, long)?,
+            "threads" => {
+                let threads = value(&mut parser, long)?;
+                if !(1..=MAX_THREADS).contains(&threads) {
+                    return Err(
+                        format!("--threads must be 1 to {MAX_THREADS}, got {threads}").into(),
+                    );
+                }
+                cli.threads = Some(threads);
+            }
             "tls-cert" => cli.tls_cert = Some(parser.value()?.into()),
             "tls-key" => cli.tls_key = Some(parser.value()?.into()),
+            "tls-self-signed" => cli.self_signed = Some(parser.optional_value().map(Into::into)),
             "spa" => cli.spa = Some(parser.value()?.into()),
             "proxy" => {
                 let binding = parser.value()?.string()?;
@@ -232,7 +256,29 @@ fn parse() -> Result<Parsed, lexopt::Error> {
             _ => return Ok(Parsed::Exit(help())),
         }
     }
+    match (&cli.tls_cert, &cli.tls_key, &cli.self_signed) {
+        (Some(_), Some(_), None) | (None, None, _) => {}
+        (Some(_), Some(_), Some(_)) => {
+            return Err("--tls-self-signed replaces --tls-cert and --tls-key".into())
+        }
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    }
     Ok(Parsed::Run(Box::new(cli)))
+}
+
+/// The most pool threads `--threads` accepts: the std transport's ceiling.
+const MAX_THREADS: usize = 1024;
+
+/// The value of `--long`, parsed; the error names the flag.
+fn value<T>(parser: &mut lexopt::Parser, long: &str) -> Result<T, lexopt::Error>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let raw = parser.value()?;
+    let text = raw.to_string_lossy();
+    text.parse()
+        .map_err(|e| format!("invalid value {text:?} for --{long}: {e}").into())
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -246,8 +292,7 @@ fn run(cli: Cli) -> Result<(), String> {
     }
     let tls = match (&cli.tls_cert, &cli.tls_key) {
         (Some(cert), Some(key)) => Some(load_tls(cert, key).map_err(|e| e.to_string())?),
-        (None, None) => None,
-        _ => return Err("--tls-cert and --tls-key go together".into()),
+        _ => None,
     };
     let mut server = QuickServer::new(addr);
     server.bind_path("/", &cli.dir).map_err(|e| e.to_string())?;
@@ -261,6 +306,9 @@ fn run(cli: Cli) -> Result<(), String> {
     server.cors_origins(&cli.cors).map_err(|e| e.to_string())?;
     if !cli.all_files {
         server.add_default_white_list();
+    }
+    if let Some(cache) = cli.self_signed {
+        server.tls_self_signed(cache);
     }
     if let Some(spa) = &cli.spa {
         server.spa_fallback(spa);
@@ -295,7 +343,7 @@ fn main() -> ExitCode {
             }
         },
         Err(e) => {
-            eprintln!("quick-server: {e}\n\n{}", help());
+            eprintln!("quick-server: {e}\nTry 'quick-server --help' for the options.");
             ExitCode::from(2)
         }
     }
