@@ -31,7 +31,7 @@ pub(crate) fn example_path(name: &str) -> PathBuf {
     path
 }
 
-/// A running example started with `--port 0`: its stdin, the lines of its log (stderr)
+/// A running example (or the binary) started with `--port 0`: its stdin, the lines of its log (stderr)
 /// and the address it announced.
 pub(crate) struct Process {
     child: Child,
@@ -46,7 +46,16 @@ pub(crate) struct Process {
 impl Process {
     /// Starts example `name` with `args`; `configure` sets stdin, stdout, the folder.
     pub(crate) fn start(name: &str, args: &[&str], configure: impl FnOnce(&mut Command)) -> Self {
-        let mut command = Command::new(example_path(name));
+        Self::start_program(example_path(name), args, configure)
+    }
+
+    /// Starts the program at `path` like [`start`](Self::start).
+    pub(crate) fn start_program(
+        path: PathBuf,
+        args: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Self {
+        let mut command = Command::new(path);
         command.args(["--port", "0"]).args(args);
         configure(&mut command);
         let mut child = command
