@@ -1,10 +1,13 @@
-//! One HTTP/1.x connection as a state machine: bytes in, responses and actions out.
+//! One HTTP/1.x connection as a state machine: bytes in, responses and actions out. A
+//! proxied request's upstream is a machine of its own (`proxy::exchange`), reached
+//! through [`Connection::upstream`].
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::http::body::BodyReader;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::error::HttpError;
 use crate::http::head::{Framing, HeadScanner, Method, RequestHead, Version};
@@ -12,10 +15,13 @@ use crate::http::response::{self, Body, DateCache, FileRegion, Persistence, Resp
 use crate::job::{Completion, Job, JobId, Output};
 use crate::log::{RequestRecord, SlowRequest};
 use crate::proxy::exchange::{Exchange, ProxyFailure};
-use crate::proxy::Connect;
 use crate::server::{Dispatch, Request, Server};
 use crate::worker::route::WorkerRoute;
 use crate::worker::{TaskKey, START_WAIT};
+
+mod upstream;
+
+pub use upstream::Upstream;
 
 /// Bodies up to this size are read into the output buffer, so head and body leave in one
 /// write; larger ones leave as a file region.
@@ -29,8 +35,6 @@ const READ_CHUNK: usize = 16 * 1024;
 /// How long a graceful shutdown waits for the first request of a connection accepted just
 /// before it: that request is usually already on its way (a restart must not drop it).
 const FRESH_CONNECTION_GRACE: Duration = Duration::from_millis(500);
-/// Request body bytes buffered for the upstream before the client is read again.
-const PROXY_BUFFER: usize = 64 * 1024;
 
 /// What the transport should send next.
 #[derive(Debug)]
@@ -76,13 +80,6 @@ enum State {
     },
     /// Nothing more is read; close once the output is flushed.
     Closing,
-}
-
-/// Reads a body delimited by length or chunked framing.
-#[derive(Debug)]
-enum BodyReader {
-    Length { left: u64 },
-    Chunked(ChunkedDecoder),
 }
 
 /// The request being answered: what its log record and CORS fields need.
@@ -143,8 +140,6 @@ pub struct Connection {
     shutting_down: bool,
     /// Whether a response was ever queued (a fresh connection has none).
     served_any: bool,
-    /// Buffer the transport reads upstream bytes into.
-    upstream_in: Vec<u8>,
 }
 
 impl Current {
@@ -202,7 +197,6 @@ impl Connection {
             read_closed: false,
             shutting_down: false,
             served_any: false,
-            upstream_in: Vec::new(),
         }
     }
 
@@ -525,8 +519,7 @@ impl Connection {
             let progressed = match self.state {
                 State::Closing | State::Waiting { .. } | State::Delayed { .. } => false,
                 State::Head => self.process_head(now),
-                State::Body { .. } => self.process_body(now),
-                State::Proxy { .. } => self.process_proxy_body(now),
+                State::Body { .. } | State::Proxy { .. } => self.process_body(now),
             };
             if !progressed {
                 break;
@@ -589,7 +582,7 @@ impl Connection {
             Framing::Length(n) if n > limits.max_body_size => {
                 return self.fail(HttpError::BodyTooLarge, now);
             }
-            Framing::Length(left) => BodyReader::Length { left },
+            Framing::Length(left) => BodyReader::Length(left),
             Framing::Chunked => BodyReader::Chunked(ChunkedDecoder::default()),
         };
         if head.expects_continue() {
@@ -617,7 +610,7 @@ impl Connection {
             return;
         }
         let request = self.server.request(head, self.peer.clone());
-        if matches!(reader, BodyReader::Length { left: 0 }) {
+        if matches!(reader, BodyReader::Length(0)) {
             return self.answer(request, now); // no body to read
         }
         self.state = State::Body {
@@ -626,31 +619,44 @@ impl Connection {
         };
     }
 
-    /// Reads body bytes; returns whether anything changed.
+    /// Reads body bytes into the request, or frames them for the upstream while its
+    /// buffer has room; returns whether anything changed.
     fn process_body(&mut self, now: Instant) -> bool {
         let limits = &self.server.limits;
-        let State::Body { request, reader } = &mut self.state else {
-            return false;
-        };
         let buf = &self.input[self.consumed..self.filled];
-        let (used, finished, pushed) = match reader {
-            BodyReader::Length { left } => {
-                let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                let pushed = request.push_body(&buf[..take]);
-                *left -= take as u64;
-                (take, *left == 0, pushed)
-            }
-            BodyReader::Chunked(decoder) => match decoder.step(buf, limits) {
+        let (step, pushed) = match &mut self.state {
+            State::Body { request, reader } => match reader.step(buf, limits) {
                 Ok(step) => {
                     let pushed = request.push_body(step.data);
-                    (step.consumed, decoder.is_done(), pushed)
+                    (step, pushed)
                 }
                 Err(e) => {
                     self.fail(e, now);
                     return true;
                 }
             },
+            State::Proxy {
+                exchange,
+                reader: Some(reader),
+            } => {
+                let room = exchange.room();
+                if buf.is_empty() || room == 0 {
+                    return false;
+                }
+                match reader.step(&buf[..buf.len().min(room)], limits) {
+                    Ok(step) => {
+                        exchange.push_body(step.data);
+                        (step, Ok(()))
+                    }
+                    Err(e) => {
+                        self.fail(e, now);
+                        return true;
+                    }
+                }
+            }
+            _ => return false,
         };
+        let (used, done) = (step.consumed, step.done);
         self.consumed += used;
         if let Err(refusal) = pushed {
             // An upload refused mid-body (too large, malformed, disk full): the rest of the
@@ -659,18 +665,26 @@ impl Connection {
             self.send(refusal, false, now);
             return true;
         }
-        if request.body_seen() > limits.max_body_size {
-            self.fail(HttpError::BodyTooLarge, now);
-            return true;
+        match &mut self.state {
+            State::Body { request, .. } if request.body_seen() > limits.max_body_size => {
+                self.fail(HttpError::BodyTooLarge, now);
+                true
+            }
+            State::Body { .. } if done => {
+                let State::Body { request, .. } = std::mem::replace(&mut self.state, State::Head)
+                else {
+                    return false;
+                };
+                self.answer(*request, now);
+                true
+            }
+            State::Proxy { exchange, reader } if done => {
+                exchange.finish_body();
+                *reader = None;
+                true
+            }
+            _ => used > 0,
         }
-        if !finished {
-            return used > 0;
-        }
-        let State::Body { request, .. } = std::mem::replace(&mut self.state, State::Head) else {
-            return false;
-        };
-        self.answer(*request, now);
-        true
     }
 
     /// Routes a complete request (the state is `Head` again): answers it at once, or
@@ -692,161 +706,25 @@ impl Connection {
         }
     }
 
-    /// Forwards client body bytes to the exchange while its buffer has room.
-    fn process_proxy_body(&mut self, now: Instant) -> bool {
-        let limits = &self.server.limits;
-        let State::Proxy { exchange, reader } = &mut self.state else {
-            return false;
-        };
-        let Some(body) = reader.as_mut() else {
-            return false;
-        };
-        let buf = &self.input[self.consumed..self.filled];
-        if buf.is_empty() || exchange.pending() >= PROXY_BUFFER {
-            return false;
-        }
-        let room = PROXY_BUFFER - exchange.pending();
-        let (used, finished) = match body {
-            BodyReader::Length { left } => {
-                let take = usize::try_from(*left)
-                    .unwrap_or(usize::MAX)
-                    .min(buf.len())
-                    .min(room);
-                exchange.push_body(&buf[..take]);
-                *left -= take as u64;
-                (take, *left == 0)
-            }
-            BodyReader::Chunked(decoder) => match decoder.step(&buf[..buf.len().min(room)], limits)
-            {
-                Ok(step) => {
-                    exchange.push_body(step.data);
-                    (step.consumed, decoder.is_done())
-                }
-                Err(e) => {
-                    self.fail(e, now);
-                    return true;
-                }
-            },
-        };
-        self.consumed += used;
-        if finished {
-            exchange.finish_body();
-            *reader = None;
-        }
-        used > 0
-    }
-
     // ----- upstream (proxy) -----
 
-    /// An upstream connection the transport must open for a proxied request; report the
-    /// result with [`upstream_connected`](Self::upstream_connected) or
-    /// [`upstream_failed`](Self::upstream_failed).
-    pub fn poll_connect(&mut self) -> Option<Connect> {
-        match &mut self.state {
-            State::Proxy { exchange, .. } => exchange.take_connect(),
-            _ => None,
+    /// The upstream side of the proxied request in progress, with its own verbs; `None`
+    /// when no request is proxied (the transport then closes any upstream socket it holds).
+    pub fn upstream(&mut self) -> Option<Upstream<'_>> {
+        if matches!(self.state, State::Proxy { .. }) {
+            Some(Upstream::new(self))
+        } else {
+            None
         }
     }
 
-    /// Whether a proxied exchange is in progress; once false, the transport closes the
-    /// upstream socket it holds.
-    pub fn upstream_active(&self) -> bool {
-        matches!(self.state, State::Proxy { .. })
-    }
-
-    /// The upstream socket is connected.
-    pub fn upstream_connected(&mut self, now: Instant) {
-        if let State::Proxy { exchange, .. } = &mut self.state {
-            exchange.connected = true;
-            self.last_activity = now;
-        }
-    }
-
-    /// The upstream could not be reached, or its socket failed.
-    pub fn upstream_failed(&mut self, now: Instant) {
-        self.end_proxy(Err(ProxyFailure::Unreachable), now);
-    }
-
-    /// Request bytes to write to the upstream socket.
-    pub fn upstream_transmit(&self) -> Option<&[u8]> {
-        match &self.state {
-            State::Proxy { exchange, .. } => exchange.transmit(),
-            _ => None,
-        }
-    }
-
-    /// `n` bytes of [`upstream_transmit`](Self::upstream_transmit) were written.
-    pub fn upstream_transmitted(&mut self, n: usize, now: Instant) {
-        if let State::Proxy { exchange, .. } = &mut self.state {
-            exchange.transmitted(n);
-            if n > 0 {
-                self.last_activity = now;
-            }
-        }
-        self.process(now);
-    }
-
-    /// Whether the transport should read from the upstream socket.
-    pub fn upstream_wants_read(&self) -> bool {
-        matches!(&self.state, State::Proxy { exchange, .. } if exchange.connected)
-            && self.pending_output < self.server.limits.max_pending_output
-    }
-
-    /// Whether request bytes wait for the upstream socket.
-    pub fn upstream_wants_write(&self) -> bool {
-        self.upstream_transmit().is_some()
-    }
-
-    /// A buffer to read upstream bytes into; follow with
-    /// [`upstream_commit`](Self::upstream_commit). Empty when no upstream input is wanted.
-    pub fn upstream_read_buf(&mut self) -> &mut [u8] {
-        if !self.upstream_wants_read() {
-            return &mut [];
-        }
-        self.upstream_in.resize(READ_CHUNK, 0);
-        &mut self.upstream_in
-    }
-
-    /// Takes `n` bytes the transport read from the upstream into
-    /// [`upstream_read_buf`](Self::upstream_read_buf).
-    pub fn upstream_commit(&mut self, n: usize, now: Instant) {
-        let n = n.min(self.upstream_in.len());
-        if n == 0 {
-            return;
-        }
-        self.last_activity = now;
-        let date = self.date.get(self.server.wall_time(now)).to_vec();
+    /// Queues what the upstream produced; ends the exchange once it is over, else lets
+    /// more of the request body in.
+    fn settle_upstream(&mut self, now: Instant) {
         let State::Proxy { exchange, .. } = &mut self.state else {
             return;
         };
-        let result = exchange.receive(
-            &self.upstream_in[..n],
-            self.server.server_header(),
-            &date,
-            &self.server.limits,
-        );
-        self.relay(result, now);
-    }
-
-    /// The upstream closed its side.
-    pub fn upstream_eof(&mut self, now: Instant) {
-        let State::Proxy { exchange, .. } = &mut self.state else {
-            return;
-        };
-        let result = exchange.eof();
-        self.relay(result, now);
-    }
-
-    /// Queues what the upstream produced; ends the exchange when the response is complete.
-    fn relay(
-        &mut self,
-        result: Result<crate::proxy::exchange::Relayed, ProxyFailure>,
-        now: Instant,
-    ) {
-        let relayed = match result {
-            Ok(relayed) => relayed,
-            Err(failure) => return self.end_proxy(Err(failure), now),
-        };
+        let relayed = exchange.take_relayed();
         if let Some((status, size)) = relayed.head {
             if relayed.close {
                 self.keep_alive = false;
@@ -857,8 +735,9 @@ impl Connection {
             }
         }
         self.push_bytes(&relayed.bytes);
-        if relayed.done {
-            self.end_proxy(Ok(()), now);
+        match relayed.end {
+            Some(outcome) => self.end_proxy(outcome, now),
+            None => self.process(now),
         }
     }
 
@@ -885,7 +764,6 @@ impl Connection {
         if !self.keep_alive {
             self.state = State::Closing;
         }
-        self.upstream_in = Vec::new();
         self.process(now);
     }
 

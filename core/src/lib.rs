@@ -19,6 +19,17 @@
 //!   [`complete`](Connection::complete);
 //! - **commands**: [`shutdown`](Connection::shutdown).
 //!
+//! A proxied request's upstream is a second, smaller machine, reached through
+//! [`Connection::upstream`] while the request is proxied (`None` otherwise: close any
+//! upstream socket). Its [`Upstream`] verbs: [`poll_connect`](Upstream::poll_connect) says
+//! where to connect, answered by [`connected`](Upstream::connected) or
+//! [`failed`](Upstream::failed); [`transmit`](Upstream::transmit) +
+//! [`transmitted`](Upstream::transmitted) send the request;
+//! [`read_buf`](Upstream::read_buf) + [`commit`](Upstream::commit) and
+//! [`read_eof`](Upstream::read_eof) take the answer; [`wants_read`](Upstream::wants_read)
+//! and [`wants_write`](Upstream::wants_write) give the upstream socket's interests. Each
+//! is a mutation of the connection: drain it afterwards like any other.
+//!
 //! [`wants_read`](Connection::wants_read) and [`wants_write`](Connection::wants_write) map
 //! one-to-one onto readiness interests; [`is_closed`](Connection::is_closed) says when to
 //! close the socket, [`needs_linger`](Connection::needs_linger) whether to wait for the
@@ -72,7 +83,7 @@ mod server;
 pub mod tokens;
 pub mod worker;
 
-pub use conn::{Connection, PeerInfo, Transmit};
+pub use conn::{Connection, PeerInfo, Transmit, Upstream};
 pub use cors::{CorsPolicy, InvalidOrigin, Origin};
 pub use fs::{DiskFs, FileSystem, MemoryFs, OpenFile};
 pub use http::error::HttpError;

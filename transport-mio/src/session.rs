@@ -231,7 +231,8 @@ impl Session {
             key,
         };
         let mut moved = false;
-        if let Some(connect) = self.conn.poll_connect() {
+        let connect = self.conn.upstream().and_then(|mut u| u.poll_connect());
+        if let Some(connect) = connect {
             if let Some(old) = self.upstream.take() {
                 old.close(cx.registry);
             }
@@ -243,7 +244,7 @@ impl Session {
         if let Some(upstream) = &mut self.upstream {
             moved |= upstream.pump(&mut self.conn, &link, now);
         }
-        if !self.conn.upstream_active() {
+        if self.conn.upstream().is_none() {
             if let Some(upstream) = self.upstream.take() {
                 upstream.close(cx.registry);
             }

@@ -86,7 +86,7 @@ impl Upstream {
 
     /// Connects, writes the core's request bytes and reads the response while the core
     /// wants it; returns whether anything moved. Failures are reported to the core
-    /// (`upstream_failed`), which answers 502 or closes.
+    /// (`Upstream::failed`), which answers 502 or closes.
     pub(crate) fn pump(&mut self, conn: &mut Connection, link: &Link<'_>, now: Instant) -> bool {
         let mut moved = false;
         loop {
@@ -105,7 +105,9 @@ impl Upstream {
                 Phase::Connecting { socket, rest } => match socket.connect_done() {
                     Ok(false) => return moved,
                     Ok(true) => {
-                        conn.upstream_connected(now);
+                        if let Some(mut upstream) = conn.upstream() {
+                            upstream.connected(now);
+                        }
                         moved = true;
                         let phase = std::mem::replace(&mut self.phase, Phase::Failed);
                         if let Phase::Connecting { socket, .. } = phase {
@@ -139,7 +141,9 @@ impl Upstream {
     /// Tells the core the upstream failed; returns that something moved.
     fn fail(&mut self, conn: &mut Connection, now: Instant) -> bool {
         self.phase = Phase::Failed;
-        conn.upstream_failed(now);
+        if let Some(mut upstream) = conn.upstream() {
+            upstream.failed(now);
+        }
         true
     }
 }
@@ -168,15 +172,18 @@ fn connect_next(rest: &mut vec::IntoIter<SocketAddr>, link: &Link<'_>) -> Option
 /// response bytes while the core has room and the socket has data; returns whether
 /// anything moved. An error means the upstream connection is broken.
 fn transfer(socket: &mut Socket, conn: &mut Connection, now: Instant) -> io::Result<bool> {
+    let Some(mut upstream) = conn.upstream() else {
+        return Ok(false);
+    };
     let mut moved = false;
     while socket.may_write() {
-        let Some(bytes) = conn.upstream_transmit() else {
+        let Some(bytes) = upstream.transmit() else {
             break;
         };
         match socket.write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
-                conn.upstream_transmitted(n, now);
+                upstream.transmitted(n, now);
                 moved = true;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -184,17 +191,17 @@ fn transfer(socket: &mut Socket, conn: &mut Connection, now: Instant) -> io::Res
         }
     }
     while socket.may_read() {
-        let buf = conn.upstream_read_buf();
+        let buf = upstream.read_buf();
         if buf.is_empty() {
             break;
         }
         match socket.read(buf) {
             Ok(0) => {
-                conn.upstream_eof(now);
+                upstream.read_eof(now);
                 return Ok(true);
             }
             Ok(n) => {
-                conn.upstream_commit(n, now);
+                upstream.commit(n, now);
                 moved = true;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -41,9 +41,10 @@ impl Upstream {
 
     /// What the wait should watch this socket for, given what the core wants now;
     /// `None` when it wants nothing from it.
-    pub(crate) fn watch(&self, conn: &Connection) -> Option<Watch> {
-        let read = conn.upstream_wants_read();
-        let write = conn.upstream_wants_write();
+    pub(crate) fn watch(&self, conn: &mut Connection) -> Option<Watch> {
+        let upstream = conn.upstream()?;
+        let read = upstream.wants_read();
+        let write = upstream.wants_write();
         (read || write).then(|| Watch {
             fd: self.fd(),
             read,
@@ -59,12 +60,15 @@ impl Upstream {
     /// response bytes while the core has room and the socket has data; returns whether
     /// anything moved. An error means the upstream connection is broken.
     fn transfer(&mut self, conn: &mut Connection) -> io::Result<bool> {
+        let Some(mut upstream) = conn.upstream() else {
+            return Ok(false);
+        };
         let mut moved = false;
-        while let Some(bytes) = conn.upstream_transmit() {
+        while let Some(bytes) = upstream.transmit() {
             match self.socket.write(bytes) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    conn.upstream_transmitted(n, Instant::now());
+                    upstream.transmitted(n, Instant::now());
                     moved = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -73,17 +77,17 @@ impl Upstream {
             }
         }
         loop {
-            let buf = conn.upstream_read_buf();
+            let buf = upstream.read_buf();
             if buf.is_empty() {
                 break;
             }
             match self.socket.read(buf) {
                 Ok(0) => {
-                    conn.upstream_eof(Instant::now());
+                    upstream.read_eof(Instant::now());
                     return Ok(true);
                 }
                 Ok(n) => {
-                    conn.upstream_commit(n, Instant::now());
+                    upstream.commit(n, Instant::now());
                     moved = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -100,29 +104,35 @@ impl Upstream {
 /// returns whether anything moved. Upstream failures go to the core (502, 504 or close).
 pub(crate) fn pump(slot: &mut Option<Upstream>, conn: &mut Connection, timeout: Duration) -> bool {
     let mut moved = false;
-    if let Some(target) = conn.poll_connect() {
+    let Some(mut exchange) = conn.upstream() else {
+        *slot = None;
+        return false;
+    };
+    if let Some(target) = exchange.poll_connect() {
         moved = true;
         *slot = None;
         match Upstream::connect(&target.host, target.port, Instant::now() + timeout) {
             Ok(upstream) => {
                 *slot = Some(upstream);
-                conn.upstream_connected(Instant::now());
+                exchange.connected(Instant::now());
             }
             // The core's own deadline has passed too: it answers 504.
             Err(e) if e.kind() == io::ErrorKind::TimedOut => conn.handle_timeout(Instant::now()),
-            Err(_) => conn.upstream_failed(Instant::now()),
+            Err(_) => exchange.failed(Instant::now()),
         }
     }
     if let Some(upstream) = slot {
         match upstream.transfer(conn) {
             Ok(step) => moved |= step,
             Err(_) => {
-                conn.upstream_failed(Instant::now());
+                if let Some(mut exchange) = conn.upstream() {
+                    exchange.failed(Instant::now());
+                }
                 moved = true;
             }
         }
     }
-    if !conn.upstream_active() {
+    if conn.upstream().is_none() {
         *slot = None;
     }
     moved

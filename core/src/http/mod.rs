@@ -1,5 +1,6 @@
 //! The HTTP/1.x layer: head scanning and parsing, body framing, response writing.
 
+pub(crate) mod body;
 pub(crate) mod chunked;
 pub mod error;
 pub mod head;

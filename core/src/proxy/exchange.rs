@@ -1,29 +1,19 @@
-//! One proxied request as a sans-IO HTTP/1.1 client exchange: the request head and body
-//! framed for the upstream, the upstream's answer parsed and re-framed for the client.
+//! One proxied request as a sans-IO HTTP/1.1 client, a state machine of its own beside
+//! the client connection: it says where to connect, frames the request (the head, then
+//! the client's body as it arrives) for the upstream, reads the upstream's answer into its
+//! own buffer and re-frames it as bytes for the client.
 
-use crate::http::chunked::ChunkedDecoder;
-use crate::http::head::{Framing, Method, RequestHead, Version};
+use crate::http::body::BodyReader;
+use crate::http::head::{Method, RequestHead, Version};
 use crate::limits::Limits;
 
+use super::forward::{self, ClientSide, RequestBody, MAX_RESPONSE_HEAD};
 use super::route::ProxyRoute;
 
-/// Largest upstream response head accepted (502 beyond it).
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-/// Most fields in an upstream response head.
-const MAX_RESPONSE_FIELDS: usize = 128;
-
-/// Fields that describe one connection, not the message (RFC 9110 §7.6.1): never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-];
+/// Request body bytes buffered for the upstream before the client is read again.
+const REQUEST_BUFFER: usize = 64 * 1024;
+/// Size of the buffer upstream bytes are read into.
+const READ_SIZE: usize = 16 * 1024;
 
 /// Why an exchange failed; each maps to the status the client gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,29 +52,20 @@ pub struct Connect {
     pub port: u16,
 }
 
-/// How the upstream response body ends.
-#[derive(Debug)]
-enum UpstreamBody {
-    Length(u64),
-    Chunked(ChunkedDecoder),
-    UntilClose,
-}
-
 /// The response side of the exchange.
 #[derive(Debug)]
 enum Phase {
     /// Collecting the response head.
     Head,
     /// Relaying the body; `chunked_out` re-frames it as chunked for the client.
-    Body {
-        body: UpstreamBody,
-        chunked_out: bool,
-    },
+    Body { body: BodyReader, chunked_out: bool },
     /// The response has been relayed completely.
     Done,
+    /// The exchange failed.
+    Failed(ProxyFailure),
 }
 
-/// What the client gets from the upstream, as the connection should queue it.
+/// What the exchange produced for the client since the connection last asked.
 #[derive(Debug, Default)]
 pub(crate) struct Relayed {
     /// Bytes for the client (a response head, body pieces).
@@ -93,24 +74,28 @@ pub(crate) struct Relayed {
     pub(crate) head: Option<(u16, Option<u64>)>,
     /// The client connection must close after this response.
     pub(crate) close: bool,
-    /// The response is complete.
-    pub(crate) done: bool,
+    /// How the exchange ended, once it has.
+    pub(crate) end: Option<Result<(), ProxyFailure>>,
 }
 
 /// A proxied request in flight.
 #[derive(Debug)]
 pub(crate) struct Exchange {
     connect: Option<Connect>,
-    pub(crate) connected: bool,
+    connected: bool,
     to_upstream: Vec<u8>,
     sent: usize,
-    chunked_request: bool,
+    request_body: RequestBody,
     request_done: bool,
-    response_buf: Vec<u8>,
+    /// The buffer the transport reads upstream bytes into.
+    input: Vec<u8>,
+    /// The response head collected so far.
+    head_buf: Vec<u8>,
     phase: Phase,
-    head_only: bool,
-    client_keep_alive: bool,
-    client_http10: bool,
+    client: ClientSide,
+    relayed: Relayed,
+    /// The client's response head has been handed to the connection.
+    head_relayed: bool,
 }
 
 impl Exchange {
@@ -122,129 +107,41 @@ impl Exchange {
         peer: &str,
         secure: bool,
     ) -> Self {
-        let mut out = Vec::with_capacity(512);
-        let method = head.method_str();
-        out.extend_from_slice(
-            format!(
-                "{method} {target} HTTP/1.1\r\nHost: {}\r\n",
-                route.authority()
-            )
-            .as_bytes(),
-        );
-        let listed: Vec<String> = head
-            .fields()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-            .flat_map(|(_, v)| {
-                String::from_utf8_lossy(v)
-                    .split(',')
-                    .map(|t| t.trim().to_ascii_lowercase())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let mut forwarded_for = None;
-        for (name, value) in head.fields() {
-            let lower = name.to_ascii_lowercase();
-            if HOP_BY_HOP.contains(&lower.as_str())
-                || listed.contains(&lower)
-                || matches!(lower.as_str(), "host" | "content-length" | "expect")
-            {
-                continue;
-            }
-            if lower == "x-forwarded-for" {
-                forwarded_for = Some(String::from_utf8_lossy(value).into_owned());
-                continue;
-            }
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        }
-        let client_ip = peer
-            .rsplit_once(':')
-            .map_or(peer, |(ip, _)| ip)
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let xff = match forwarded_for {
-            Some(prev) => format!("{prev}, {client_ip}"),
-            None => client_ip.to_owned(),
-        };
-        out.extend_from_slice(format!("X-Forwarded-For: {xff}\r\n").as_bytes());
-        out.extend_from_slice(
-            format!(
-                "X-Forwarded-Proto: {}\r\n",
-                if secure { "https" } else { "http" }
-            )
-            .as_bytes(),
-        );
-        if let Some(host) = head.field_str("host") {
-            out.extend_from_slice(format!("X-Forwarded-Host: {host}\r\n").as_bytes());
-        }
-        let (chunked_request, request_done) = match head.framing() {
-            Framing::Chunked => {
-                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-                (true, false)
-            }
-            Framing::Length(0) => (false, true),
-            Framing::Length(n) => {
-                out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
-                (false, false)
-            }
-        };
-        out.extend_from_slice(b"Connection: close\r\n\r\n");
+        let (to_upstream, request_body) = forward::request_head(route, target, head, peer, secure);
         Self {
             connect: Some(Connect {
                 host: route.host().to_owned(),
                 port: route.port(),
             }),
             connected: false,
-            to_upstream: out,
+            to_upstream,
             sent: 0,
-            chunked_request,
-            request_done,
-            response_buf: Vec::new(),
+            request_body,
+            request_done: request_body == RequestBody::None,
+            input: Vec::new(),
+            head_buf: Vec::new(),
             phase: Phase::Head,
-            head_only: head.method() == Method::Head,
-            client_keep_alive: head.keep_alive(),
-            client_http10: head.version() == Version::Http10,
+            client: ClientSide {
+                head_only: head.method() == Method::Head,
+                keep_alive: head.keep_alive(),
+                http10: head.version() == Version::Http10,
+                request_done: false,
+            },
+            relayed: Relayed::default(),
+            head_relayed: false,
         }
     }
+
+    // ----- the upstream socket -----
 
     /// The connection the transport must open (given once).
     pub(crate) fn take_connect(&mut self) -> Option<Connect> {
         self.connect.take()
     }
 
-    /// Frames a piece of the client's request body for the upstream.
-    pub(crate) fn push_body(&mut self, data: &[u8]) {
-        if data.is_empty() {
-            return;
-        }
-        if self.chunked_request {
-            self.to_upstream
-                .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-            self.to_upstream.extend_from_slice(data);
-            self.to_upstream.extend_from_slice(b"\r\n");
-        } else {
-            self.to_upstream.extend_from_slice(data);
-        }
-    }
-
-    /// The client's body is complete.
-    pub(crate) fn finish_body(&mut self) {
-        if self.chunked_request && !self.request_done {
-            self.to_upstream.extend_from_slice(b"0\r\n\r\n");
-        }
-        self.request_done = true;
-    }
-
-    /// Whether the client's request body has been fully forwarded into the buffer.
-    pub(crate) fn request_done(&self) -> bool {
-        self.request_done
-    }
-
-    /// Bytes waiting for the upstream socket.
-    pub(crate) fn pending(&self) -> usize {
-        self.to_upstream.len() - self.sent
+    /// The upstream socket is connected: request bytes may leave.
+    pub(crate) fn connected(&mut self) {
+        self.connected = true;
     }
 
     /// What to write to the upstream next.
@@ -261,221 +158,206 @@ impl Exchange {
         }
     }
 
-    /// Whether the upstream's answer is still expected.
-    pub(crate) fn awaiting_head(&self) -> bool {
-        matches!(self.phase, Phase::Head)
+    /// Whether response bytes are expected from the upstream socket.
+    pub(crate) fn wants_read(&self) -> bool {
+        self.connected && matches!(self.phase, Phase::Head | Phase::Body { .. })
     }
 
-    /// Takes bytes from the upstream and turns them into client bytes.
-    pub(crate) fn receive(
-        &mut self,
-        data: &[u8],
-        server: &str,
-        date: &[u8],
-        limits: &Limits,
-    ) -> Result<Relayed, ProxyFailure> {
-        let mut relayed = Relayed::default();
-        let rest;
-        let data = if matches!(self.phase, Phase::Head) {
-            self.response_buf.extend_from_slice(data);
-            let Some(consumed) = self.parse_head(server, date, &mut relayed)? else {
-                if self.response_buf.len() > MAX_RESPONSE_HEAD {
-                    return Err(ProxyFailure::Malformed);
-                }
-                return Ok(relayed);
-            };
-            rest = self.response_buf.split_off(consumed);
-            self.response_buf = Vec::new();
-            &rest[..]
-        } else {
-            data
-        };
-        self.relay_into(data, limits, &mut relayed)?;
-        relayed.done = matches!(self.phase, Phase::Done);
-        Ok(relayed)
-    }
-
-    /// Decodes body bytes into `relayed`; bytes after the end of the body are dropped (the
-    /// upstream connection is not reused).
-    fn relay_into(
-        &mut self,
-        data: &[u8],
-        limits: &Limits,
-        relayed: &mut Relayed,
-    ) -> Result<(), ProxyFailure> {
-        let head_only = self.head_only;
-        let Phase::Body { body, chunked_out } = &mut self.phase else {
-            return Ok(());
-        };
-        let chunked_out = *chunked_out;
-        let emit = |piece: &[u8], out: &mut Vec<u8>| {
-            if piece.is_empty() || head_only {
-                return;
-            }
-            if chunked_out {
-                out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
-                out.extend_from_slice(piece);
-                out.extend_from_slice(b"\r\n");
-            } else {
-                out.extend_from_slice(piece);
-            }
-        };
-        let done = match body {
-            UpstreamBody::Length(left) => {
-                let take = usize::try_from(*left).unwrap_or(usize::MAX).min(data.len());
-                emit(&data[..take], &mut relayed.bytes);
-                *left -= take as u64;
-                *left == 0
-            }
-            UpstreamBody::UntilClose => {
-                emit(data, &mut relayed.bytes);
-                false
-            }
-            UpstreamBody::Chunked(decoder) => {
-                let mut used = 0;
-                while used < data.len() && !decoder.is_done() {
-                    let step = decoder
-                        .step(&data[used..], limits)
-                        .map_err(|_| ProxyFailure::Malformed)?;
-                    emit(step.data, &mut relayed.bytes);
-                    used += step.consumed;
-                    if step.consumed == 0 {
-                        break;
-                    }
-                }
-                decoder.is_done()
-            }
-        };
-        if done {
-            if chunked_out && !head_only {
-                relayed.bytes.extend_from_slice(b"0\r\n\r\n");
-            }
-            self.phase = Phase::Done;
+    /// A buffer to read upstream bytes into; empty when none are expected.
+    pub(crate) fn read_buf(&mut self) -> &mut [u8] {
+        if !self.wants_read() {
+            return &mut [];
         }
-        Ok(())
+        self.input.resize(READ_SIZE, 0);
+        &mut self.input
+    }
+
+    /// Takes `n` bytes read into [`read_buf`](Self::read_buf) and turns them into client
+    /// bytes, with `server` and `date` for the client's response head.
+    pub(crate) fn commit(&mut self, n: usize, server: &str, date: &[u8], limits: &Limits) {
+        let input = std::mem::take(&mut self.input);
+        let n = n.min(input.len());
+        if n > 0 && self.wants_read() {
+            self.receive(&input[..n], server, date, limits);
+        }
+        self.input = input;
     }
 
     /// The upstream closed its side: ends a close-delimited body, else fails.
-    pub(crate) fn eof(&mut self) -> Result<Relayed, ProxyFailure> {
+    pub(crate) fn read_eof(&mut self) {
         match &self.phase {
             Phase::Body {
-                body: UpstreamBody::UntilClose,
-                chunked_out,
-            } => {
-                let mut relayed = Relayed {
-                    done: true,
-                    ..Relayed::default()
-                };
-                if *chunked_out && !self.head_only {
-                    relayed.bytes.extend_from_slice(b"0\r\n\r\n");
-                }
-                self.phase = Phase::Done;
-                Ok(relayed)
-            }
-            Phase::Done => Ok(Relayed {
-                done: true,
-                ..Relayed::default()
-            }),
-            _ => Err(ProxyFailure::Unreachable),
+                body: BodyReader::UntilClose,
+                ..
+            } => self.finish_response(),
+            Phase::Done | Phase::Failed(_) => {}
+            _ => self.fail(ProxyFailure::Unreachable),
         }
     }
 
-    /// Parses the upstream head once complete; writes the client's head into `relayed`.
-    fn parse_head(
-        &mut self,
-        server: &str,
-        date: &[u8],
-        relayed: &mut Relayed,
-    ) -> Result<Option<usize>, ProxyFailure> {
-        loop {
-            let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_FIELDS];
-            let mut response = httparse::Response::new(&mut fields);
-            let consumed = match response.parse(&self.response_buf) {
-                Ok(httparse::Status::Complete(n)) => n,
-                Ok(httparse::Status::Partial) => return Ok(None),
-                Err(_) => return Err(ProxyFailure::Malformed),
-            };
-            let status = response.code.ok_or(ProxyFailure::Malformed)?;
-            if (100..200).contains(&status) {
-                // Interim answers are not relayed; the final one follows.
-                self.response_buf.drain(..consumed);
-                continue;
-            }
-            let mut length = None;
-            let mut chunked = false;
-            for field in response.headers.iter() {
-                if field.name.eq_ignore_ascii_case("content-length") {
-                    let text =
-                        std::str::from_utf8(field.value).map_err(|_| ProxyFailure::Malformed)?;
-                    let n: u64 = text.trim().parse().map_err(|_| ProxyFailure::Malformed)?;
-                    if length.is_some_and(|prev| prev != n) {
-                        return Err(ProxyFailure::Malformed);
-                    }
-                    length = Some(n);
-                } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = true;
-                }
-            }
-            let no_body = self.head_only || status == 204 || status == 304;
-            let body = if no_body {
-                None
-            } else if chunked {
-                Some(UpstreamBody::Chunked(ChunkedDecoder::default()))
-            } else if let Some(n) = length {
-                (n > 0).then_some(UpstreamBody::Length(n))
-            } else {
-                Some(UpstreamBody::UntilClose)
-            };
-            // To the client: keep the upstream's length; otherwise chunked for 1.1 clients,
-            // close-delimited for 1.0 clients.
-            let chunked_out = body.is_some() && length.is_none() && !self.client_http10;
-            let close_delimited = body.is_some() && length.is_none() && self.client_http10;
-            relayed.close = close_delimited || !self.client_keep_alive || !self.request_done;
-            let out = &mut relayed.bytes;
-            let reason = response
-                .reason
-                .filter(|r| !r.is_empty())
-                .unwrap_or_else(|| crate::http::response::reason_phrase(status));
-            out.extend_from_slice(
-                format!("HTTP/1.1 {status} {reason}\r\nServer: {server}\r\nDate: ").as_bytes(),
-            );
-            out.extend_from_slice(date);
-            out.extend_from_slice(b"\r\n");
-            for field in response.headers.iter() {
-                let lower = field.name.to_ascii_lowercase();
-                if HOP_BY_HOP.contains(&lower.as_str())
-                    || matches!(lower.as_str(), "server" | "date" | "content-length")
-                {
-                    continue;
-                }
-                out.extend_from_slice(field.name.as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(field.value);
-                out.extend_from_slice(b"\r\n");
-            }
-            if let Some(n) = length {
-                if status != 304 && status != 204 {
-                    out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
-                }
-            } else if chunked_out {
-                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-            } else if body.is_none() && status != 304 && status != 204 {
-                out.extend_from_slice(b"Content-Length: 0\r\n");
-            }
-            if relayed.close {
-                out.extend_from_slice(b"Connection: close\r\n");
-            } else if self.client_http10 {
-                // A 1.0 client waits for a close unless told the connection persists.
-                out.extend_from_slice(b"Connection: keep-alive\r\n");
-            }
-            out.extend_from_slice(b"\r\n");
-            relayed.head = Some((status, length));
-            self.phase = match body {
-                Some(body) => Phase::Body { body, chunked_out },
-                None => Phase::Done,
-            };
-            return Ok(Some(consumed));
+    /// The exchange failed: what was not yet handed to the connection is dropped, so a
+    /// client that saw no head gets an error answer instead.
+    pub(crate) fn fail(&mut self, failure: ProxyFailure) {
+        if matches!(self.phase, Phase::Done | Phase::Failed(_)) {
+            return;
         }
+        self.phase = Phase::Failed(failure);
+        if !self.head_relayed {
+            self.relayed = Relayed::default();
+        }
+    }
+
+    // ----- the client connection -----
+
+    /// Room for more request body bytes.
+    pub(crate) fn room(&self) -> usize {
+        REQUEST_BUFFER.saturating_sub(self.pending())
+    }
+
+    /// Frames a piece of the client's request body for the upstream.
+    pub(crate) fn push_body(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if self.request_body == RequestBody::Chunked {
+            self.to_upstream
+                .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            self.to_upstream.extend_from_slice(data);
+            self.to_upstream.extend_from_slice(b"\r\n");
+        } else {
+            self.to_upstream.extend_from_slice(data);
+        }
+    }
+
+    /// The client's body is complete.
+    pub(crate) fn finish_body(&mut self) {
+        if self.request_body == RequestBody::Chunked && !self.request_done {
+            self.to_upstream.extend_from_slice(b"0\r\n\r\n");
+        }
+        self.request_done = true;
+    }
+
+    /// Whether the client's request body has been fully forwarded into the buffer.
+    pub(crate) fn request_done(&self) -> bool {
+        self.request_done
+    }
+
+    /// Whether the client has been given no response head yet (a failure can still be
+    /// answered with a status).
+    pub(crate) fn awaiting_head(&self) -> bool {
+        !self.head_relayed
+    }
+
+    /// Hands over what was produced for the client, and how the exchange ended once it
+    /// has.
+    pub(crate) fn take_relayed(&mut self) -> Relayed {
+        let mut relayed = std::mem::take(&mut self.relayed);
+        self.head_relayed |= relayed.head.is_some();
+        relayed.end = match self.phase {
+            Phase::Done => Some(Ok(())),
+            Phase::Failed(failure) => Some(Err(failure)),
+            Phase::Head | Phase::Body { .. } => None,
+        };
+        relayed
+    }
+
+    // ----- internals -----
+
+    /// Bytes waiting for the upstream socket.
+    fn pending(&self) -> usize {
+        self.to_upstream.len() - self.sent
+    }
+
+    /// Takes bytes from the upstream: the head until it is complete, then the body.
+    fn receive(&mut self, data: &[u8], server: &str, date: &[u8], limits: &Limits) {
+        if !matches!(self.phase, Phase::Head) {
+            return self.relay(data, limits);
+        }
+        self.head_buf.extend_from_slice(data);
+        let client = ClientSide {
+            request_done: self.request_done,
+            ..self.client
+        };
+        let parsed = forward::response_head(
+            &self.head_buf,
+            client,
+            server,
+            date,
+            &mut self.relayed.bytes,
+        );
+        match parsed {
+            Ok(Some(head)) => {
+                self.relayed.head = Some((head.status, head.length));
+                self.relayed.close = head.close;
+                let rest = self.head_buf.split_off(head.consumed);
+                self.head_buf = Vec::new();
+                match head.body {
+                    Some(body) => {
+                        self.phase = Phase::Body {
+                            body,
+                            chunked_out: head.chunked_out,
+                        };
+                        self.relay(&rest, limits);
+                    }
+                    None => self.phase = Phase::Done,
+                }
+            }
+            Ok(None) if self.head_buf.len() > MAX_RESPONSE_HEAD => {
+                self.fail(ProxyFailure::Malformed);
+            }
+            Ok(None) => {}
+            Err(_) => self.fail(ProxyFailure::Malformed),
+        }
+    }
+
+    /// Decodes body bytes for the client; bytes after the end of the body are dropped (the
+    /// upstream connection is not reused).
+    fn relay(&mut self, data: &[u8], limits: &Limits) {
+        let Phase::Body { body, chunked_out } = &mut self.phase else {
+            return;
+        };
+        let out = &mut self.relayed.bytes;
+        let mut used = 0;
+        loop {
+            let step = match body.step(&data[used..], limits) {
+                Ok(step) => step,
+                Err(_) => return self.fail(ProxyFailure::Malformed),
+            };
+            emit(out, step.data, *chunked_out);
+            used += step.consumed;
+            if step.done {
+                return self.finish_response();
+            }
+            if step.consumed == 0 || used == data.len() {
+                return;
+            }
+        }
+    }
+
+    /// The response body is complete: the client's framing is closed too (a HEAD
+    /// request never gets this far: its answer has no body).
+    fn finish_response(&mut self) {
+        if let Phase::Body {
+            chunked_out: true, ..
+        } = self.phase
+        {
+            self.relayed.bytes.extend_from_slice(b"0\r\n\r\n");
+        }
+        self.phase = Phase::Done;
+    }
+}
+
+/// Appends a body piece for the client, as a chunk when `chunked`.
+fn emit(out: &mut Vec<u8>, piece: &[u8], chunked: bool) {
+    if piece.is_empty() {
+        return;
+    }
+    if chunked {
+        out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(piece);
     }
 }
 
@@ -514,22 +396,23 @@ mod tests {
 
     fn upstream_output(conn: &mut Connection, now: Instant) -> String {
         let mut wire = Vec::new();
-        while let Some(b) = conn.upstream_transmit() {
+        while let Some(mut upstream) = conn.upstream() {
+            let Some(b) = upstream.transmit() else { break };
             wire.extend_from_slice(b);
             let n = b.len();
-            conn.upstream_transmitted(n, now);
+            upstream.transmitted(n, now);
         }
         String::from_utf8_lossy(&wire).into_owned()
     }
 
     fn upstream_send(conn: &mut Connection, data: &[u8], now: Instant) {
         for piece in data.chunks(7) {
-            let buf = conn.upstream_read_buf();
-            if buf.is_empty() {
+            let Some(mut upstream) = conn.upstream() else {
                 return; // the exchange ended
-            }
+            };
+            let buf = upstream.read_buf();
             buf[..piece.len()].copy_from_slice(piece);
-            conn.upstream_commit(piece.len(), now);
+            upstream.commit(piece.len(), now);
         }
     }
 
@@ -537,11 +420,18 @@ mod tests {
     fn forwards_a_get_and_relays_a_sized_answer() {
         let (mut c, now) = conn();
         c.feed(b"GET /px/a/b?x=1 HTTP/1.1\r\nHost: front\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nCookie: c=1\r\n\r\n", now);
-        let connect = c.poll_connect().expect("connect action");
+        let connect = c
+            .upstream()
+            .unwrap()
+            .poll_connect()
+            .expect("connect action");
         assert_eq!((connect.host.as_str(), connect.port), ("up.test", 9000));
-        assert!(c.poll_connect().is_none(), "asked once");
-        assert!(c.upstream_transmit().is_none(), "nothing before connected");
-        c.upstream_connected(now);
+        assert!(c.upstream().unwrap().poll_connect().is_none(), "asked once");
+        assert!(
+            c.upstream().unwrap().transmit().is_none(),
+            "nothing before connected"
+        );
+        c.upstream().unwrap().connected(now);
         let sent = upstream_output(&mut c, now);
         assert!(
             sent.starts_with("GET /base/a/b?x=1 HTTP/1.1\r\nHost: up.test:9000\r\n"),
@@ -570,36 +460,10 @@ mod tests {
             wire.contains("X-Up: y\r\nContent-Length: 5\r\n\r\nhello")
                 && !wire.contains("Server: up")
         );
-        assert!(!c.upstream_active() && !c.is_closed(), "client kept alive");
-    }
-
-    #[test]
-    fn a_kept_http10_client_is_told_so() {
-        let (mut c, now) = conn();
-        c.feed(b"GET /px/a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", now);
-        c.poll_connect();
-        c.upstream_connected(now);
-        upstream_output(&mut c, now);
-        upstream_send(
-            &mut c,
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-            now,
-        );
-        let wire = client_output(&mut c, now);
         assert!(
-            wire.ends_with("Content-Length: 2\r\nConnection: keep-alive\r\n\r\nok"),
-            "{wire}"
+            c.upstream().is_none() && !c.is_closed(),
+            "client kept alive"
         );
-        assert!(!c.is_closed());
-        // Without a length the answer must end with the close: no keep-alive promised.
-        c.feed(b"GET /px/b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", now);
-        c.poll_connect();
-        c.upstream_connected(now);
-        upstream_output(&mut c, now);
-        upstream_send(&mut c, b"HTTP/1.1 200 OK\r\n\r\nstream", now);
-        c.upstream_eof(now);
-        let wire = client_output(&mut c, now);
-        assert!(wire.contains("Connection: close\r\n") && !wire.contains("keep-alive"));
     }
 
     #[test]
@@ -609,8 +473,8 @@ mod tests {
             b"POST /px/ HTTP/1.1\r\nHost: f\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
             now,
         );
-        c.poll_connect();
-        c.upstream_connected(now);
+        c.upstream().unwrap().poll_connect();
+        c.upstream().unwrap().connected(now);
         let sent = upstream_output(&mut c, now);
         assert!(
             sent.starts_with("POST /base/ HTTP/1.1\r\n")
@@ -621,7 +485,7 @@ mod tests {
         assert_eq!(upstream_output(&mut c, now), "2\r\nde\r\n0\r\n\r\n");
         upstream_send(&mut c, b"HTTP/1.1 200 OK\r\n\r\npart1", now);
         upstream_send(&mut c, b"part2", now);
-        c.upstream_eof(now);
+        c.upstream().unwrap().read_eof(now);
         let wire = client_output(&mut c, now);
         let (head, body) = wire.split_once("\r\n\r\n").unwrap();
         assert!(head.ends_with("Transfer-Encoding: chunked"), "{wire}");
@@ -644,35 +508,80 @@ mod tests {
     fn upstream_failures_map_to_502_and_504() {
         let (mut c, now) = conn();
         c.feed(b"GET /px HTTP/1.1\r\nHost: f\r\n\r\n", now);
-        c.poll_connect();
-        c.upstream_failed(now);
+        c.upstream().unwrap().poll_connect();
+        c.upstream().unwrap().failed(now);
         assert!(client_output(&mut c, now).starts_with("HTTP/1.1 502 "));
         assert!(!c.is_closed(), "framing intact: connection kept");
 
         let (mut c, now) = conn();
         c.feed(b"GET /px/ HTTP/1.1\r\nHost: f\r\n\r\n", now);
-        c.upstream_connected(now);
+        c.upstream().unwrap().connected(now);
         upstream_send(&mut c, b"NOT HTTP AT ALL\r\n\r\n", now);
         assert!(client_output(&mut c, now).starts_with("HTTP/1.1 502 "));
 
         let (mut c, now) = conn();
         c.feed(b"GET /px/ HTTP/1.1\r\nHost: f\r\n\r\n", now);
-        c.upstream_connected(now);
+        c.upstream().unwrap().connected(now);
         let deadline = c.poll_timeout().unwrap();
         c.handle_timeout(deadline);
         assert!(client_output(&mut c, now).starts_with("HTTP/1.1 504 "));
 
         let (mut c, now) = conn();
         c.feed(b"GET /px/ HTTP/1.1\r\nHost: f\r\n\r\n", now);
-        c.upstream_connected(now);
+        c.upstream().unwrap().connected(now);
         upstream_send(
             &mut c,
             b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
             now,
         );
-        c.upstream_eof(now);
+        c.upstream().unwrap().read_eof(now);
         client_output(&mut c, now);
         assert!(c.is_closed(), "a cut body cannot be finished: close");
+    }
+
+    #[test]
+    fn a_kept_http10_client_is_told_so() {
+        let (mut c, now) = conn();
+        c.feed(b"GET /px/a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", now);
+        c.upstream().unwrap().poll_connect();
+        c.upstream().unwrap().connected(now);
+        upstream_output(&mut c, now);
+        upstream_send(
+            &mut c,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            now,
+        );
+        let wire = client_output(&mut c, now);
+        assert!(
+            wire.ends_with("Content-Length: 2\r\nConnection: keep-alive\r\n\r\nok"),
+            "{wire}"
+        );
+        assert!(!c.is_closed());
+        // Without a length the answer must end with the close: no keep-alive promised.
+        c.feed(b"GET /px/b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", now);
+        c.upstream().unwrap().poll_connect();
+        c.upstream().unwrap().connected(now);
+        upstream_output(&mut c, now);
+        upstream_send(&mut c, b"HTTP/1.1 200 OK\r\n\r\nstream", now);
+        c.upstream().unwrap().read_eof(now);
+        let wire = client_output(&mut c, now);
+        assert!(wire.contains("Connection: close\r\n") && !wire.contains("keep-alive"));
+    }
+
+    #[test]
+    fn a_failure_before_the_head_left_still_answers_502() {
+        // Head and broken chunked framing in one read: the head never reaches the client.
+        let (mut c, now) = conn();
+        c.feed(b"GET /px/ HTTP/1.1\r\nHost: f\r\n\r\n", now);
+        let mut upstream = c.upstream().unwrap();
+        upstream.connected(now);
+        let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+        upstream.read_buf()[..answer.len()].copy_from_slice(answer);
+        upstream.commit(answer.len(), now);
+        let wire = client_output(&mut c, now);
+        assert!(wire.starts_with("HTTP/1.1 502 "), "{wire}");
+        assert_eq!(wire.matches("HTTP/1.1").count(), 1, "{wire}");
+        assert!(c.upstream().is_none() && !c.is_closed());
     }
 
     #[test]
@@ -680,8 +589,8 @@ mod tests {
         let (mut c, now) = conn();
         c.feed(b"GET /px/ HTTP/1.1\r\nHost: f\r\n\r\n", now);
         c.read_eof(now);
-        assert!(c.upstream_active());
-        c.upstream_connected(now);
+        assert!(c.upstream().is_some());
+        c.upstream().unwrap().connected(now);
         upstream_output(&mut c, now);
         upstream_send(
             &mut c,
@@ -703,8 +612,8 @@ mod tests {
             b"POST /px/ HTTP/1.1\r\nHost: f\r\nContent-Length: 100\r\n\r\nabc",
             now,
         );
-        c.upstream_connected(now);
+        c.upstream().unwrap().connected(now);
         c.read_eof(now);
-        assert!(!c.upstream_active() && c.is_closed());
+        assert!(c.upstream().is_none() && c.is_closed());
     }
 }

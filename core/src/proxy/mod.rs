@@ -3,6 +3,7 @@
 //! transport only opens the upstream socket and moves bytes.
 
 pub(crate) mod exchange;
+mod forward;
 mod route;
 
 pub use exchange::Connect;
