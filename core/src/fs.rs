@@ -50,8 +50,10 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf>;
     /// Opens a regular file for reading.
     fn open(&self, path: &Path) -> io::Result<Arc<dyn OpenFile>>;
-    /// The entries of a directory, unsorted.
-    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
+    /// The entries of a directory, unsorted, or `None` as soon as it turns out to hold
+    /// more than `max` (so a caller on an event loop stops after bounded work). Names
+    /// that are not UTF-8 are left out: no request path can name them.
+    fn read_dir(&self, path: &Path, max: usize) -> io::Result<Option<Vec<DirEntry>>>;
     /// A new temporary file for an upload that outgrew memory, removed when dropped.
     fn create_temp(&self) -> io::Result<Box<dyn TempFile>>;
 }
@@ -139,25 +141,32 @@ impl FileSystem for DiskFs {
         Ok(Arc::new(DiskFile { file, meta }))
     }
 
-    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+    fn read_dir(&self, path: &Path, max: usize) -> io::Result<Option<Vec<DirEntry>>> {
         let mut entries = Vec::new();
-        for entry in std::fs::read_dir(path)? {
+        for (seen, entry) in std::fs::read_dir(path)?.enumerate() {
+            if seen == max {
+                return Ok(None);
+            }
             let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
             let is_symlink = entry.file_type().is_ok_and(|t| t.is_symlink());
-            // A dangling link still gets listed, with what the link itself says.
-            let meta = match std::fs::metadata(entry.path()) {
+            // A dangling link still gets listed, with what the link itself says; an entry
+            // removed meanwhile is skipped.
+            let meta = match std::fs::metadata(entry.path()).or_else(|_| entry.metadata()) {
                 Ok(m) => to_metadata(&m),
-                Err(_) => to_metadata(&entry.metadata()?),
+                Err(_) => continue,
             };
             entries.push(DirEntry {
-                name: entry.file_name().to_string_lossy().into_owned(),
+                name,
                 is_dir: meta.kind == FileKind::Dir,
                 is_symlink,
                 size: meta.len,
                 modified: meta.modified,
             });
         }
-        Ok(entries)
+        Ok(Some(entries))
     }
 
     fn create_temp(&self) -> io::Result<Box<dyn TempFile>> {
@@ -399,7 +408,7 @@ impl FileSystem for MemoryFs {
         }
     }
 
-    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+    fn read_dir(&self, path: &Path, max: usize) -> io::Result<Option<Vec<DirEntry>>> {
         let path = self.resolve(path);
         let mut names = BTreeMap::new();
         for (file_path, file) in &self.files {
@@ -421,7 +430,7 @@ impl FileSystem for MemoryFs {
         if names.is_empty() && !self.is_dir(&path) {
             return Err(io::ErrorKind::NotFound.into());
         }
-        Ok(names.into_values().collect())
+        Ok((names.len() <= max).then(|| names.into_values().collect()))
     }
 
     fn create_temp(&self) -> io::Result<Box<dyn TempFile>> {
@@ -481,11 +490,12 @@ mod tests {
         let mut buf = [0; 3];
         assert_eq!(file.read_at(&mut buf, 3).unwrap(), 2);
         assert_eq!(&buf[..2], b"lo");
-        let entries = fs.read_dir(Path::new("/www")).unwrap();
+        let entries = fs.read_dir(Path::new("/www"), 1).unwrap().unwrap();
         assert_eq!(
             entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
             ["a"]
         );
+        assert_eq!(fs.read_dir(Path::new("/www"), 0).unwrap(), None);
         assert!(fs.metadata(Path::new("/www/missing")).is_err());
     }
 
@@ -519,7 +529,11 @@ mod tests {
         assert!(meta.inode != 0 && meta.inode == file.metadata().inode);
         assert!(file.raw_fd().is_some());
         assert!(DiskFs.open(&dir).is_err());
-        assert_eq!(DiskFs.read_dir(&dir).unwrap()[0].name, "f.txt");
+        let entries = DiskFs.read_dir(&dir, 1).unwrap().unwrap();
+        assert_eq!(entries[0].name, "f.txt");
+        std::fs::write(dir.join("g.txt"), "two").unwrap();
+        assert_eq!(DiskFs.read_dir(&dir, 1).unwrap(), None, "over the budget");
+        assert_eq!(DiskFs.read_dir(&dir, 2).unwrap().unwrap().len(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -16,7 +16,7 @@ pub mod serve;
 pub use cache::{CacheLimits, SETTLE_TIME};
 pub use etag::{crc32_hex, if_none_match, ETag, EtagHasher};
 pub use glob::{FileFilter, Pattern};
-pub use listing::{html_escape, render_listing, DirEntry};
+pub use listing::{html_escape, DirEntry, ListingFormat, QueryError, SortKey, SortOrder};
 pub use mime::content_type;
 pub use path::{is_hidden_name, redirect_location, sanitize, split_target, PathError, SafePath};
 pub use range::{

@@ -128,6 +128,19 @@ impl SafePath {
         out
     }
 
+    /// The path of `name` inside this folder, a folder itself when `is_folder`; refused
+    /// as a request path holding `name` would be (a listing shows only what a GET reaches).
+    pub fn child(&self, name: &str, is_folder: bool) -> Result<SafePath, PathError> {
+        let name = check_segment(name.to_owned())?;
+        let mut segments = self.segments.clone();
+        segments.push(name);
+        Ok(SafePath {
+            is_hidden: segments.iter().any(|s| is_hidden_name(s)),
+            segments,
+            is_folder,
+        })
+    }
+
     /// Matches a binding prefix (starting and ending with `/`) against `N` as a string
     /// prefix, returning the segments that remain below it.
     ///
@@ -204,6 +217,11 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
         }
     }
     let segment = String::from_utf8(bytes).map_err(|_| PathError::InvalidUtf8)?;
+    check_segment(segment)
+}
+
+/// Refuses a decoded segment that could leave its folder or cannot be named in a URL.
+fn check_segment(segment: String) -> Result<String, PathError> {
     if segment.contains(['/', '\\']) {
         return Err(PathError::Separator);
     }
@@ -230,6 +248,19 @@ mod tests {
 
     fn segs(raw: &str) -> Vec<String> {
         sanitize(raw).unwrap().segments().to_vec()
+    }
+
+    #[test]
+    fn child_refuses_what_no_request_can_name() {
+        let dir = sanitize("/a/").unwrap();
+        let file = dir.child("b c.txt", false).unwrap();
+        assert_eq!(file, sanitize("/a/b%20c.txt").unwrap());
+        assert_eq!(dir.child("d", true).unwrap(), sanitize("/a/d/").unwrap());
+        assert!(dir.child(".git", true).unwrap().is_hidden());
+        assert_eq!(dir.child("x\\y", false), Err(PathError::Separator));
+        assert_eq!(dir.child("x/y", false), Err(PathError::Separator));
+        assert_eq!(dir.child("x\ny", false), Err(PathError::ControlCharacter));
+        assert_eq!(dir.child("..", true), Err(PathError::DotSegment));
     }
 
     #[test]

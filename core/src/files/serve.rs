@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use super::cache::{CacheLimits, CachedFile, FileCache};
 use super::etag::{if_none_match, ETag, EtagHasher};
 use super::glob::FileFilter;
-use super::listing::render_listing;
+use super::listing::{ListingFormat, SortOrder};
 use super::mime::content_type;
 use super::path::{redirect_location, sanitize, split_target, SafePath};
 use super::range::{if_range_allows, parse_range, RangeOutcome};
@@ -109,6 +109,11 @@ impl std::fmt::Debug for FallbackHook {
 /// Most bytes hashed on the caller's thread when a file's ETag is not cached yet.
 const INLINE_HASH_MAX: u64 = 256 * 1024;
 
+/// Most entries of a folder read on the caller's thread for a listing; a bigger folder is
+/// listed from a job. Each entry costs a few `stat` calls (its own, and the checks a GET
+/// of it takes).
+pub const INLINE_LISTING_ENTRIES: usize = 128;
+
 /// An answer that needs work growing with the size of what it serves (hashing a big
 /// file seen for the first time; compressing one; listing a big folder).
 /// [`StaticFiles::serve`] resolved the request up to that work and hands this back;
@@ -127,6 +132,13 @@ enum Pending {
         path: PathBuf,
         file: Arc<dyn OpenFile>,
         key: Option<(String, SystemTime)>,
+    },
+    /// A folder to list (reached at `path`) that holds more than
+    /// [`INLINE_LISTING_ENTRIES`] entries.
+    Listing {
+        path: SafePath,
+        dir: PathBuf,
+        order: SortOrder,
     },
 }
 
@@ -243,7 +255,7 @@ impl StaticFiles {
     /// loop never reads a large file.
     pub fn serve(&self, head: &RequestHead, wall: SystemTime) -> Result<Response, Deferred> {
         let target = head.target();
-        let (raw_path, _, _) = split_target(target);
+        let (raw_path, query, _) = split_target(target);
         if let Some(response) = self.cached_answer(head, raw_path) {
             return Ok(response);
         }
@@ -284,7 +296,7 @@ impl StaticFiles {
                 path: dir,
                 binding,
                 first,
-            } => self.directory(head, &path, &dir, binding, first.then_some(key)),
+            } => self.directory(head, (&path, query), &dir, binding, first.then_some(key)),
             Found::Missing | Found::Hidden | Found::NoBinding => self.not_found(head, &path),
         }
     }
@@ -396,7 +408,7 @@ impl StaticFiles {
     fn directory(
         &self,
         head: &RequestHead,
-        path: &SafePath,
+        (path, query): (&SafePath, Option<&str>),
         dir: &Path,
         binding: usize,
         key: Option<CacheKey<'_>>,
@@ -415,15 +427,66 @@ impl StaticFiles {
                 Some("No permission to list directory"),
             ));
         }
-        let Ok(mut entries) = self.fs.read_dir(dir) else {
-            return Ok(Response::error_page(
-                404,
-                Some("No permission to list directory"),
-            ));
+        match SortOrder::from_query(query) {
+            Ok(order) => self.listing(head, path, dir, order, Effort::Bounded),
+            Err(e) => Ok(Response::error_page(
+                400,
+                Some(&format!("Bad listing query ({e})")),
+            )),
+        }
+    }
+
+    /// The listing of `dir`, reached at `path`: only the entries a GET would serve, in
+    /// `order`, as HTML or JSON by the `Accept` field. A folder of more than
+    /// [`INLINE_LISTING_ENTRIES`] entries is [`Deferred`] when `effort` is bounded.
+    fn listing(
+        &self,
+        head: &RequestHead,
+        path: &SafePath,
+        dir: &Path,
+        order: SortOrder,
+        effort: Effort,
+    ) -> Result<Response, Deferred> {
+        let max = match effort {
+            Effort::Bounded => INLINE_LISTING_ENTRIES,
+            Effort::Unbounded => usize::MAX,
         };
-        let page = render_listing(&path.normalized(), &mut entries);
-        Ok(Response::new(200, Body::Bytes(page.into_bytes()))
-            .with_field("Content-Type", "text/html; charset=utf-8"))
+        let mut entries = match self.fs.read_dir(dir, max) {
+            Ok(Some(entries)) => entries,
+            Ok(None) => {
+                return Err(Deferred(Pending::Listing {
+                    path: path.clone(),
+                    dir: dir.to_owned(),
+                    order,
+                }))
+            }
+            Err(_) => {
+                return Ok(Response::error_page(
+                    404,
+                    Some("No permission to list directory"),
+                ))
+            }
+        };
+        // The very decision a GET of each entry takes.
+        entries.retain(|entry| {
+            path.child(&entry.name, entry.is_dir).is_ok_and(|child| {
+                matches!(self.lookup(&child), Found::File { .. } | Found::Dir { .. })
+            })
+        });
+        order.sort(&mut entries);
+        let format = ListingFormat::negotiate(head.field_str("accept"));
+        let body = format.render(&path.normalized(), &entries, order);
+        let mut response = Response::new(200, Body::Bytes(body))
+            .with_field("Content-Type", format.content_type())
+            .with_field("Vary", "Accept");
+        if format == ListingFormat::Html {
+            // Names are escaped; this keeps any slip from running script or loading anything.
+            response = response.with_field(
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'unsafe-inline'",
+            );
+        }
+        Ok(response)
     }
 
     /// 404, or the single-page-app file when configured and the client accepts HTML.
@@ -479,6 +542,9 @@ impl StaticFiles {
                     wall: *wall,
                 });
                 self.open_file_response(head, &path, file, Effort::Unbounded, key)
+            }
+            Pending::Listing { path, dir, order } => {
+                self.listing(head, &path, &dir, order, Effort::Unbounded)
             }
         };
         // Unbounded work never defers.
@@ -799,8 +865,8 @@ mod tests {
             self.opens.fetch_add(1, Ordering::SeqCst);
             self.tree.lock().unwrap().open(path)
         }
-        fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
-            self.tree.lock().unwrap().read_dir(path)
+        fn read_dir(&self, path: &Path, max: usize) -> io::Result<Option<Vec<DirEntry>>> {
+            self.tree.lock().unwrap().read_dir(path, max)
         }
         fn create_temp(&self) -> io::Result<Box<dyn crate::fs::TempFile>> {
             self.tree.lock().unwrap().create_temp()
@@ -855,6 +921,116 @@ mod tests {
 
     fn get(files: &StaticFiles, target: &str, fields: &str) -> Response {
         files.serve(&head(target, fields), later()).unwrap()
+    }
+
+    /// The names of a JSON listing.
+    fn listed(files: &StaticFiles, target: &str) -> Vec<String> {
+        let response = get(files, target, "Accept: application/json\r\n");
+        let Body::Bytes(body) = &response.body else {
+            panic!("a listing is bytes: {response:?}")
+        };
+        let entries: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let names = entries.as_array().unwrap().iter();
+        names
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_listing_shows_only_what_a_get_serves() {
+        let (mut files, _) = site(&[
+            ("/www/.git/config", "[core]"),
+            ("/www/.env", "KEY=1"),
+            ("/www/a.txt", "a"),
+            ("/www/b.bin", "b"),
+            ("/www/secret.txt", "s"),
+            ("/www/sub/x.txt", "x"),
+            ("/www/only_bin/y.bin", "y"),
+        ]);
+        files.directory_listing = true;
+        files.filter.add_default_white_list();
+        files.filter.add(["*/secret.txt"], true);
+        // An empty-looking folder is listed: its own GET answers its (empty) listing.
+        assert_eq!(listed(&files, "/"), ["only_bin", "sub", "a.txt"]);
+        assert_eq!(listed(&files, "/only_bin/"), Vec::<String>::new());
+        for (target, status) in [
+            ("/only_bin/", 200),
+            ("/sub/", 200),
+            ("/a.txt", 200),
+            ("/b.bin", 404),
+            ("/secret.txt", 404),
+            ("/.env", 404),
+            ("/.git/", 404),
+        ] {
+            assert_eq!(get(&files, target, "").status, status, "{target}");
+        }
+    }
+
+    #[test]
+    fn listing_answers_vary_on_accept() {
+        let (mut files, _) = site(&[("/www/a.txt", "a")]);
+        files.directory_listing = true;
+        let html = get(&files, "/", "");
+        let field = |r: &Response, name: &str| {
+            r.fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(field(&html, "Vary").as_deref(), Some("Accept"));
+        assert_eq!(
+            field(&html, "Content-Type").as_deref(),
+            Some("text/html; charset=utf-8")
+        );
+        assert!(field(&html, "Content-Security-Policy").is_some());
+        let json = get(&files, "/", "Accept: application/json\r\n");
+        assert_eq!(field(&json, "Vary").as_deref(), Some("Accept"));
+        assert_eq!(
+            field(&json, "Content-Type").as_deref(),
+            Some("application/json")
+        );
+        let bad = get(&files, "/?sort=colour", "");
+        assert_eq!(bad.status, 400);
+        assert_eq!(
+            bad.reason.as_deref(),
+            Some("Bad listing query (sort must be name, size or date, not \"colour\")")
+        );
+    }
+
+    #[test]
+    fn a_big_folder_is_listed_from_a_job() {
+        let names: Vec<String> = (0..=INLINE_LISTING_ENTRIES)
+            .map(|i| format!("/www/big/f{i:04}.txt"))
+            .collect();
+        let mut list: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "x")).collect();
+        let (mut files, _) = site(&list[1..]);
+        files.directory_listing = true;
+        let inline = files.serve(&head("/big/", ""), later());
+        assert!(
+            inline.is_ok_and(|r| r.status == 200),
+            "at the budget: inline"
+        );
+        list.push(("/www/other.txt", "o"));
+        let (mut files, _) = site(&list);
+        files.directory_listing = true;
+        let request = head("/big/?sort=name&order=desc", "Accept: application/json\r\n");
+        let Err(deferred) = files.serve(&request, later()) else {
+            panic!("past the budget: deferred");
+        };
+        let Body::Bytes(body) = files.finish(deferred, &request).body else {
+            panic!("bytes")
+        };
+        let entries: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let entries = entries.as_array().unwrap();
+        assert_eq!(entries.len(), INLINE_LISTING_ENTRIES + 1);
+        assert_eq!(
+            entries[0]["name"],
+            format!("f{INLINE_LISTING_ENTRIES:04}.txt"),
+            "in order"
+        );
+        // Small folders and files stay inline.
+        assert!(files.serve(&head("/", ""), later()).is_ok());
+        assert!(files.serve(&head("/other.txt", ""), later()).is_ok());
     }
 
     #[test]
