@@ -1,8 +1,9 @@
 //! The two pages a user looks at, rendered by headless Chromium: the directory listing and
 //! the worker demo page (`core/assets/worker-demo.html`, served with the workers of the
-//! `example2` example). Each test checks the rendered DOM (`--dump-dom`) and saves a
-//! screenshot (`--screenshot`) into a temporary folder, checking it is a PNG of the
-//! window's size.
+//! `example2` example). Each test checks the rendered DOM (`--dump-dom`) and saves
+//! screenshots (`--screenshot`; the listing in light and dark, desktop and phone width)
+//! into a temporary folder, or into `$QS_SCREENSHOTS` to look at them, checking each is a
+//! PNG of the window's size.
 //!
 //! Needs `/usr/bin/chromium` (Debian's `chromium` package; `tests/run` installs it); without
 //! it the tests print a notice and pass.
@@ -27,17 +28,47 @@ const MESSAGE: &str = "1234567890 the quick brown fox jumps over the lazy dog";
 const WIDTH: u32 = 800;
 const HEIGHT: u32 = 600;
 
+/// A browser window: its size and the colour scheme the page is told the user prefers.
+#[derive(Clone, Copy)]
+struct Window {
+    width: u32,
+    height: u32,
+    dark: bool,
+}
+
+/// The window of the screenshots that are not about the listing.
+const DESKTOP: Window = Window {
+    width: WIDTH,
+    height: HEIGHT,
+    dark: false,
+};
+
 /// Runs headless Chromium on `url` in the screenshot window with `mode` (`--dump-dom` or
 /// `--screenshot=…`); returns stdout.
 fn chromium(url: &str, mode: &str) -> String {
-    let window = format!("--window-size={WIDTH},{HEIGHT}");
-    headless_chromium(url, &["--hide-scrollbars", &window, mode])
+    chromium_in(DESKTOP, url, mode)
+}
+
+/// [`chromium`] in `window`.
+fn chromium_in(window: Window, url: &str, mode: &str) -> String {
+    let size = format!("--window-size={},{}", window.width, window.height);
+    // Blink's preferred colour scheme: 0 is dark, 1 is light.
+    let scheme = format!(
+        "--blink-settings=preferredColorScheme={}",
+        if window.dark { 0 } else { 1 }
+    );
+    headless_chromium(url, &["--hide-scrollbars", &size, &scheme, mode])
 }
 
 /// Saves a screenshot of `url` into `folder` and checks it is a PNG of the window size.
 fn assert_screenshot(url: &str, folder: &Path, name: &str) -> PathBuf {
+    assert_screenshot_in(DESKTOP, url, folder, name)
+}
+
+/// [`assert_screenshot`] in `window`.
+fn assert_screenshot_in(window: Window, url: &str, folder: &Path, name: &str) -> PathBuf {
     let path = folder.join(name);
-    chromium(url, &format!("--screenshot={}", path.display()));
+    chromium_in(window, url, &format!("--screenshot={}", path.display()));
     let png = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     // The IHDR chunk comes first: length, "IHDR", width, height (big-endian).
@@ -46,10 +77,18 @@ fn assert_screenshot(url: &str, folder: &Path, name: &str) -> PathBuf {
         png.get(at..at + 4)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     };
-    assert_eq!((size(16), size(20)), (Some(WIDTH), Some(HEIGHT)));
+    assert_eq!(
+        (size(16), size(20)),
+        (Some(window.width), Some(window.height))
+    );
     // A blank page of this size is about 2.7 kB.
     assert!(png.len() > 4000, "{name} looks blank: {} bytes", png.len());
     path
+}
+
+/// Where screenshots go: `$QS_SCREENSHOTS` when set (kept, to look at), else `fallback`.
+fn screenshot_folder(fallback: &TempDir) -> PathBuf {
+    std::env::var_os("QS_SCREENSHOTS").map_or_else(|| fallback.path().to_owned(), PathBuf::from)
 }
 
 /// The `href` and text of every link of a dumped DOM, in order.
@@ -79,6 +118,13 @@ fn directory_listing_renders_in_chromium() {
     www.write("A.html", "<p>a</p>");
     www.write("a & <b>.txt", "odd name");
     www.write("sub folder/inner.txt", "inner");
+    www.write("report-2026.pdf", vec![b'%'; 3 * 1024 * 1024 + 300_000]);
+    www.write(
+        "a rather long file name that has to wrap on a phone screen.md",
+        "# long",
+    );
+    www.write(".env", "hidden");
+    www.write("notes/todo.txt", "todo");
     let mut qs = FacadeServer::builder();
     qs.bind_path("/", www.path())
         .expect("bind")
@@ -91,32 +137,82 @@ fn directory_listing_renders_in_chromium() {
         dom.contains("<title>Directory listing for /</title>"),
         "{dom}"
     );
-    assert!(dom.contains("<h1>Directory listing for /</h1>"), "{dom}");
-    // Sorted case-insensitively, names escaped, links percent-encoded, folders with `/`.
+    assert!(
+        dom.contains("<h1>Directory listing for <a href=\"./\">/</a></h1>"),
+        "{dom}"
+    );
+    // Folders first, then files case-insensitively; names escaped, links percent-encoded;
+    // the hidden file left out. The column headers come first.
+    let rows: Vec<(String, String)> = links(&dom).into_iter().skip(4).collect();
     assert_eq!(
-        links(&dom),
+        rows,
         [
+            ("notes/", "notes/"),
+            ("sub%20folder/", "sub folder/"),
             ("a%20%26%20%3Cb%3E.txt", "a &amp; &lt;b&gt;.txt"),
+            (
+                "a%20rather%20long%20file%20name%20that%20has%20to%20wrap%20on%20a%20phone%20screen.md",
+                "a rather long file name that has to wrap on a phone screen.md"
+            ),
             ("A.html", "A.html"),
             ("b.txt", "b.txt"),
-            ("sub%20folder/", "sub folder/"),
+            ("report-2026.pdf", "report-2026.pdf"),
         ]
         .map(|(h, t)| (h.to_owned(), t.to_owned()))
     );
-    assert!(dom.contains("<span class=\"size\">3 B</span>"), "{dom}");
+    assert!(
+        dom.contains("<td class=\"size\" title=\"3445728 bytes\">3.3 MiB</td>"),
+        "{dom}"
+    );
 
     let dom = chromium(&format!("{base}/sub%20folder/"), "--dump-dom");
     assert!(
-        dom.contains("<h1>Directory listing for /sub folder/</h1>"),
+        dom.contains("<title>Directory listing for /sub folder/</title>"),
         "{dom}"
     );
+    let rows: Vec<(String, String)> = links(&dom).into_iter().skip(5).collect();
     assert_eq!(
-        links(&dom),
+        rows,
         [("../", "../"), ("inner.txt", "inner.txt")].map(|(h, t)| (h.to_owned(), t.to_owned()))
     );
 
-    let shots = TempDir::new();
-    assert_screenshot(&format!("{base}/"), shots.path(), "listing.png");
+    let temp = TempDir::new();
+    let shots = screenshot_folder(&temp);
+    let phone = Window {
+        width: 390,
+        height: 844,
+        dark: false,
+    };
+    let mut sizes = Vec::new();
+    for (window, name) in [
+        (DESKTOP, "listing-light.png"),
+        (
+            Window {
+                dark: true,
+                ..DESKTOP
+            },
+            "listing-dark.png",
+        ),
+        (phone, "listing-phone-light.png"),
+        (
+            Window {
+                dark: true,
+                ..phone
+            },
+            "listing-phone-dark.png",
+        ),
+    ] {
+        let path = assert_screenshot_in(
+            window,
+            &format!("{base}/?sort=size&order=desc"),
+            &shots,
+            name,
+        );
+        sizes.push(std::fs::read(path).map(|png| png.len()).unwrap_or(0));
+    }
+    // The dark rendering differs from the light one.
+    assert_ne!(sizes[0], sizes[1]);
+    assert_ne!(sizes[2], sizes[3]);
 }
 
 /// A server like `example2` for the demo page: its two workers and `worker.js`.
@@ -181,6 +277,6 @@ fn worker_demo_page_renders_in_chromium() {
     assert_eq!(text_of(&dom, "cancelled"), "cancelled");
     assert_eq!(text_of(&dom, "status"), "0");
 
-    let shots = TempDir::new();
-    assert_screenshot(&url, shots.path(), "worker-demo.png");
+    let temp = TempDir::new();
+    assert_screenshot(&url, &screenshot_folder(&temp), "worker-demo.png");
 }

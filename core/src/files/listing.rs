@@ -1,5 +1,6 @@
-//! The directory listing (docs/BEHAVIOUR.md: Static files › Listings): its order (`?sort=name|size|date&order=asc|desc`), its format
-//! (an HTML page, or JSON for `Accept: application/json`), and both renderings.
+//! The directory listing (BEHAVIOUR.md: Static files › Listings): its order
+//! (`?sort=name|size|date&order=asc|desc`), its format (an HTML page, or JSON for
+//! `Accept: application/json`), and both renderings.
 //!
 //! Everything shown comes from the arguments: the caller passes the decoded request path
 //! and the entries it already filtered down to what a GET would serve, never a filesystem
@@ -281,7 +282,7 @@ fn render_html(display_path: &str, entries: &[DirEntry], order: SortOrder) -> St
         );
     }
     out.push_str("</tr></thead>\n<tbody>\n");
-    if display_path.trim_matches('/') != "" {
+    if !display_path.trim_matches('/').is_empty() {
         out.push_str(concat!(
             "<tr class=\"up\"><td><a href=\"../\">../</a></td>",
             "<td class=\"size\"></td><td class=\"date\"></td></tr>\n"

@@ -24,4 +24,5 @@ pub use range::{
 };
 pub use serve::{
     BadPrefix, Deferred, FallbackHook, Favicon, StaticFiles, SymlinkPolicy, EMPTY_FAVICON,
+    INLINE_LISTING_ENTRIES,
 };
