@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::thread;
 
 use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
 
 mod common;
 
@@ -619,6 +620,48 @@ fn no_listing_hides_folders_without_an_index() {
     let answer = get(hidden.addr, "/sub/", &[]);
     assert_eq!(answer.status, 404, "{}", answer.body);
     assert_eq!(get(hidden.addr, "/sub/a.txt", &[]).body, "a\n");
+}
+
+#[test]
+fn in_a_repository_the_listing_shows_only_what_is_served() {
+    let dir = TempDir::with_files("repository");
+    for (name, content) in [
+        (".git/config", "[core]\n"),
+        (".gitignore", "target/\n"),
+        ("Cargo.lock", "# lock\n"),
+        ("Cargo.toml", "[package]\n"),
+        ("README.md", "# readme\n"),
+    ] {
+        let path = dir.0.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    let server = serve(&dir.0, &[]);
+    let answer = get(server.addr, "/", &["Accept: application/json"]);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let entries: Value = serde_json::from_str(&answer.body).unwrap();
+    let names: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sub", "app.html", "hello.txt", "README.md"]);
+    for (target, status) in [
+        ("/sub/", 200),
+        ("/app.html", 200),
+        ("/hello.txt", 200),
+        ("/README.md", 200),
+        ("/.git/", 404),
+        ("/.gitignore", 404),
+        ("/Cargo.lock", 404),
+        ("/Cargo.toml", 404),
+        ("/main.rs", 404),
+    ] {
+        assert_eq!(get(server.addr, target, &[]).status, status, "{target}");
+    }
+    let page = get(server.addr, "/", &[]).body;
+    assert!(!page.contains(".git") && !page.contains("Cargo"), "{page}");
 }
 
 #[test]

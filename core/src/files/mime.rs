@@ -1,4 +1,4 @@
-//! Content types by file extension (BEHAVIOUR.md: Static files › Content types and listings).
+//! Content types by file extension (BEHAVIOUR.md: Static files › Content types).
 //!
 //! The default white-list types and the compression fallbacks are exactly the original's
 //! values; the rest of the table follows IANA / current browser practice. No `charset`
