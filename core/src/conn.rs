@@ -11,7 +11,7 @@ use crate::http::body::BodyReader;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::error::HttpError;
 use crate::http::head::{Framing, HeadScanner, Method, RequestHead, Version};
-use crate::http::response::{self, Body, DateCache, FileRegion, Persistence, Response};
+use crate::http::response::{self, Body, BodyPart, DateCache, FileRegion, Persistence, Response};
 use crate::job::{Completion, Job, JobId, Output};
 use crate::log::{RequestRecord, SlowRequest};
 use crate::proxy::exchange::{Exchange, ProxyFailure};
@@ -797,6 +797,14 @@ impl Connection {
             Body::Bytes(bytes) => bytes.len(),
             Body::CachedFile(bytes) => bytes.len(),
             Body::File(region) if region.len <= INLINE_FILE_MAX => region.len as usize,
+            Body::Parts(parts) => parts
+                .iter()
+                .map(|part| match part {
+                    BodyPart::Bytes(bytes) => bytes.len(),
+                    BodyPart::File(region) if region.len <= INLINE_FILE_MAX => region.len as usize,
+                    BodyPart::File(_) => 0,
+                })
+                .sum(),
             _ => 0,
         };
         // Head and body go into the bytes at the back of the queue (pipelined answers
@@ -823,21 +831,23 @@ impl Connection {
             date,
             persistence,
         );
-        let mut region_left = None;
-        match response.body {
-            Body::Bytes(bytes) if with_body => out.extend_from_slice(&bytes),
-            Body::CachedFile(bytes) if with_body => out.extend_from_slice(&bytes),
-            Body::File(region) if with_body => {
-                let inlined = region.len <= INLINE_FILE_MAX && read_inline(&region, &mut out);
-                region_left = (!inlined).then_some(region);
-            }
-            _ => {}
-        }
         self.pending_output += out.len() - before;
         self.output.push_back(Out::Bytes { data: out, sent });
-        if let Some(region) = region_left {
-            self.pending_output += usize::try_from(region.len).unwrap_or(usize::MAX);
-            self.output.push_back(Out::File(region));
+        if with_body {
+            match response.body {
+                Body::Empty => {}
+                Body::Bytes(bytes) => self.push_bytes(&bytes),
+                Body::CachedFile(bytes) => self.push_bytes(&bytes),
+                Body::File(region) => self.push_region(region),
+                Body::Parts(parts) => {
+                    for part in parts {
+                        match part {
+                            BodyPart::Bytes(bytes) => self.push_bytes(&bytes),
+                            BodyPart::File(region) => self.push_region(region),
+                        }
+                    }
+                }
+            }
         }
         if close {
             self.state = State::Closing;
@@ -848,6 +858,10 @@ impl Connection {
     fn log(&self, current: &Current, response: &Response, now: Instant) {
         let size = match &response.body {
             Body::File(region) => Some(region.file.metadata().len),
+            Body::Parts(parts) => parts.iter().find_map(|part| match part {
+                BodyPart::File(region) => Some(region.file.metadata().len),
+                BodyPart::Bytes(_) => None,
+            }),
             Body::CachedFile(bytes) => Some(bytes.len() as u64),
             _ => None,
         };
@@ -893,6 +907,25 @@ impl Connection {
             elapsed,
             wall: self.server.wall_time(now),
         });
+    }
+
+    /// Queues a file region: a small one is read into the queued bytes (one write with
+    /// the head), a larger one or one that cannot be read whole goes as a region.
+    fn push_region(&mut self, region: FileRegion) {
+        if region.len == 0 {
+            return;
+        }
+        if region.len <= INLINE_FILE_MAX {
+            if let Some(Out::Bytes { data, .. }) = self.output.back_mut() {
+                let before = data.len();
+                if read_inline(&region, data) {
+                    self.pending_output += data.len() - before;
+                    return;
+                }
+            }
+        }
+        self.pending_output += usize::try_from(region.len).unwrap_or(usize::MAX);
+        self.output.push_back(Out::File(region));
     }
 
     /// Queues bytes, coalescing with queued bytes so pipelined answers share a write.
@@ -1311,6 +1344,51 @@ mod tests {
         assert_eq!((region.offset, region.len), (0, BIG as u64));
         let wire = drain(&mut c, now);
         assert_eq!(wire.len(), BIG);
+    }
+
+    #[test]
+    fn byteranges_of_a_large_file_leave_as_regions_between_part_headers() {
+        let (mut c, now) = conn();
+        c.feed(
+            b"GET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-39999,-50000\r\n\r\n",
+            now,
+        );
+        let mut kinds = Vec::new();
+        let mut wire = Vec::new();
+        while let Some(transmit) = c.poll_transmit() {
+            let n = match transmit {
+                Transmit::Bytes(b) => {
+                    kinds.push(format!("bytes {}", b.len()));
+                    wire.extend_from_slice(b);
+                    b.len()
+                }
+                Transmit::File(region) => {
+                    kinds.push(format!("file {}+{}", region.offset, region.len));
+                    let mut buf = vec![0; region.len as usize];
+                    let n = region.file.read_at(&mut buf, region.offset).unwrap();
+                    wire.extend_from_slice(&buf[..n]);
+                    n
+                }
+            };
+            c.transmitted(n, now);
+        }
+        assert_eq!(kinds.len(), 5, "{kinds:?}");
+        assert!(kinds[1] == "file 0+40000" && kinds[3] == "file 50000+50000");
+        let wire = String::from_utf8_lossy(&wire);
+        let (head, body) = wire.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 206 Partial Content\r\n"),
+            "{head}"
+        );
+        let length: usize = head
+            .split("\r\nContent-Length: ")
+            .nth(1)
+            .and_then(|rest| rest.split("\r\n").next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert_eq!(length, body.len());
+        assert!(body.contains("Content-Range: bytes 0-39999/100000\r\n\r\n"));
+        assert!(body.contains("Content-Range: bytes 50000-99999/100000\r\n\r\n"));
     }
 
     #[test]

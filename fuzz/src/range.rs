@@ -1,7 +1,9 @@
 //! `range`: `Range` evaluation never panics and only returns ranges inside the
-//! representation.
+//! representation; several come sorted, apart and within the caps.
 
-use quick_server_core::files::{parse_range, unsatisfiable_content_range, RangeOutcome};
+use quick_server_core::files::{
+    parse_range, unsatisfiable_content_range, RangeOutcome, MAX_RANGES,
+};
 
 /// The first 8 bytes (little-endian, zero-padded) are the representation length; the rest
 /// is the header value (lossily decoded as UTF-8).
@@ -23,6 +25,20 @@ pub fn check(data: &[u8]) {
                 range.content_range(len),
                 format!("bytes {}-{}/{len}", range.start, range.end_inclusive)
             );
+        }
+        RangeOutcome::Multiple(ranges) => {
+            assert!((2..=MAX_RANGES).contains(&ranges.len()), "{ranges:?}");
+            for range in &ranges {
+                assert!(range.start <= range.end_inclusive && range.end_inclusive < len);
+            }
+            for pair in ranges.windows(2) {
+                assert!(
+                    pair[0].end_inclusive + 1 < pair[1].start,
+                    "not coalesced: {ranges:?} for {header:?}"
+                );
+            }
+            let total: u64 = ranges.iter().map(|r| r.len()).sum();
+            assert!(total <= len, "{total} bytes of {len} for {header:?}");
         }
         RangeOutcome::Unsatisfiable => {
             assert!(

@@ -4,6 +4,7 @@
 //! through the [`FileSystem`](crate::fs::FileSystem) trait and keeps small files in a
 //! cache (`cache`).
 
+pub mod byteranges;
 pub mod cache;
 pub mod etag;
 pub mod glob;
@@ -20,7 +21,7 @@ pub use listing::{html_escape, DirEntry, ListingFormat, QueryError, SortKey, Sor
 pub use mime::content_type;
 pub use path::{is_hidden_name, redirect_location, sanitize, split_target, PathError, SafePath};
 pub use range::{
-    if_range_allows, parse_range, unsatisfiable_content_range, ByteRange, RangeOutcome,
+    if_range_allows, parse_range, unsatisfiable_content_range, ByteRange, RangeOutcome, MAX_RANGES,
 };
 pub use serve::{
     BadPrefix, Deferred, FallbackHook, Favicon, StaticFiles, SymlinkPolicy, EMPTY_FAVICON,

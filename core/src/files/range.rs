@@ -1,21 +1,27 @@
 //! `Range` and `If-Range` (RFC 9110 section 14) for one representation of known length.
 //!
-//! Multi-range requests are answered with a single part, the first satisfiable range:
-//! RFC 9110 14.2 lets a server ignore or coalesce ranges, and this avoids
-//! `multipart/byteranges` entirely.
+//! Several ranges are sorted, and overlapping or adjacent ones coalesced (RFC 9110
+//! 15.3.7.2); what remains is one range (a plain 206) or several (a `multipart/byteranges`
+//! 206, see [`super::byteranges`]). Like nginx against the "Apache killer" pattern, a header
+//! with more than [`MAX_RANGES`] ranges, or whose ranges add up to more than the
+//! representation, is ignored: the whole representation is the answer.
 
 use super::etag::ETag;
 
 /// At most this many ranges are read from one header; more → the header is ignored.
-const MAX_RANGES: usize = 16;
+pub const MAX_RANGES: usize = 16;
 
 /// What to answer for a `Range` header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RangeOutcome {
-    /// Invalid syntax, another unit or too many ranges: serve the whole representation (200).
+    /// Invalid syntax, another unit, too many ranges or more bytes asked than there are:
+    /// serve the whole representation (200).
     Ignore,
     /// Serve this part (206 with [`ByteRange::content_range`]).
     Satisfiable(ByteRange),
+    /// Serve these parts, disjoint, not adjacent and in ascending order (206
+    /// `multipart/byteranges`).
+    Multiple(Vec<ByteRange>),
     /// No range overlaps the representation: 416 with [`unsatisfiable_content_range`].
     Unsatisfiable,
 }
@@ -61,8 +67,9 @@ pub fn unsatisfiable_content_range(len: u64) -> String {
 /// Evaluates a `Range` header against a representation of `len` bytes.
 ///
 /// Accepts `bytes=a-b`, `bytes=a-`, `bytes=-n` and comma lists of them with optional
-/// whitespace; `b` beyond the end is clamped. For an empty representation a suffix range
-/// is ignored (the whole, empty, body is the answer) and other ranges are unsatisfiable.
+/// whitespace; `b` beyond the end is clamped and ranges outside the representation are
+/// dropped. For an empty representation a suffix range is ignored (the whole, empty, body
+/// is the answer) and other ranges are unsatisfiable.
 pub fn parse_range(header: &str, len: u64) -> RangeOutcome {
     let Some((unit, set)) = header.split_once('=') else {
         return RangeOutcome::Ignore;
@@ -70,8 +77,9 @@ pub fn parse_range(header: &str, len: u64) -> RangeOutcome {
     if !unit.trim().eq_ignore_ascii_case("bytes") {
         return RangeOutcome::Ignore;
     }
-    let mut first_satisfiable = None;
+    let mut ranges = Vec::new();
     let mut count = 0;
+    let mut asked: u64 = 0;
     let mut suffix_on_empty = false;
     for spec in set.split(',') {
         let spec = spec.trim_matches([' ', '\t']);
@@ -88,16 +96,35 @@ pub fn parse_range(header: &str, len: u64) -> RangeOutcome {
         if len == 0 && matches!(spec, RangeSpec::Suffix(n) if n > 0) {
             suffix_on_empty = true;
         }
-        if first_satisfiable.is_none() {
-            first_satisfiable = spec.resolve(len);
+        if let Some(range) = spec.resolve(len) {
+            asked = asked.saturating_add(range.len());
+            ranges.push(range);
         }
     }
-    match first_satisfiable {
-        _ if count == 0 => RangeOutcome::Ignore,
-        Some(range) => RangeOutcome::Satisfiable(range),
-        None if suffix_on_empty => RangeOutcome::Ignore,
-        None => RangeOutcome::Unsatisfiable,
+    if count == 0 || asked > len {
+        return RangeOutcome::Ignore;
     }
+    match coalesce(ranges).as_slice() {
+        [] if suffix_on_empty => RangeOutcome::Ignore,
+        [] => RangeOutcome::Unsatisfiable,
+        [one] => RangeOutcome::Satisfiable(*one),
+        many => RangeOutcome::Multiple(many.to_vec()),
+    }
+}
+
+/// Sorts `ranges` and merges those that overlap or touch.
+fn coalesce(mut ranges: Vec<ByteRange>) -> Vec<ByteRange> {
+    ranges.sort_unstable_by_key(|r| r.start);
+    let mut merged: Vec<ByteRange> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match merged.last_mut() {
+            Some(last) if range.start <= last.end_inclusive.saturating_add(1) => {
+                last.end_inclusive = last.end_inclusive.max(range.end_inclusive);
+            }
+            _ => merged.push(range),
+        }
+    }
+    merged
 }
 
 /// Whether an `If-Range` value still designates our representation, so the `Range` may be
@@ -233,15 +260,32 @@ mod tests {
 
     #[test]
     fn whitespace_and_case() {
-        assert_eq!(parse_range("bytes= 0-1 , 5-6 ", 10), sat(0, 1));
+        assert_eq!(
+            parse_range("bytes= 0-1 , 5-6 ", 10),
+            multi(&[(0, 1), (5, 6)])
+        );
         assert_eq!(parse_range(" Bytes =\t2-3", 10), sat(2, 3));
         assert_eq!(parse_range("BYTES=2-3", 10), sat(2, 3));
         assert_eq!(parse_range("bytes=0 - 1", 10), RangeOutcome::Ignore);
     }
 
+    fn multi(ranges: &[(u64, u64)]) -> RangeOutcome {
+        RangeOutcome::Multiple(
+            ranges
+                .iter()
+                .map(|&(start, end_inclusive)| ByteRange {
+                    start,
+                    end_inclusive,
+                })
+                .collect(),
+        )
+    }
+
     #[test]
-    fn multiple_ranges_first_satisfiable() {
-        assert_eq!(parse_range("bytes=0-1,5-6", 10), sat(0, 1));
+    fn multiple_ranges_are_sorted_and_coalesced() {
+        assert_eq!(parse_range("bytes=0-1,5-6", 10), multi(&[(0, 1), (5, 6)]));
+        assert_eq!(parse_range("bytes=5-6,0-1", 10), multi(&[(0, 1), (5, 6)]));
+        // Unsatisfiable members are dropped; one left is a plain range.
         assert_eq!(parse_range("bytes=50-60,5-6", 10), sat(5, 6));
         assert_eq!(parse_range("bytes=50-60,-0,-3", 10), sat(7, 9));
         assert_eq!(
@@ -249,17 +293,53 @@ mod tests {
             RangeOutcome::Unsatisfiable
         );
         assert_eq!(parse_range("bytes=,,0-1,,", 10), sat(0, 1));
+        // Overlapping and adjacent ranges merge.
+        assert_eq!(parse_range("bytes=0-2,2-3", 10), sat(0, 3));
+        assert_eq!(parse_range("bytes=0-2,3-4", 10), sat(0, 4));
+        assert_eq!(parse_range("bytes=3-5,0-1,2-2", 10), sat(0, 5));
+        assert_eq!(
+            parse_range("bytes=8-9,0-1,1-2,-1", 10),
+            multi(&[(0, 2), (8, 9)])
+        );
+        assert_eq!(
+            parse_range("bytes=0-0,2-2,4-4", 10),
+            multi(&[(0, 0), (2, 2), (4, 4)])
+        );
         // A syntax error anywhere invalidates the whole header.
         assert_eq!(parse_range("bytes=0-1,x", 10), RangeOutcome::Ignore);
     }
 
     #[test]
-    fn too_many_ranges_ignored() {
-        let sixteen = vec!["0-0"; 16].join(",");
-        assert_eq!(parse_range(&format!("bytes={sixteen}"), 10), sat(0, 0));
-        let seventeen = vec!["0-0"; 17].join(",");
+    fn ranges_adding_up_to_more_than_the_representation_are_ignored() {
+        // The "Apache killer" shape: many overlapping ranges.
+        assert_eq!(parse_range("bytes=0-,1-,2-,3-", 10), RangeOutcome::Ignore);
         assert_eq!(
-            parse_range(&format!("bytes={seventeen}"), 10),
+            parse_range("bytes=0-1,0-1,0-1,0-1,0-1,0-1", 10),
+            RangeOutcome::Ignore
+        );
+        assert_eq!(parse_range("bytes=0-,0-", 10), RangeOutcome::Ignore);
+        assert_eq!(parse_range("bytes=0-9,0-0", 10), RangeOutcome::Ignore);
+        // Exactly the representation is still served as asked.
+        assert_eq!(parse_range("bytes=0-4,5-9", 10), sat(0, 9));
+        assert_eq!(parse_range("bytes=0-4,4-8", 10), sat(0, 8));
+        assert_eq!(parse_range("bytes=0-0,-9", 10), sat(0, 9));
+        assert_eq!(parse_range("bytes=0-0,-8", 10), multi(&[(0, 0), (2, 9)]));
+        // Dropped (unsatisfiable) members do not count.
+        assert_eq!(parse_range("bytes=0-9,10-20", 10), sat(0, 9));
+    }
+
+    #[test]
+    fn too_many_ranges_ignored() {
+        let spaced = |n: usize| {
+            let specs: Vec<String> = (0..n).map(|i| format!("{}-{}", 2 * i, 2 * i)).collect();
+            format!("bytes={}", specs.join(","))
+        };
+        let RangeOutcome::Multiple(parts) = parse_range(&spaced(MAX_RANGES), 100) else {
+            panic!("expected parts");
+        };
+        assert_eq!(parts.len(), MAX_RANGES);
+        assert_eq!(
+            parse_range(&spaced(MAX_RANGES + 1), 100),
             RangeOutcome::Ignore
         );
     }

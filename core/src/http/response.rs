@@ -38,6 +38,33 @@ pub enum Body {
     CachedFile(Arc<[u8]>),
     /// A region of an open file, sent by the transport (with `sendfile` where it can).
     File(FileRegion),
+    /// Bytes and file regions sent one after the other: a `multipart/byteranges` body,
+    /// whose part headers are bytes and whose file parts are regions.
+    Parts(Vec<BodyPart>),
+}
+
+/// One piece of a [`Body::Parts`] body.
+#[derive(Debug)]
+pub enum BodyPart {
+    /// Bytes held in memory.
+    Bytes(Vec<u8>),
+    /// A region of an open file.
+    File(FileRegion),
+}
+
+impl BodyPart {
+    /// The piece's length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Bytes(b) => b.len() as u64,
+            Self::File(r) => r.len,
+        }
+    }
+
+    /// Whether the piece has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// `len` bytes of `file` from `offset`.
@@ -59,6 +86,7 @@ impl Body {
             Self::Bytes(b) => b.len() as u64,
             Self::CachedFile(b) => b.len() as u64,
             Self::File(r) => r.len,
+            Self::Parts(parts) => parts.iter().map(BodyPart::len).sum(),
         }
     }
 
