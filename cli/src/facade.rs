@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 
 use quick_server_core::dynamic::{json_dumps, render, Args, Handler, Method};
 use quick_server_core::files::{BadPrefix, FallbackHook, Favicon, EMPTY_FAVICON};
-use quick_server_core::{InvalidOrigin, Request, Response, Server, ServerBuilder};
+use quick_server_core::{HttpError, InvalidOrigin, Request, Response, Server, ServerBuilder};
 use serde::Serialize;
 
 use crate::transport::{self, Running, TransportOptions};
@@ -1163,7 +1163,7 @@ pub(crate) fn json_response(request: &Request, reply: impl JsonReply, max_age: u
             };
             finish(request, custom, "application/json", max_age)
         }
-        Err(e) => Response::error_page(500, Some(&format!("JSON encoding failed: {e}"))),
+        Err(e) => HttpError::Internal(format!("JSON encoding failed: {e}")).response(),
     }
 }
 
@@ -1189,7 +1189,7 @@ fn finish(
     max_age: u64,
 ) -> Response {
     let Some(body) = custom.value else {
-        return Response::error_page(404, Some("File not found"));
+        return HttpError::NotFound.response();
     };
     let fields = custom
         .fields
@@ -1209,7 +1209,11 @@ fn finish(
 
 /// The error page of an [`Abort`].
 pub(crate) fn abort_page(abort: &Abort) -> Response {
-    Response::error_page(abort.status, Some(&abort.message))
+    HttpError::Refused {
+        status: abort.status,
+        message: abort.message.clone(),
+    }
+    .response()
 }
 
 /// Resolves `path` against the working directory once, at configuration time.

@@ -411,8 +411,10 @@ impl Connection {
             State::Proxy { .. } => self.end_proxy(Err(ProxyFailure::Timeout), now),
             State::Delayed { .. } => self.answer_start(now),
             State::Waiting { .. } => self.report_slow(now),
-            State::Head if self.head_started.is_some() => self.fail(HttpError::HeadTimeout, now),
-            State::Body { .. } => self.fail(HttpError::BodyTimeout, now),
+            State::Head if self.head_started.is_some() => {
+                self.refuse(HttpError::HeadTimeout, false, false, now)
+            }
+            State::Body { .. } => self.refuse(HttpError::BodyTimeout, false, false, now),
             _ => self.state = State::Closing,
         }
     }
@@ -554,7 +556,7 @@ impl Connection {
             Ok(Some(range)) => range,
             Ok(None) => return false,
             Err(e) => {
-                self.fail(e, now);
+                self.refuse(e, false, false, now);
                 return true;
             }
         };
@@ -567,7 +569,7 @@ impl Connection {
         self.head_started = None;
         match parsed {
             Ok(head) => self.begin(head, now),
-            Err(e) => self.fail(e, now),
+            Err(e) => self.refuse(e, false, false, now),
         }
         true
     }
@@ -580,7 +582,7 @@ impl Connection {
         let limits = &self.server.limits;
         let reader = match head.framing() {
             Framing::Length(n) if n > limits.max_body_size => {
-                return self.fail(HttpError::BodyTooLarge, now);
+                return self.refuse(HttpError::BodyTooLarge, false, false, now);
             }
             Framing::Length(left) => BodyReader::Length(left),
             Framing::Chunked => BodyReader::Chunked(ChunkedDecoder::default()),
@@ -631,7 +633,7 @@ impl Connection {
                     (step, pushed)
                 }
                 Err(e) => {
-                    self.fail(e, now);
+                    self.refuse(e, false, false, now);
                     return true;
                 }
             },
@@ -649,7 +651,7 @@ impl Connection {
                         (step, Ok(()))
                     }
                     Err(e) => {
-                        self.fail(e, now);
+                        self.refuse(e, false, false, now);
                         return true;
                     }
                 }
@@ -660,14 +662,14 @@ impl Connection {
         self.consumed += used;
         if let Err(refusal) = pushed {
             // An upload refused mid-body (too large, malformed, disk full): the rest of the
-            // body is not read, so the connection closes after the answer.
-            self.keep_alive = false;
-            self.send(refusal, false, now);
+            // body is not read, so the connection closes after the answer (even when the
+            // rest happened to arrive already: the answer must not depend on how bytes split).
+            self.refuse(refusal, true, false, now);
             return true;
         }
         match &mut self.state {
             State::Body { request, .. } if request.body_seen() > limits.max_body_size => {
-                self.fail(HttpError::BodyTooLarge, now);
+                self.refuse(HttpError::BodyTooLarge, false, false, now);
                 true
             }
             State::Body { .. } if done => {
@@ -693,7 +695,7 @@ impl Connection {
         let head_only = request.head.method() == Method::Head;
         self.peer_done = !request.head.keep_alive();
         if let Err(refusal) = request.finish_body() {
-            return self.send(refusal, head_only, now);
+            return self.refuse(refusal, false, head_only, now);
         }
         let wall = self.server.wall_time(now);
         match Server::dispatch(&self.server, request, now, wall) {
@@ -753,11 +755,7 @@ impl Connection {
             Ok(()) if !body_left => {}
             Ok(()) => self.keep_alive = false,
             Err(failure) if exchange.awaiting_head() => {
-                if body_left {
-                    self.keep_alive = false;
-                }
-                let response = Response::error_page(failure.status(), Some(failure.message()));
-                self.send(response, false, now);
+                self.refuse(failure.into(), body_left, false, now);
             }
             Err(_) => self.keep_alive = false,
         }
@@ -767,12 +765,14 @@ impl Connection {
         self.process(now);
     }
 
-    /// Answers a request the connection cannot frame or accept, then closes.
-    fn fail(&mut self, error: HttpError, now: Instant) {
-        self.keep_alive = false;
-        self.peer_done = false;
-        let response = Response::error_page(error.status(), Some(&error.to_string()));
-        self.send(response, false, now);
+    /// Answers a refusal. The connection closes when the refusal says its framing is
+    /// lost, or when `body_left`: the request's body was not read to its end.
+    fn refuse(&mut self, error: HttpError, body_left: bool, head_only: bool, now: Instant) {
+        if error.must_close() || body_left {
+            self.keep_alive = false;
+            self.peer_done = false;
+        }
+        self.send(error.response(), head_only, now);
     }
 
     /// Queues a response; closes afterwards unless keep-alive holds.
@@ -1216,6 +1216,15 @@ mod tests {
             assert!(wire.contains("Connection: close"));
             assert!(c.is_closed());
         }
+    }
+
+    #[test]
+    fn an_unmet_expectation_answers_417_and_closes() {
+        let (mut c, now) = conn();
+        let wire = exchange(&mut c, b"GET /a.txt HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", now);
+        assert_eq!(statuses(&wire), ["417"]);
+        assert!(wire.contains("Connection: close"));
+        assert!(c.is_closed());
     }
 
     #[test]

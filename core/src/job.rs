@@ -4,6 +4,7 @@
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::http::error::HttpError;
 use crate::http::response::Response;
 use crate::worker::route::WorkerRoute;
 use crate::worker::{TaskKey, WorkerDone};
@@ -109,7 +110,7 @@ impl Job {
     pub fn run(self) -> Completion {
         let output = match catch_unwind(AssertUnwindSafe(self.work)) {
             Ok(output) => output,
-            Err(panic) => Output::Respond(Response::error_page(500, Some(&panic_message(&*panic)))),
+            Err(panic) => Output::Respond(HttpError::Internal(panic_message(&*panic)).response()),
         };
         Completion {
             id: self.id,

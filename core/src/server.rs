@@ -13,6 +13,7 @@ use crate::dynamic::upload::{Collector, Multipart};
 use crate::dynamic::{Handler, Method as RouteMethod};
 use crate::files::StaticFiles;
 use crate::fs::{DiskFs, FileSystem};
+use crate::http::error::HttpError;
 use crate::http::head::{Method, RequestHead};
 use crate::http::response::{Body, Response};
 use crate::job::{Completion, JobKind, Output};
@@ -83,7 +84,7 @@ impl Request {
     }
 
     /// Takes a piece of the body; an upload that cannot be accepted gives its error page.
-    pub(crate) fn push_body(&mut self, data: &[u8]) -> Result<(), Response> {
+    pub(crate) fn push_body(&mut self, data: &[u8]) -> Result<(), HttpError> {
         self.body_seen += data.len() as u64;
         match &mut self.sink {
             BodySink::Discard | BodySink::Parsed(_) => Ok(()),
@@ -91,12 +92,12 @@ impl Request {
                 self.body.extend_from_slice(data);
                 Ok(())
             }
-            BodySink::Multipart(collector) => collector.feed(data).map_err(|e| e.response()),
+            BodySink::Multipart(collector) => collector.feed(data).map_err(HttpError::from),
         }
     }
 
     /// The body is complete: finishes a multipart parse.
-    pub(crate) fn finish_body(&mut self) -> Result<(), Response> {
+    pub(crate) fn finish_body(&mut self) -> Result<(), HttpError> {
         if let BodySink::Multipart(_) = self.sink {
             let BodySink::Multipart(collector) =
                 std::mem::replace(&mut self.sink, BodySink::Discard)
@@ -105,7 +106,7 @@ impl Request {
             };
             match collector.finish() {
                 Ok(parsed) => self.sink = BodySink::Parsed(parsed),
-                Err(e) => return Err(e.response()),
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())
@@ -376,13 +377,8 @@ impl Server {
                 }
             },
             Method::Options => Response::new(200, Body::Empty),
-            Method::Post | Method::Put | Method::Delete => {
-                Response::error_page(404, Some("File not found"))
-            }
-            Method::Other => Response::error_page(
-                501,
-                Some(&format!("Unsupported method ('{}')", head.method_str())),
-            ),
+            Method::Post | Method::Put | Method::Delete => HttpError::NotFound.response(),
+            Method::Other => HttpError::UnsupportedMethod(head.method_str().to_owned()).response(),
         })
     }
 }
@@ -650,7 +646,11 @@ mod tests {
     fn pre_middleware_runs_first_and_may_answer() {
         let (server, now) = build(|b| {
             b.pre_middleware(Arc::new(|r: &Request| match r.head.target() {
-                "/blocked" => Err(Response::error_page(403, Some("nope"))),
+                "/blocked" => Err(HttpError::Refused {
+                    status: 403,
+                    message: "nope".into(),
+                }
+                .response()),
                 _ => Ok(()),
             }));
         });

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::args::{parse_query, Args};
 use super::mask::{Method, RouteHit, RouteTable};
 use crate::files::{if_none_match, ETag};
+use crate::http::error::HttpError;
 use crate::http::head::{self, Framing, RequestHead};
 use crate::http::response::{Body, Response};
 use crate::job::{JobKind, Output};
@@ -102,8 +103,8 @@ impl DynamicRoutes {
     ) -> Box<dyn FnOnce() -> Output + Send> {
         match target {
             Target::Handler(handler, _) => Box::new(move || {
-                if let Err(response) = parse_body(&mut request, &mut args) {
-                    return Output::Respond(response);
+                if let Err(refusal) = parse_body(&mut request, &mut args) {
+                    return Output::Respond(refusal.response());
                 }
                 Output::Respond(handler(&request, &mut args))
             }),
@@ -117,7 +118,7 @@ impl DynamicRoutes {
 
 /// Fills `args.post` and `args.files` from the body by its `Content-Type` (BEHAVIOUR.md: Dynamic
 /// routes › Request bodies).
-fn parse_body(request: &mut Request, args: &mut Args) -> Result<(), Response> {
+fn parse_body(request: &mut Request, args: &mut Args) -> Result<(), HttpError> {
     let head = &request.head;
     if !matches!(
         head.method(),
@@ -127,7 +128,7 @@ fn parse_body(request: &mut Request, args: &mut Args) -> Result<(), Response> {
     }
     let has_length = head.field("content-length").is_some() || head.framing() == Framing::Chunked;
     if !has_length && matches!(head.method(), head::Method::Post | head::Method::Put) {
-        return Err(Response::error_page(411, None));
+        return Err(HttpError::LengthRequired);
     }
     let content_type = head.field_str("content-type").unwrap_or_default();
     let media = content_type
@@ -139,9 +140,8 @@ fn parse_body(request: &mut Request, args: &mut Args) -> Result<(), Response> {
     let body = request.body();
     match media.as_str() {
         "application/json" => {
-            args.post = serde_json::from_slice(body).map_err(|e| {
-                Response::error_page(400, Some(&format!("request is not JSON formatted! ({e})")))
-            })?;
+            args.post =
+                serde_json::from_slice(body).map_err(|e| HttpError::BadJson(e.to_string()))?;
         }
         "application/x-www-form-urlencoded" => {
             args.post = Value::Object(parse_query(&String::from_utf8_lossy(body)));
@@ -149,10 +149,7 @@ fn parse_body(request: &mut Request, args: &mut Args) -> Result<(), Response> {
         "multipart/form-data" => {
             // Parsed by the connection as it arrived (files spilled to disk past a threshold).
             let Some(super::upload::Multipart { fields, files }) = request.take_multipart() else {
-                return Err(Response::error_page(
-                    400,
-                    Some("multipart body without boundary"),
-                ));
+                return Err(HttpError::MissingBoundary);
             };
             if let Value::Object(post) = &mut args.post {
                 post.extend(fields);

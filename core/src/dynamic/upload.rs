@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::multipart::{Event, MultipartError, MultipartParser};
 use crate::fs::{FileSystem, TempFile};
-use crate::http::response::Response;
+use crate::http::error::HttpError;
 
 /// One uploaded file of a multipart body.
 #[derive(Debug, Clone)]
@@ -102,20 +102,15 @@ pub(crate) enum UploadError {
     Storage(io::Error),
 }
 
-impl UploadError {
-    /// The error page for this refusal.
-    pub(crate) fn response(&self) -> Response {
-        match self {
-            Self::Multipart(e) => {
-                let status = if e.status() == 413 { 413 } else { 400 };
-                Response::error_page(status, Some(&e.to_string()))
+impl From<UploadError> for HttpError {
+    fn from(error: UploadError) -> Self {
+        match error {
+            UploadError::Multipart(e) if e.status() == 413 => Self::UploadTooLarge(e.to_string()),
+            UploadError::Multipart(e) => Self::BadUpload(e.to_string()),
+            UploadError::Storage(e) if e.kind() == io::ErrorKind::StorageFull => {
+                Self::InsufficientStorage
             }
-            Self::Storage(e) if e.kind() == io::ErrorKind::StorageFull => {
-                Response::error_page(507, Some("Insufficient Storage"))
-            }
-            Self::Storage(e) => {
-                Response::error_page(500, Some(&format!("cannot store upload: {e}")))
-            }
+            UploadError::Storage(e) => Self::Internal(format!("cannot store upload: {e}")),
         }
     }
 }
@@ -371,9 +366,9 @@ mod tests {
     #[test]
     fn a_text_field_that_is_not_utf8_is_400() {
         let err = collect(&one_part("", "", b"\xff\xfe\x00A"), 4096).unwrap_err();
-        let page = err.response();
-        assert_eq!(page.status, 400);
-        let reason = page.reason.unwrap();
+        let refusal = HttpError::from(err);
+        assert_eq!(refusal.status(), 400);
+        let reason = refusal.to_string();
         assert!(reason.contains("\"f\" is not UTF-8"), "{reason}");
         assert!(!reason.contains('\u{fffd}'));
         // UTF-8 text, including NUL and multi-byte characters, arrives as it was sent.
@@ -386,7 +381,7 @@ mod tests {
         let fs = Arc::new(MemoryFs::new().with_temp_quota(10_000));
         let mut collector = Collector::new("B", 1 << 20, 1024, fs.clone());
         let err = collector.feed(&body(&[7u8; 50_000])).unwrap_err();
-        assert_eq!(err.response().status, 507);
+        assert_eq!(HttpError::from(err), HttpError::InsufficientStorage);
         drop(collector);
         assert_eq!(fs.live_temp_files(), 0);
     }
@@ -396,11 +391,10 @@ mod tests {
         let fs = Arc::new(MemoryFs::new());
         let mut collector = Collector::new("B", 50, 1024, fs);
         let err = collector.feed(&body(&[1u8; 100])).unwrap_err();
-        let page = err.response();
-        assert_eq!(page.status, 413);
-        assert!(page
-            .reason
-            .unwrap()
+        let refusal = HttpError::from(err);
+        assert_eq!(refusal.status(), 413);
+        assert!(refusal
+            .to_string()
             .starts_with("Uploaded file is too large! "));
     }
 }

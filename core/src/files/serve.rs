@@ -17,8 +17,9 @@ use super::mime::content_type;
 use super::path::{redirect_location, sanitize, split_target, SafePath};
 use super::range::{if_range_allows, parse_range, RangeOutcome};
 use crate::fs::{FileKind, FileSystem, Metadata, OpenFile};
+use crate::http::error::HttpError;
 use crate::http::head::RequestHead;
-use crate::http::response::{render_fields, Body, FileRegion, Response};
+use crate::http::response::{reason_phrase, render_fields, Body, FileRegion, Response};
 
 /// Most file versions whose ETag is remembered; the cache is emptied when it is full.
 const ETAG_CACHE_ENTRIES: usize = 4096;
@@ -263,12 +264,7 @@ impl StaticFiles {
         let key = CacheKey { raw_path, wall };
         let path = match sanitize(raw_path) {
             Ok(path) => path,
-            Err(e) => {
-                return Ok(Response::error_page(
-                    400,
-                    Some(&format!("Bad request path ({e})")),
-                ))
-            }
+            Err(e) => return Ok(HttpError::BadPath(e.to_string()).response()),
         };
         let mut found = self.lookup(&path);
         if matches!(found, Found::Missing) && self.is_favicon(&path) {
@@ -423,17 +419,11 @@ impl StaticFiles {
             }
         }
         if !self.directory_listing {
-            return Ok(Response::error_page(
-                404,
-                Some("No permission to list directory"),
-            ));
+            return Ok(HttpError::ListingDenied.response());
         }
         match SortOrder::from_query(query) {
             Ok(order) => self.listing(head, path, dir, order, Effort::Bounded),
-            Err(e) => Ok(Response::error_page(
-                400,
-                Some(&format!("Bad listing query ({e})")),
-            )),
+            Err(e) => Ok(HttpError::BadListingQuery(e.to_string()).response()),
         }
     }
 
@@ -461,12 +451,7 @@ impl StaticFiles {
                     order,
                 }))
             }
-            Err(_) => {
-                return Ok(Response::error_page(
-                    404,
-                    Some("No permission to list directory"),
-                ))
-            }
+            Err(_) => return Ok(HttpError::ListingDenied.response()),
         };
         // The very decision a GET of each entry takes.
         entries.retain(|entry| {
@@ -516,7 +501,7 @@ impl StaticFiles {
                 }
             }
         }
-        Ok(Response::error_page(404, Some("File not found")))
+        Ok(HttpError::NotFound.response())
     }
 
     fn embedded(&self, head: &RequestHead, bytes: &'static [u8]) -> Response {
@@ -549,7 +534,7 @@ impl StaticFiles {
             }
         };
         // Unbounded work never defers.
-        answer.unwrap_or_else(|_| Response::error_page(500, None))
+        answer.unwrap_or_else(|_| HttpError::Internal(reason_phrase(500).into()).response())
     }
 
     /// 200, 206, 304 or 416 for a regular file. With `key`, a small settled file asked
@@ -562,7 +547,7 @@ impl StaticFiles {
     ) -> Result<Response, Deferred> {
         let file = match self.fs.open(path) {
             Ok(file) => file,
-            Err(_) => return Ok(Response::error_page(404, Some("File not found"))),
+            Err(_) => return Ok(HttpError::NotFound.response()),
         };
         self.open_file_response(head, path, file, Effort::Bounded, key)
     }
@@ -590,7 +575,7 @@ impl StaticFiles {
         }
         let etag = match self.etag(path, &*file, meta, None, effort) {
             Ok(Some(etag)) => etag,
-            Ok(None) => return Ok(Response::error_page(500, Some("Cannot read file"))),
+            Ok(None) => return Ok(HttpError::Internal("Cannot read file".into()).response()),
             Err(TooSlow) => {
                 let key = key.map(|k| (k.raw_path.to_owned(), k.wall));
                 let path = path.to_owned();
@@ -635,7 +620,7 @@ impl StaticFiles {
                     return Ok(response);
                 }
                 RangeOutcome::Unsatisfiable => {
-                    let mut response = Response::error_page(416, None);
+                    let mut response = HttpError::RangeNotSatisfiable.response();
                     response
                         .fields
                         .push(("Content-Range".into(), format!("bytes */{}", meta.len)));

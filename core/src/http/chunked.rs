@@ -200,6 +200,9 @@ fn is_tchar(b: u8) -> bool {
 mod tests {
     use super::*;
 
+    /// What [`decode`] reports when the input ends before the body does.
+    const TRUNCATED: HttpError = HttpError::BadChunk("test input ended mid-body");
+
     /// Decodes `input` fed in pieces of `piece` bytes; returns the body or the error.
     fn decode(input: &[u8], piece: usize) -> Result<(Vec<u8>, usize), HttpError> {
         let limits = Limits::default();
@@ -213,7 +216,7 @@ mod tests {
                 buf.extend_from_slice(&input[fed..end]);
                 fed = end;
             } else if buf.is_empty() {
-                return Err(HttpError::Truncated);
+                return Err(TRUNCATED);
             }
             loop {
                 let step = decoder.step(&buf, &limits)?;
@@ -274,7 +277,7 @@ mod tests {
 
     #[test]
     fn size_overflow_is_rejected() {
-        assert!(decode(b"ffffffffffffffff\r\n", 64).is_err_and(|e| e == HttpError::Truncated));
+        assert!(decode(b"ffffffffffffffff\r\n", 64).is_err_and(|e| e == TRUNCATED));
         assert_eq!(
             decode(b"1ffffffffffffffff\r\n", 64),
             Err(HttpError::BadChunk("chunk size overflow"))

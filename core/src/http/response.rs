@@ -118,10 +118,11 @@ impl Response {
         self
     }
 
-    /// The HTML error page of the original (BEHAVIOUR.md: Error pages): `message` is the reason
-    /// phrase and the page's message; the explanation is the standard one for the status.
-    pub fn error_page(status: u16, message: Option<&str>) -> Self {
-        let message = message.map_or_else(|| reason_phrase(status).to_owned(), sanitize_reason);
+    /// The HTML error page of the original: `message` is the reason phrase and the page's
+    /// message; the explanation is the standard one for the status. Only
+    /// [`HttpError::response`](crate::HttpError::response) builds one.
+    pub(crate) fn error_page(status: u16, message: &str) -> Self {
+        let message = sanitize_reason(message);
         let page = format!(
             "<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        <meta charset=\"utf-8\">\n        \
              <title>Error response</title>\n    </head>\n    <body>\n        <h1>Error response</h1>\n        \
@@ -347,7 +348,7 @@ mod tests {
 
     #[test]
     fn error_page_matches_the_original_layout() {
-        let page = Response::error_page(404, Some("File not found"));
+        let page = crate::HttpError::NotFound.response();
         assert_eq!(page.reason.as_deref(), Some("File not found"));
         let Body::Bytes(body) = &page.body else {
             panic!("bytes body")
@@ -364,16 +365,14 @@ mod tests {
 
     #[test]
     fn error_page_escapes_and_sanitizes_messages() {
-        let page = Response::error_page(400, Some("a<b>&\r\nX-Injected: 1"));
+        let page = Response::error_page(400, "a<b>&\r\nX-Injected: 1");
         assert_eq!(page.reason.as_deref(), Some("a<b>&  X-Injected: 1"));
         let Body::Bytes(body) = &page.body else {
             panic!("bytes body")
         };
         assert!(String::from_utf8_lossy(body).contains("Message: a&lt;b&gt;&amp;  X-Injected: 1."));
-        assert_eq!(
-            Response::error_page(599, None).reason.as_deref(),
-            Some("???")
-        );
+        assert_eq!(reason_phrase(599), "???");
+        assert_eq!(explanation(599), "???");
     }
 
     #[test]

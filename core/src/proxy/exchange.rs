@@ -4,6 +4,7 @@
 //! own buffer and re-frames it as bytes for the client.
 
 use crate::http::body::BodyReader;
+use crate::http::error::HttpError;
 use crate::http::head::{Method, RequestHead, Version};
 use crate::limits::Limits;
 
@@ -26,19 +27,12 @@ pub(crate) enum ProxyFailure {
     Timeout,
 }
 
-impl ProxyFailure {
-    pub(crate) fn status(self) -> u16 {
-        match self {
-            Self::Unreachable | Self::Malformed => 502,
-            Self::Timeout => 504,
-        }
-    }
-
-    pub(crate) fn message(self) -> &'static str {
-        match self {
-            Self::Unreachable => "Bad Gateway (upstream unreachable or closed early)",
-            Self::Malformed => "Bad Gateway (malformed upstream response)",
-            Self::Timeout => "Gateway Timeout",
+impl From<ProxyFailure> for HttpError {
+    fn from(failure: ProxyFailure) -> Self {
+        match failure {
+            ProxyFailure::Unreachable => Self::BadGateway("upstream unreachable or closed early"),
+            ProxyFailure::Malformed => Self::BadGateway("malformed upstream response"),
+            ProxyFailure::Timeout => Self::GatewayTimeout,
         }
     }
 }

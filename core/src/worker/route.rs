@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::{apply_segments, clock_seed, Command, Purged, Reply, TaskKey, TaskOutcome, Token};
 use super::{WorkerError, WorkerFailure, WorkerRegistry};
 use crate::dynamic::json_dumps;
+use crate::http::error::HttpError;
 use crate::http::response::{Body, Response};
 use crate::job::{panic_message, Output};
 use crate::server::Request;
@@ -220,19 +221,23 @@ fn reply_response(reply: Reply) -> Response {
     match json_dumps(&Value::from(reply)) {
         Ok(text) => Response::new(200, Body::Bytes(text.into_bytes()))
             .with_field("Content-Type", "application/json"),
-        Err(e) => Response::error_page(500, Some(&e.to_string())),
+        Err(e) => HttpError::Internal(e.to_string()).response(),
     }
 }
 
 /// The error page for a protocol fault (500) or a failed job (its status, or 500
 /// `worker error` as the original).
 fn error_page(error: &WorkerError) -> Response {
-    match error {
+    let refusal = match error {
         WorkerError::Job(WorkerFailure {
             status: Some(status),
             message,
-        }) => Response::error_page(*status, Some(message)),
-        WorkerError::Job(_) => Response::error_page(500, Some("worker error")),
-        other => Response::error_page(500, Some(&other.to_string())),
-    }
+        }) => HttpError::Refused {
+            status: *status,
+            message: message.clone(),
+        },
+        WorkerError::Job(_) => HttpError::Internal("worker error".into()),
+        other => HttpError::Internal(other.to_string()),
+    };
+    refusal.response()
 }
