@@ -7,12 +7,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::coding::answer::{self, Plan};
+use crate::coding::AcceptEncoding;
 use crate::http::body::BodyReader;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::error::HttpError;
 use crate::http::head::{Framing, HeadScanner, Method, RequestHead, Version};
 use crate::http::response::{self, Body, BodyPart, DateCache, FileRegion, Persistence, Response};
-use crate::job::{Completion, Job, JobId, Output};
+use crate::job::{Completion, Job, JobId, JobKind, Output};
 use crate::log::{RequestRecord, SlowRequest};
 use crate::proxy::exchange::{Exchange, ProxyFailure};
 use crate::server::{Dispatch, Request, Server};
@@ -140,6 +142,8 @@ pub struct Connection {
     shutting_down: bool,
     /// Whether a response was ever queued (a fresh connection has none).
     served_any: bool,
+    /// The codings the request being answered accepts.
+    accept: AcceptEncoding,
 }
 
 impl Current {
@@ -197,6 +201,7 @@ impl Connection {
             read_closed: false,
             shutting_down: false,
             served_any: false,
+            accept: AcceptEncoding::default(),
         }
     }
 
@@ -342,7 +347,7 @@ impl Connection {
         match output {
             Output::Respond(response) => {
                 self.state = State::Head;
-                self.send(response, head_only, now);
+                self.deliver(response, head_only, now);
                 self.process(now);
             }
             Output::Started { route, key, job } => {
@@ -431,7 +436,7 @@ impl Connection {
             return;
         };
         let response = route.answer_start(key, now);
-        self.send(response, head_only, now);
+        self.deliver(response, head_only, now);
         self.process(now);
     }
 
@@ -698,13 +703,48 @@ impl Connection {
             return self.refuse(refusal, false, head_only, now);
         }
         let wall = self.server.wall_time(now);
+        self.accept = AcceptEncoding::parse(request.head.field_str("accept-encoding"));
         match Server::dispatch(&self.server, request, now, wall) {
-            Dispatch::Respond(response) => self.send(response, head_only, now),
-            Dispatch::Run(kind, work) => {
-                let id = self.next_id();
-                self.jobs.push_back(Job::request(id, kind, work));
-                self.state = State::Waiting { id, head_only };
+            Dispatch::Respond(response) => self.deliver(response, head_only, now),
+            Dispatch::Run(JobKind::Request, work) => {
+                // Already off the event loop: compress the answer there too.
+                let (accept, settings) = (self.accept, *self.server.compression());
+                self.run(
+                    JobKind::Request,
+                    Box::new(move || match work() {
+                        Output::Respond(response) => {
+                            let plan = answer::plan(&response, &accept, &settings);
+                            Output::Respond(answer::apply(response, plan, &settings))
+                        }
+                        other => other,
+                    }),
+                    head_only,
+                );
             }
+            Dispatch::Run(kind, work) => self.run(kind, work, head_only),
+        }
+    }
+
+    /// Hands `work` out as a job and waits for its answer.
+    fn run(&mut self, kind: JobKind, work: Box<dyn FnOnce() -> Output + Send>, head_only: bool) {
+        let id = self.next_id();
+        self.jobs.push_back(Job::request(id, kind, work));
+        self.state = State::Waiting { id, head_only };
+    }
+
+    /// Sends a route's answer, compressed when the request accepts it: on the spot when
+    /// the body fits [`Compression::inline_max`](crate::coding::Compression), else in a
+    /// job, so the event loop never compresses a large body.
+    fn deliver(&mut self, response: Response, head_only: bool, now: Instant) {
+        let settings = *self.server.compression();
+        match answer::plan(&response, &self.accept, &settings) {
+            Plan::Encode(coding) if response.body.len() > settings.inline_max => {
+                let work = move || {
+                    Output::Respond(answer::apply(response, Plan::Encode(coding), &settings))
+                };
+                self.run(JobKind::Request, Box::new(work), head_only);
+            }
+            plan => self.send(answer::apply(response, plan, &settings), head_only, now),
         }
     }
 

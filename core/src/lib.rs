@@ -68,6 +68,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod coding;
 mod conn;
 pub mod console;
 mod cors;

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::coding::Compression;
 use crate::conn::PeerInfo;
 use crate::cors::CorsPolicy;
 use crate::dynamic::boundary_from_content_type;
@@ -253,6 +254,11 @@ impl Server {
         }
     }
 
+    /// When answers are compressed.
+    pub(crate) fn compression(&self) -> &Compression {
+        &self.files.compression
+    }
+
     /// `Cache-Control: max-age` for files and handler answers.
     pub fn max_age(&self) -> u64 {
         self.files.max_age
@@ -393,6 +399,12 @@ impl ServerBuilder {
     /// Prefixes the `Server` header with an application version (`update_version_string`).
     pub fn app_version(mut self, version: impl Into<String>) -> Self {
         self.app_version = Some(version.into());
+        self
+    }
+
+    /// Compresses answers for clients that accept it (files and in-memory answers alike).
+    pub fn compression(&mut self, compression: Compression) -> &mut Self {
+        self.files.compression = compression;
         self
     }
 

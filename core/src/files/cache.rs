@@ -23,6 +23,10 @@ use crate::fs::{FileKind, Metadata};
 /// the metadata equal to the entry's while the content differs.
 pub const SETTLE_TIME: Duration = Duration::from_secs(2);
 
+/// A compressed form takes at most this fraction of [`CacheLimits::max_bytes`]: one big
+/// bundle cannot push every small file out.
+pub const ENCODED_SHARE: usize = 8;
+
 /// Bounds of the small-file cache. `max_entries: 0` turns it off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheLimits {
@@ -60,6 +64,8 @@ pub(crate) struct CachedFile {
     pub(crate) fields: Arc<[u8]>,
     /// The fields of a 304, rendered.
     pub(crate) not_modified: Arc<[u8]>,
+    /// Whether the file has other representations (content codings) than this one.
+    pub(crate) varies: bool,
 }
 
 impl CachedFile {
@@ -114,6 +120,22 @@ impl FileCache {
                 .changed
                 .checked_add(SETTLE_TIME)
                 .is_some_and(|settled| settled <= wall)
+    }
+
+    /// Whether a compressed form of `encoded_len` bytes of a file with `meta` may be
+    /// cached at `wall`: like [`admits`](Self::admits), bounded by the encoded size (at
+    /// most an [`ENCODED_SHARE`]th of the byte bound) rather than the file's.
+    pub(crate) fn admits_encoded(
+        limits: &CacheLimits,
+        meta: &Metadata,
+        encoded_len: usize,
+        wall: SystemTime,
+    ) -> bool {
+        let bounded = CacheLimits {
+            max_file_size: u64::MAX,
+            ..*limits
+        };
+        Self::admits(&bounded, meta, wall) && encoded_len <= limits.max_bytes / ENCODED_SHARE
     }
 
     /// Stores `entry` under `key`, replacing an older one and evicting others (in no
@@ -176,6 +198,7 @@ mod tests {
             content: vec![b'x'; len].into(),
             fields: Arc::from(&b"F: 1\r\n"[..]),
             not_modified: Arc::from(&b"N: 1\r\n"[..]),
+            varies: false,
         })
     }
 
@@ -211,6 +234,16 @@ mod tests {
             ..limits
         };
         assert!(!FileCache::admits(&off, &meta(1, 0), wall));
+        let big = meta(10 << 20, 0);
+        assert!(FileCache::admits_encoded(&limits, &big, 1 << 20, wall));
+        assert!(!FileCache::admits_encoded(
+            &limits,
+            &big,
+            (1 << 20) + 1,
+            wall
+        ));
+        assert!(!FileCache::admits_encoded(&limits, &meta(1, 99), 1, wall));
+        assert!(!FileCache::admits_encoded(&off, &big, 1, wall));
     }
 
     #[test]

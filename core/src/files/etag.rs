@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::coding::Coding;
+
 /// The CRC-32 (zlib/IEEE) of `bytes` as lower-case hex without leading zeros.
 pub fn crc32_hex(bytes: &[u8]) -> String {
     format!("{:x}", crc32fast::hash(bytes))
@@ -31,6 +33,14 @@ impl ETag {
     pub fn from_crc32(crc: u32) -> Self {
         Self {
             hex: format!("{crc:x}"),
+        }
+    }
+
+    /// The tag of this representation compressed with `coding`: the coding's token
+    /// appended (`"3610a686-br"`), so each representation has its own strong tag.
+    pub fn with_coding(&self, coding: Coding) -> Self {
+        Self {
+            hex: format!("{}-{}", self.hex, coding.token()),
         }
     }
 

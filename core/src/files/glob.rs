@@ -192,7 +192,13 @@ impl FileFilter {
     /// patterns matches, and no black-list pattern matches.
     pub fn allows(&self, abs_path: &str) -> bool {
         let white_ok = self.white.is_empty() || self.white.iter().any(|p| p.matches(abs_path));
-        white_ok && !self.black.iter().any(|p| p.matches(abs_path))
+        white_ok && !self.blocks(abs_path)
+    }
+
+    /// Whether the black list alone refuses `abs_path` (a precompressed sibling is
+    /// checked only against it: the file it stands for passed the white list).
+    pub fn blocks(&self, abs_path: &str) -> bool {
+        self.black.iter().any(|p| p.matches(abs_path))
     }
 }
 

@@ -14,8 +14,9 @@ use super::etag::{if_none_match, ETag, EtagHasher};
 use super::glob::FileFilter;
 use super::listing::{ListingFormat, SortOrder};
 use super::mime::content_type;
-use super::path::{redirect_location, sanitize, split_target, SafePath};
+use super::path::{is_hidden_name, redirect_location, sanitize, split_target, SafePath};
 use super::range::{if_range_allows, parse_range, RangeOutcome};
+use crate::coding::{encode, is_compressible, AcceptEncoding, Coding, Compression};
 use crate::fs::{FileKind, FileSystem, Metadata, OpenFile};
 use crate::http::error::HttpError;
 use crate::http::head::RequestHead;
@@ -89,6 +90,8 @@ pub struct StaticFiles {
     pub fallback_hook: Option<FallbackHook>,
     /// Bounds of the small-file cache (see [`super::cache`]).
     pub cache_limits: CacheLimits,
+    /// When answers are compressed (files here, in-memory answers by the connection).
+    pub compression: Compression,
     /// Each file's tag and the metadata of the version it was computed from.
     etags: Mutex<HashMap<PathBuf, (Metadata, ETag)>>,
     cache: FileCache,
@@ -209,6 +212,7 @@ impl StaticFiles {
             spa_fallback: None,
             fallback_hook: None,
             cache_limits: CacheLimits::default(),
+            compression: Compression::default(),
             etags: Mutex::new(HashMap::new()),
             cache: FileCache::default(),
         }
@@ -510,7 +514,7 @@ impl StaticFiles {
             .field_str("if-none-match")
             .is_some_and(|v| if_none_match(v, &etag))
         {
-            return self.not_modified(&etag, None);
+            return self.not_modified(&etag, None, false);
         }
         Response::new(200, Body::Bytes(bytes.to_vec()))
             .with_field("Content-Type", "image/vnd.microsoft.icon")
@@ -564,6 +568,11 @@ impl StaticFiles {
     ) -> Result<Response, Deferred> {
         // The descriptor's own metadata: the path may have changed since it was looked up.
         let meta = file.metadata();
+        if self.varies(path) && head.field("range").is_none() {
+            if let Some(response) = self.encoded_response(head, path, &file, meta, effort, key)? {
+                return Ok(response);
+            }
+        }
         if let Some(key) = key.filter(|k| {
             head.field("range").is_none() && FileCache::admits(&self.cache_limits, &meta, k.wall)
         }) {
@@ -584,7 +593,7 @@ impl StaticFiles {
         };
         let last_modified = httpdate::fmt_http_date(meta.modified);
         if is_not_modified(head, &etag, meta.modified) {
-            return Ok(self.not_modified(&etag, Some(last_modified)));
+            return Ok(self.not_modified(&etag, Some(last_modified), self.varies(path)));
         }
         let mut status = 200;
         let mut region = FileRegion {
@@ -649,13 +658,169 @@ impl StaticFiles {
             .file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default();
-        vec![
+        let mut fields = vec![
             ("Content-Type".into(), content_type(&file_name).to_owned()),
             ("Last-Modified".into(), last_modified),
             ("ETag".into(), etag.to_string()),
             ("Cache-Control".into(), format!("max-age={}", self.max_age)),
             ("Accept-Ranges".into(), "bytes".to_owned()),
-        ]
+        ];
+        if self.varies(path) {
+            fields.push(vary_field());
+        }
+        fields
+    }
+
+    /// Whether the file at `path` has compressed representations (`Vary: Accept-Encoding`
+    /// on all its answers): compression is on and its type is worth compressing.
+    fn varies(&self, path: &Path) -> bool {
+        self.compression.enabled
+            && path
+                .file_name()
+                .is_some_and(|n| is_compressible(content_type(&n.to_string_lossy())))
+    }
+
+    /// The compressed answer (200 or 304) for a request that accepts a coding: from a
+    /// precompressed sibling when one fits, else compressed here (a body past
+    /// [`Compression::inline_max`] defers under [`Effort::Bounded`]). `None`: send identity.
+    fn encoded_response(
+        &self,
+        head: &RequestHead,
+        path: &Path,
+        file: &Arc<dyn OpenFile>,
+        meta: Metadata,
+        effort: Effort,
+        key: Option<CacheKey<'_>>,
+    ) -> Result<Option<Response>, Deferred> {
+        let accept = AcceptEncoding::parse(head.field_str("accept-encoding"));
+        if !accept.accepts_any(&Coding::ALL) {
+            return Ok(None);
+        }
+        let defer = || {
+            let key = key.map(|k| (k.raw_path.to_owned(), k.wall));
+            let (path, file) = (path.to_owned(), Arc::clone(file));
+            Deferred(Pending::File { path, file, key })
+        };
+        let siblings: Vec<(Coding, PathBuf)> = Coding::PRECOMPRESSED
+            .into_iter()
+            .filter_map(|coding| Some((coding, self.sibling(path, coding, meta)?)))
+            .collect();
+        let offered: Vec<Coding> = siblings.iter().map(|(c, _)| *c).collect();
+        if let Some(coding) = accept.choose(&offered) {
+            let sibling = siblings.iter().find(|(c, _)| *c == coding).map(|(_, p)| p);
+            let answer =
+                sibling.and_then(|s| self.sibling_response(head, path, s, coding, meta, effort));
+            if let Some(response) = answer {
+                return response.map(Some).map_err(|TooSlow| defer());
+            }
+        }
+        let settings = &self.compression;
+        let Some(coding) = accept.choose(&Coding::ALL) else {
+            return Ok(None);
+        };
+        let small = meta.len < settings.min_size && !accept.refuses_identity();
+        if small || meta.len > settings.max_file_size {
+            return Ok(None);
+        }
+        let etag = match self.etag(path, &**file, meta, None, effort) {
+            Ok(Some(etag)) => etag.with_coding(coding),
+            Ok(None) => return Ok(None),
+            Err(TooSlow) => return Err(defer()),
+        };
+        let last_modified = httpdate::fmt_http_date(meta.modified);
+        if is_not_modified(head, &etag, meta.modified) {
+            return Ok(Some(self.not_modified(&etag, Some(last_modified), true)));
+        }
+        if meta.len > settings.inline_max && effort == Effort::Bounded {
+            return Err(defer());
+        }
+        let Some(encoded) = read_whole(&**file, meta.len)
+            .and_then(|content| encode(coding, &settings.levels, &content).ok())
+        else {
+            return Ok(None);
+        };
+        let mut fields = self.file_fields(path, &etag, last_modified.clone());
+        fields.push(("Content-Encoding".into(), coding.token().to_owned()));
+        let cacheable = key.filter(|k| {
+            FileCache::admits_encoded(&self.cache_limits, &meta, encoded.len(), k.wall)
+        });
+        let Some(key) = cacheable else {
+            let mut response = Response::new(200, Body::Bytes(encoded));
+            response.fields = fields;
+            return Ok(Some(response));
+        };
+        let (mut rendered, mut not_modified) = (Vec::new(), Vec::new());
+        render_fields(&mut rendered, &fields);
+        render_fields(
+            &mut not_modified,
+            &self.not_modified(&etag, Some(last_modified), true).fields,
+        );
+        let entry = Arc::new(CachedFile {
+            path: path.to_owned(),
+            meta,
+            etag,
+            content: encoded.into(),
+            fields: rendered.into(),
+            not_modified: not_modified.into(),
+            varies: true,
+        });
+        let variant = variant_key(key.raw_path, coding);
+        self.cache
+            .insert(&self.cache_limits, &variant, Arc::clone(&entry));
+        Ok(Some(answer_from(&entry, head)))
+    }
+
+    /// The precompressed sibling of `path` for `coding` (`app.js.br`), if one may stand
+    /// for it: a regular file, not older than the file, neither hidden nor black-listed,
+    /// and not a link unless every link is followed.
+    fn sibling(&self, path: &Path, coding: Coding, meta: Metadata) -> Option<PathBuf> {
+        let mut name = path.file_name()?.to_os_string();
+        name.push(".");
+        name.push(coding.extension());
+        let sibling = path.with_file_name(&name);
+        let found = self.fs.metadata(&sibling).ok()?;
+        let usable = found.kind == FileKind::File
+            && found.modified >= meta.modified
+            && !is_hidden_name(&name.to_string_lossy())
+            && !self.filter.blocks(&sibling.to_string_lossy())
+            && (self.symlinks == SymlinkPolicy::DangerFollowAll
+                || !self.fs.is_symlink(&sibling).unwrap_or(true));
+        usable.then_some(sibling)
+    }
+
+    /// 200 or 304 from the precompressed `sibling` of `path`, sent as a file region with
+    /// the file's type and the sibling's own tag; `None` if it cannot be opened, `TooSlow`
+    /// if that tag needs hashing past the bounded effort.
+    fn sibling_response(
+        &self,
+        head: &RequestHead,
+        path: &Path,
+        sibling: &Path,
+        coding: Coding,
+        meta: Metadata,
+        effort: Effort,
+    ) -> Option<Result<Response, TooSlow>> {
+        let file = self.fs.open(sibling).ok()?;
+        let sibling_meta = file.metadata();
+        let etag = match self.etag(sibling, &*file, sibling_meta, None, effort) {
+            Ok(etag) => etag?.with_coding(coding),
+            Err(TooSlow) => return Some(Err(TooSlow)),
+        };
+        let last_modified = httpdate::fmt_http_date(meta.modified);
+        if is_not_modified(head, &etag, meta.modified) {
+            return Some(Ok(self.not_modified(&etag, Some(last_modified), true)));
+        }
+        let region = FileRegion {
+            file,
+            offset: 0,
+            len: sibling_meta.len,
+        };
+        let mut response = Response::new(200, Body::File(region));
+        response.fields = self.file_fields(path, &etag, last_modified);
+        response
+            .fields
+            .push(("Content-Encoding".into(), coding.token().to_owned()));
+        Some(Ok(response))
     }
 
     /// Reads a small file whole and prepares its cache entry: the content, its tag and
@@ -679,7 +844,9 @@ impl StaticFiles {
         let mut not_modified = Vec::new();
         render_fields(
             &mut not_modified,
-            &self.not_modified(&etag, Some(last_modified)).fields,
+            &self
+                .not_modified(&etag, Some(last_modified), self.varies(path))
+                .fields,
         );
         Some(Arc::new(CachedFile {
             path: path.to_owned(),
@@ -688,26 +855,52 @@ impl StaticFiles {
             content: content.into(),
             fields: fields.into(),
             not_modified: not_modified.into(),
+            varies: self.varies(path),
         }))
     }
 
     /// The answer from the cache entry of `raw_path`, if there is one and its file is
     /// unchanged; a changed or vanished file drops the entry. Range requests take the
     /// full route.
+    ///
+    /// A request that accepts a coding is answered from the entry of the compressed form
+    /// the full route made for it; the identity entry of a file with compressed forms does
+    /// not answer it (the full route compresses, or picks a precompressed sibling).
     fn cached_answer(&self, head: &RequestHead, raw_path: &str) -> Option<Response> {
         if head.field("range").is_some() {
             return None;
         }
-        let entry = self.cache.get(raw_path)?;
-        let current = self.fs.metadata(&entry.path);
-        if !current.is_ok_and(|meta| entry.is_current(&meta)) {
-            self.cache.remove(raw_path);
+        let accept = AcceptEncoding::parse(head.field_str("accept-encoding"));
+        let wanted = accept
+            .choose(&Coding::ALL)
+            .filter(|_| self.compression.enabled);
+        if let Some(coding) = wanted {
+            if let Some(entry) = self.current_entry(&variant_key(raw_path, coding)) {
+                return Some(answer_from(&entry, head));
+            }
+        }
+        let entry = self.current_entry(raw_path)?;
+        let small = (entry.content.len() as u64) < self.compression.min_size;
+        if entry.varies && wanted.is_some() && (!small || accept.refuses_identity()) {
             return None;
         }
         Some(answer_from(&entry, head))
     }
 
-    fn not_modified(&self, etag: &ETag, last_modified: Option<String>) -> Response {
+    /// The cache entry under `key` if its file is unchanged; a changed or vanished file
+    /// drops it.
+    fn current_entry(&self, key: &str) -> Option<Arc<CachedFile>> {
+        let entry = self.cache.get(key)?;
+        let current = self.fs.metadata(&entry.path);
+        if !current.is_ok_and(|meta| entry.is_current(&meta)) {
+            self.cache.remove(key);
+            return None;
+        }
+        Some(entry)
+    }
+
+    /// A 304 with the fields a 200 would carry for caches (`vary`: `Vary: Accept-Encoding`).
+    fn not_modified(&self, etag: &ETag, last_modified: Option<String>, vary: bool) -> Response {
         let mut response = Response::new(304, Body::Empty)
             .with_field("ETag", etag.to_string())
             .with_field("Cache-Control", format!("max-age={}", self.max_age));
@@ -715,6 +908,9 @@ impl StaticFiles {
             response
                 .fields
                 .push(("Last-Modified".into(), last_modified));
+        }
+        if vary {
+            response.fields.push(vary_field());
         }
         response
     }
@@ -754,6 +950,17 @@ impl StaticFiles {
         }
         Ok(Some(etag))
     }
+}
+
+/// `Vary: Accept-Encoding`, on every answer of a file with compressed representations.
+fn vary_field() -> (Cow<'static, str>, String) {
+    ("Vary".into(), "Accept-Encoding".to_owned())
+}
+
+/// The cache key of the `coding` form of the file at the raw request path `raw_path` (a
+/// NUL never appears in a request target).
+fn variant_key(raw_path: &str, coding: Coding) -> String {
+    format!("{raw_path}\0{}", coding.token())
 }
 
 /// The 200 or 304 a cache entry gives for `head`.
@@ -927,7 +1134,7 @@ mod tests {
                 }
             }
         }
-        String::from_utf8(out).unwrap()
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     fn get(files: &StaticFiles, target: &str, fields: &str) -> Response {
@@ -1299,6 +1506,228 @@ mod tests {
             &format!("If-None-Match: {}\r\n", ETag::of(big.as_bytes())),
         );
         assert_eq!(files.serve(&not_modified, later()).unwrap().status, 304);
+    }
+
+    /// `site` with compression on.
+    fn compressing(files: &[(&str, &str)]) -> (StaticFiles, Arc<LiveFs>) {
+        let (mut files, fs) = site(files);
+        files.compression = Compression::on();
+        (files, fs)
+    }
+
+    /// The value of the field `name` in the answer's head.
+    fn field(response: &Response, name: &str) -> Option<String> {
+        let wire = wire(response);
+        let head = wire.split("\r\n\r\n").next()?;
+        let prefix = format!("{name}: ");
+        head.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(str::to_owned)
+    }
+
+    /// The body bytes of a single-part answer.
+    fn body(response: &Response) -> Vec<u8> {
+        match &response.body {
+            Body::Bytes(b) => b.clone(),
+            Body::CachedFile(b) => b.to_vec(),
+            Body::File(region) => {
+                let mut buf = vec![0; region.len as usize];
+                let n = region.file.read_at(&mut buf, region.offset).unwrap();
+                buf.truncate(n);
+                buf
+            }
+            Body::Empty => Vec::new(),
+            Body::Parts(_) => panic!("no multipart answer in these tests"),
+        }
+    }
+
+    fn gunzip(data: &[u8]) -> String {
+        use std::io::Read;
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(data)
+            .read_to_string(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn each_coding_is_a_representation_with_its_own_tag() {
+        let text = "compress me please ".repeat(300);
+        let (files, _) = compressing(&[("/www/a.txt", &text), ("/www/p.png", &text)]);
+        let identity = ETag::of(text.as_bytes());
+        let plain = get(&files, "/a.txt", "");
+        assert_eq!(body(&plain), text.as_bytes());
+        assert_eq!(field(&plain, "Vary").as_deref(), Some("Accept-Encoding"));
+        assert_eq!(
+            field(&plain, "ETag").as_deref(),
+            Some(identity.to_string().as_str())
+        );
+        for (coding, token) in [
+            (Coding::Gzip, "gzip"),
+            (Coding::Br, "br"),
+            (Coding::Zstd, "zstd"),
+        ] {
+            let tag = identity.with_coding(coding).to_string();
+            for round in 0..2 {
+                // The second round is answered from the cache.
+                let encoded = get(&files, "/a.txt", &format!("Accept-Encoding: {token}\r\n"));
+                assert_eq!(
+                    field(&encoded, "Content-Encoding").as_deref(),
+                    Some(token),
+                    "{round}"
+                );
+                assert_eq!(field(&encoded, "ETag").as_deref(), Some(tag.as_str()));
+                assert_eq!(field(&encoded, "Vary").as_deref(), Some("Accept-Encoding"));
+                assert!(body(&encoded).len() < text.len() / 5);
+                let fields = format!("Accept-Encoding: {token}\r\nIf-None-Match: {tag}\r\n");
+                let not_modified = get(&files, "/a.txt", &fields);
+                assert_eq!(not_modified.status, 304);
+                assert_eq!(
+                    field(&not_modified, "Vary").as_deref(),
+                    Some("Accept-Encoding")
+                );
+                assert_eq!(field(&not_modified, "ETag").as_deref(), Some(tag.as_str()));
+                // The identity tag names another representation.
+                let fields = format!("Accept-Encoding: {token}\r\nIf-None-Match: {identity}\r\n");
+                assert_eq!(get(&files, "/a.txt", &fields).status, 200);
+            }
+        }
+        let gz = get(&files, "/a.txt", "Accept-Encoding: gzip\r\n");
+        assert_eq!(gunzip(&body(&gz)), text);
+        let fields = format!("If-None-Match: {identity}\r\nAccept-Encoding: gzip;q=0\r\n");
+        assert_eq!(get(&files, "/a.txt", &fields).status, 304);
+        let png = get(&files, "/p.png", "Accept-Encoding: gzip\r\n");
+        assert_eq!(
+            (
+                field(&png, "Content-Encoding").as_deref(),
+                field(&png, "Vary").as_deref()
+            ),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn small_files_and_ranges_go_out_as_they_are() {
+        let text = "r".repeat(5000);
+        let (files, _) = compressing(&[("/www/small.txt", "tiny"), ("/www/a.txt", &text)]);
+        for _ in 0..2 {
+            let small = get(&files, "/small.txt", "Accept-Encoding: gzip\r\n");
+            assert_eq!(field(&small, "Content-Encoding").as_deref(), None);
+            assert_eq!(field(&small, "Vary").as_deref(), Some("Accept-Encoding"));
+        }
+        let refused = get(
+            &files,
+            "/small.txt",
+            "Accept-Encoding: gzip, identity;q=0\r\n",
+        );
+        assert_eq!(field(&refused, "Content-Encoding").as_deref(), Some("gzip"));
+        assert_eq!(gunzip(&body(&refused)), "tiny");
+        let ranged = get(
+            &files,
+            "/a.txt",
+            "Accept-Encoding: gzip\r\nRange: bytes=0-9\r\n",
+        );
+        assert_eq!(ranged.status, 206);
+        assert_eq!(field(&ranged, "Content-Encoding").as_deref(), None);
+        assert_eq!(field(&ranged, "Vary").as_deref(), Some("Accept-Encoding"));
+        assert_eq!(body(&ranged), b"rrrrrrrrrr");
+        let mut off = compressing(&[("/www/a.txt", &text)]).0;
+        off.compression.enabled = false;
+        let plain = get(&off, "/a.txt", "Accept-Encoding: gzip\r\n");
+        assert_eq!(
+            (
+                field(&plain, "Content-Encoding").as_deref(),
+                field(&plain, "Vary").as_deref()
+            ),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn a_big_file_is_compressed_in_a_job_then_cached() {
+        let text = "big and compressible\n".repeat(10_000);
+        let (files, fs) = compressing(&[("/www/big.js", &text)]);
+        let request = head("/big.js", "Accept-Encoding: br\r\n");
+        let Err(deferred) = files.serve(&request, later()) else {
+            panic!("compressing a big file is deferred");
+        };
+        let done = files.finish(deferred, &request);
+        assert_eq!(field(&done, "Content-Encoding").as_deref(), Some("br"));
+        assert_eq!(fs.opens(), 1, "finished with the file serve opened");
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(
+            &mut brotli::Decompressor::new(&body(&done)[..], 4096),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, text.as_bytes());
+        let again = files.serve(&request, later()).unwrap();
+        assert!(
+            matches!(again.body, Body::CachedFile(_)),
+            "the encoded form was kept"
+        );
+        assert_eq!(wire(&again), wire(&done));
+        assert_eq!(fs.opens(), 1);
+        fs.edit(|tree| tree.insert("/www/big.js", text.to_uppercase(), y2020()));
+        assert!(
+            files.serve(&request, later()).is_err(),
+            "a changed file is compressed again"
+        );
+    }
+
+    #[test]
+    fn precompressed_siblings_stand_in_when_they_may() {
+        let text = "x".repeat(4000);
+        let (mut files, fs) = compressing(&[
+            ("/www/app.js", &text),
+            ("/www/app.js.br", "BROTLI"),
+            ("/www/app.js.gz", "GZIP"),
+        ]);
+        files.filter.add(["*.js"], false); // the siblings' own names need not be listed
+        let br = get(&files, "/app.js", "Accept-Encoding: gzip, br\r\n");
+        assert_eq!(body(&br), b"BROTLI");
+        assert_eq!(field(&br, "Content-Encoding").as_deref(), Some("br"));
+        assert_eq!(
+            field(&br, "Content-Type").as_deref(),
+            Some("text/javascript")
+        );
+        let tag = ETag::of(b"BROTLI").with_coding(Coding::Br).to_string();
+        assert_eq!(field(&br, "ETag").as_deref(), Some(tag.as_str()));
+        let fields = format!("Accept-Encoding: br\r\nIf-None-Match: {tag}\r\n");
+        assert_eq!(get(&files, "/app.js", &fields).status, 304);
+        let gz = get(&files, "/app.js", "Accept-Encoding: gzip\r\n");
+        assert_eq!(body(&gz), b"GZIP");
+        // No sibling for zstd: compressed on the fly.
+        let zstd = get(&files, "/app.js", "Accept-Encoding: zstd\r\n");
+        assert_eq!(field(&zstd, "Content-Encoding").as_deref(), Some("zstd"));
+        assert_ne!(body(&zstd), b"");
+        // A sibling older than the file is stale.
+        fs.edit(|tree| tree.insert("/www/app.js.br", "OLD", y2020() - Duration::from_secs(1)));
+        let fresh = get(&files, "/app.js", "Accept-Encoding: br\r\n");
+        assert_ne!(body(&fresh), b"OLD");
+        assert_eq!(field(&fresh, "Content-Encoding").as_deref(), Some("br"));
+        // A black-listed sibling is never used.
+        files.filter.add(["*.gz"], true);
+        assert_ne!(
+            body(&get(&files, "/app.js", "Accept-Encoding: gzip\r\n")),
+            b"GZIP"
+        );
+        // Nor a link under the default policy.
+        fs.edit(|tree| {
+            tree.insert("/www/real.zst", "LINKED", y2020());
+            tree.link("/www/app.js.zst", "/www/real.zst");
+        });
+        assert_ne!(
+            body(&get(&files, "/app.js", "Accept-Encoding: zstd\r\n")),
+            b"LINKED"
+        );
+        // The base file's list decision governs.
+        let (mut listed, _) = compressing(&[("/www/app.js", &text), ("/www/app.js.br", "BROTLI")]);
+        listed.filter.add(["*.css"], false);
+        assert_eq!(
+            get(&listed, "/app.js", "Accept-Encoding: br\r\n").status,
+            404
+        );
     }
 
     #[test]

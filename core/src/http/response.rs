@@ -24,6 +24,10 @@ pub struct Response {
     pub field_block: Option<Arc<[u8]>>,
     /// The body (omitted on the wire for HEAD, 1xx, 204 and 304).
     pub body: Body,
+    /// Whether the body may be compressed for a client that accepts it (true unless the
+    /// route opted out: an answer mixing a secret with reflected input over HTTPS is open
+    /// to BREACH, docs/BEHAVIOUR.md, "Compression").
+    pub compress: bool,
 }
 
 /// A response body.
@@ -105,6 +109,7 @@ impl Response {
             fields: Vec::new(),
             field_block: None,
             body,
+            compress: true,
         }
     }
 
@@ -137,6 +142,7 @@ impl Response {
             fields: vec![("Content-Type".into(), ERROR_PAGE_TYPE.to_owned())],
             field_block: None,
             body: Body::Bytes(page.into_bytes()),
+            compress: true,
         }
     }
 
