@@ -1,5 +1,6 @@
 //! The benchmark's hyper peer: answers every request with the JSON body quick-server's
-//! `json_get` sends for `{"hello": "world"}`, over HTTP/1.1 keep-alive, on two tokio workers.
+//! `json_get` sends for `{"hello": "world"}`, over HTTP/1.1 keep-alive, on one tokio
+//! worker per core (tokio's default, stated so that the bench's JSON row says it).
 //!
 //! Usage: `bench-hyper-peer PORT` (listens on 127.0.0.1:PORT).
 
@@ -35,8 +36,9 @@ fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()?;
     runtime.block_on(serve(SocketAddr::from(([127, 0, 0, 1], port))))
