@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use quick_server_core::coding::Compression;
 use quick_server_core::dynamic::{json_dumps, render, Args, Handler, Method};
 use quick_server_core::files::{BadPrefix, FallbackHook, Favicon, EMPTY_FAVICON};
 use quick_server_core::{HttpError, InvalidOrigin, Request, Response, Server, ServerBuilder};
@@ -253,6 +254,8 @@ struct Routing {
     scope: Vec<Middleware>,
     /// Inside a [`QuickServer::non_blocking`] scope: handlers run where the request is read.
     inline: bool,
+    /// Inside a [`QuickServer::uncompressed`] scope: answers are never compressed.
+    uncompressed: bool,
     /// Pre-middlewares and worker middleware, run before routing.
     pre: PreChain,
     tokens: TokenHandle,
@@ -427,6 +430,47 @@ impl QuickServer {
         let base = std::env::current_dir().unwrap_or_default();
         let hook = move |path: &str| hook(path).map(|file| base.join(file));
         self.builder.files().fallback_hook = Some(FallbackHook(Arc::new(hook)));
+        self
+    }
+
+    /// Compresses answers with `gzip`, `br` or `zstd` for clients that accept them, at
+    /// fast levels: files of compressible types from 1 KiB (or their precompressed
+    /// `.br`/`.zst`/`.gz` siblings), and handler, worker and listing answers. Off by
+    /// default, as in the original; the `quick-server` binary turns it on.
+    ///
+    /// Over HTTPS, an answer that holds a secret (a token, a CSRF value) next to text
+    /// reflected from the request lets an attacker who can watch the sizes of the
+    /// encrypted answers guess the secret (BREACH): register such routes inside
+    /// [`uncompressed`](Self::uncompressed). docs/BEHAVIOUR.md, "Compression".
+    pub fn compress(&mut self, on: bool) -> &mut Self {
+        self.builder.files().compression.enabled = on;
+        self
+    }
+
+    /// Replaces every compression setting (sizes, levels), see [`Compression`].
+    pub fn compression(&mut self, settings: Compression) -> &mut Self {
+        self.builder.compression(settings);
+        self
+    }
+
+    /// Runs `register` with the answers of its JSON and text routes never compressed: for
+    /// answers that mix a secret with reflected input, which BREACH can read over HTTPS
+    /// when compressed (see [`compress`](Self::compress)).
+    ///
+    /// ```
+    /// # use quick_server::{Abort, QuickServer};
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.compress(true).uncompressed(|s| {
+    ///     s.text_get("/account", None, |_req, args| {
+    ///         // Echoes the query next to the user's token: never compressed.
+    ///         Ok::<_, Abort>(format!("token=secret; you searched {:?}", args.query))
+    ///     });
+    /// });
+    /// ```
+    pub fn uncompressed(&mut self, register: impl FnOnce(&mut Self)) -> &mut Self {
+        let outer = std::mem::replace(&mut self.routing.uncompressed, true);
+        register(self);
+        self.routing.uncompressed = outer;
         self
     }
 
@@ -639,6 +683,14 @@ impl QuickServer {
         argc: Option<usize>,
         handler: Handler,
     ) -> &mut Self {
+        let handler: Handler = if self.routing.uncompressed {
+            Arc::new(move |req, args| Response {
+                compress: false,
+                ..handler(req, args)
+            })
+        } else {
+            handler
+        };
         if self.routing.inline {
             self.builder.route_inline(method, mask, argc, handler);
         } else {

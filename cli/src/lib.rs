@@ -131,6 +131,7 @@ pub use cache::{QuickCache, ResultCache};
 pub use facade::{msg, Abort, Custom, JsonReply, QuickServer, TextReply};
 pub use logging::set_log_file;
 pub use middleware::{middleware, with_middlewares, Chained, Middleware, Next};
+pub use quick_server_core::coding::{Compression, Levels};
 pub use quick_server_core::console::{CommandError, Completer};
 pub use quick_server_core::dynamic::{Args, Method, Upload};
 pub use quick_server_core::tokens::{Expire, MemoryTokenStore, TokenStore, Ttl};

@@ -96,6 +96,13 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         short: None,
+        long: "no-compress",
+        aliases: &[],
+        value: None,
+        help: "never compress answers (by default gzip, br or zstd when the client accepts it)",
+    },
+    Flag {
+        short: None,
         long: "all-files",
         aliases: &[],
         value: None,
@@ -147,6 +154,7 @@ struct Cli {
     /// `--proxy` bindings: prefix and upstream URL, in command-line order.
     proxies: Vec<(String, String)>,
     listing: bool,
+    compress: bool,
     all_files: bool,
     /// `--cors` origins, `*` for any origin without credentials.
     cors: Vec<String>,
@@ -191,6 +199,7 @@ fn parse() -> Result<Parsed, lexopt::Error> {
         spa: None,
         proxies: Vec::new(),
         listing: true,
+        compress: true,
         all_files: false,
         cors: Vec::new(),
         log_all: false,
@@ -238,6 +247,7 @@ fn parse() -> Result<Parsed, lexopt::Error> {
                 cli.proxies.push((prefix.to_owned(), url.to_owned()));
             }
             "no-listing" => cli.listing = false,
+            "no-compress" => cli.compress = false,
             "all-files" => cli.all_files = true,
             "cors" => {
                 let origin = parser.value()?.string()?;
@@ -300,6 +310,7 @@ fn run(cli: Cli) -> Result<(), String> {
     // successful requests, loud about slow ones.
     server
         .directory_listing(cli.listing)
+        .compress(cli.compress)
         .link_empty_favicon_fallback()
         .suppress_noise(!cli.log_all)
         .report_slow_requests(true);

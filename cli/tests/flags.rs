@@ -623,6 +623,30 @@ fn no_listing_hides_folders_without_an_index() {
 }
 
 #[test]
+fn answers_are_compressed_unless_no_compress() {
+    let dir = TempDir::with_files("compress");
+    std::fs::write(dir.0.join("big.txt"), "compress me\n".repeat(1000)).unwrap();
+    let on = serve(&dir.0, &[]);
+    let answer = get(on.addr, "/big.txt", &["Accept-Encoding: gzip"]);
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.head.contains("\r\nContent-Encoding: gzip\r\n"),
+        "{}",
+        answer.head
+    );
+    assert!(
+        answer.head.contains("\r\nVary: Accept-Encoding\r\n"),
+        "{}",
+        answer.head
+    );
+    let off = serve(&dir.0, &["--no-compress"]);
+    let answer = get(off.addr, "/big.txt", &["Accept-Encoding: gzip"]);
+    assert!(!answer.head.contains("Content-Encoding"), "{}", answer.head);
+    assert!(!answer.head.contains("Vary"), "{}", answer.head);
+    assert_eq!(answer.body, "compress me\n".repeat(1000));
+}
+
+#[test]
 fn in_a_repository_the_listing_shows_only_what_is_served() {
     let dir = TempDir::with_files("repository");
     for (name, content) in [
