@@ -16,7 +16,7 @@ use crate::http::head::{Framing, HeadScanner, Method, RequestHead, Version};
 use crate::http::response::{self, Body, BodyPart, DateCache, FileRegion, Persistence, Response};
 use crate::job::{Completion, Job, JobId, JobKind, Output};
 use crate::log::{RequestRecord, SlowRequest};
-use crate::proxy::exchange::{Exchange, ProxyFailure};
+use crate::proxy::exchange::{Exchange, ProxyFailure, Release};
 use crate::server::{Dispatch, Request, Server};
 use crate::worker::route::WorkerRoute;
 use crate::worker::{TaskKey, START_WAIT};
@@ -144,6 +144,9 @@ pub struct Connection {
     served_any: bool,
     /// The codings the request being answered accepts.
     accept: AcceptEncoding,
+    /// What becomes of the upstream socket of the last exchange, until the transport
+    /// takes it.
+    released: Option<Release>,
 }
 
 impl Current {
@@ -202,6 +205,7 @@ impl Connection {
             shutting_down: false,
             served_any: false,
             accept: AcceptEncoding::default(),
+            released: None,
         }
     }
 
@@ -750,10 +754,11 @@ impl Connection {
 
     // ----- upstream (proxy) -----
 
-    /// The upstream side of the proxied request in progress, with its own verbs; `None`
-    /// when no request is proxied (the transport then closes any upstream socket it holds).
+    /// The upstream side of the proxied request in progress (or of the last one, until
+    /// the transport took its socket's [`Release`]), with its own verbs; `None` otherwise:
+    /// the transport then closes any upstream socket it still holds.
     pub fn upstream(&mut self) -> Option<Upstream<'_>> {
-        if matches!(self.state, State::Proxy { .. }) {
+        if matches!(self.state, State::Proxy { .. }) || self.released.is_some() {
             Some(Upstream::new(self))
         } else {
             None
@@ -791,6 +796,7 @@ impl Connection {
             return;
         };
         let body_left = reader.is_some();
+        self.released = Some(exchange.release());
         match outcome {
             Ok(()) if !body_left => {}
             Ok(()) => self.keep_alive = false,

@@ -21,9 +21,12 @@
 //!
 //! A proxied request's upstream is a second, smaller machine, reached through
 //! [`Connection::upstream`] while the request is proxied (`None` otherwise: close any
-//! upstream socket). Its [`Upstream`] verbs: [`poll_connect`](Upstream::poll_connect) says
-//! where to connect, answered by [`connected`](Upstream::connected) or
-//! [`failed`](Upstream::failed); [`transmit`](Upstream::transmit) +
+//! upstream socket). Its [`Upstream`] verbs, drained in this order:
+//! [`poll_release`](Upstream::poll_release) says whether the last exchange's socket goes
+//! back to the pool ([`proxy::IdlePool`]) or closes; [`poll_connect`](Upstream::poll_connect)
+//! says where to connect, answered by [`connected`](Upstream::connected),
+//! [`reused`](Upstream::reused) (a pooled socket) or [`failed`](Upstream::failed);
+//! [`transmit`](Upstream::transmit) +
 //! [`transmitted`](Upstream::transmitted) send the request;
 //! [`read_buf`](Upstream::read_buf) + [`commit`](Upstream::commit) and
 //! [`read_eof`](Upstream::read_eof) take the answer; [`wants_read`](Upstream::wants_read)

@@ -33,6 +33,11 @@ pub struct Limits {
     /// Time a proxied request may wait on its upstream (to connect, to answer, or between
     /// body bytes) before the client gets 504 (or the connection closes). Default 30 s.
     pub upstream_timeout: Duration,
+    /// Idle keep-alive connections kept per proxy upstream for the next request. Default 16.
+    pub upstream_max_idle: usize,
+    /// Time an idle upstream connection is kept before it is closed instead of reused.
+    /// Default 15 s, below the usual keep-alive timeout of back ends.
+    pub upstream_idle_timeout: Duration,
     /// Buffered output above which the connection stops reading new requests. Default 256 KiB.
     pub max_pending_output: usize,
 }
@@ -52,6 +57,8 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(30),
             send_timeout: Duration::from_secs(60),
             upstream_timeout: Duration::from_secs(30),
+            upstream_max_idle: 16,
+            upstream_idle_timeout: Duration::from_secs(15),
             max_pending_output: 256 * 1024,
         }
     }

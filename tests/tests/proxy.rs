@@ -6,7 +6,7 @@
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::thread::{self, JoinHandle};
@@ -205,7 +205,11 @@ fn get_through_the_proxy_rewrites_the_path_and_adds_forwarded_fields() {
             None,
             "listed in Connection: hop-by-hop"
         );
-        assert_eq!(seen(&headers, "connection"), Some("close"));
+        assert_eq!(
+            seen(&headers, "connection"),
+            None,
+            "HTTP/1.1 persists: the upstream connection may be reused"
+        );
         assert_eq!(response.header_count("server"), 1, "{:?}", response.headers);
         assert!(response
             .header("server")
@@ -865,5 +869,234 @@ fn clients_leaving_mid_body_cost_nothing() {
         let now = settles(thread_count, threads);
         assert!(now <= threads, "threads: {threads} before, {now} after");
         hello(&proxy);
+    });
+}
+
+/// What a [`KeepAliveUpstream`] does on each of its connections.
+#[derive(Clone, Copy)]
+struct Policy {
+    /// Requests answered per connection; the next one is read and the connection closed
+    /// without an answer (a connection the upstream dropped while the proxy reused it).
+    answers: usize,
+    /// Closes each connection shortly after its first answer (while idle in the pool).
+    close_when_idle: bool,
+}
+
+/// A keep-alive HTTP/1.1 upstream that counts the connections it accepted and answers
+/// each request with `<connection number> <target>`.
+struct KeepAliveUpstream {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl KeepAliveUpstream {
+    fn start(policy: Policy) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
+        let addr = listener.local_addr().expect("its address");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, flag) = (Arc::clone(&accepted), Arc::clone(&stop));
+        let thread = thread::spawn(move || {
+            for stream in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let number = count.fetch_add(1, Ordering::SeqCst) + 1;
+                thread::spawn(move || serve_keep_alive(stream, number, policy));
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/up", self.addr)
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for KeepAliveUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Answers requests on one connection as `policy` says.
+fn serve_keep_alive(mut stream: TcpStream, number: usize, policy: Policy) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    for served in 0.. {
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let request = RawRequest {
+            target: head.split(' ').nth(1).unwrap_or_default().to_owned(),
+            head,
+            rest: Vec::new(),
+        };
+        let length = request.content_length();
+        while buf.len() < end + length {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..end + length);
+        if served >= policy.answers {
+            return; // read, then dropped unanswered
+        }
+        let body = format!("{number} {}", request.target);
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+        if policy.close_when_idle {
+            thread::sleep(Duration::from_millis(50));
+            return;
+        }
+    }
+}
+
+#[test]
+fn upstream_connections_are_kept_alive_and_reused() {
+    let _gate = shared();
+    each_setup(|setup| {
+        let upstream = KeepAliveUpstream::start(Policy {
+            answers: usize::MAX,
+            close_when_idle: false,
+        });
+        let proxy = Proxy::start(setup, Limits::default(), &[("/px/", &upstream.url())]);
+        for n in 0..100 {
+            // Each on a client connection of its own.
+            let response = proxy.connect().request(&get(&format!("/px/n{n}")));
+            assert_eq!(response.status, 200, "{}", response.text());
+            assert_eq!(response.text(), format!("1 /up/n{n}"));
+        }
+        assert_eq!(
+            upstream.accepted(),
+            1,
+            "one upstream connection for all 100"
+        );
+    });
+}
+
+#[test]
+fn idle_upstream_connections_are_bounded_and_expire() {
+    let _gate = shared();
+    let limits = Limits {
+        upstream_max_idle: 1,
+        upstream_idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    each_setup(|setup| {
+        let upstream = KeepAliveUpstream::start(Policy {
+            answers: usize::MAX,
+            close_when_idle: false,
+        });
+        let proxy = Proxy::start(setup, limits.clone(), &[("/px/", &upstream.url())]);
+        // Two requests at once need two connections; only one stays idle after them.
+        let mut a = proxy.connect();
+        let mut b = proxy.connect();
+        a.send(&post_slowly_head("/px/a", 1)).unwrap();
+        b.send(&post_slowly_head("/px/b", 1)).unwrap();
+        thread::sleep(Duration::from_millis(100));
+        a.send(b"x").unwrap();
+        b.send(b"x").unwrap();
+        assert_eq!(a.response().status, 200);
+        assert_eq!(b.response().status, 200);
+        assert_eq!(upstream.accepted(), 2);
+        for _ in 0..2 {
+            let response = proxy.connect().request(&get("/px/again"));
+            assert_eq!(response.status, 200);
+        }
+        assert_eq!(upstream.accepted(), 2, "the kept connection serves both");
+        // Past the idle timeout the kept connection is not used again.
+        thread::sleep(Duration::from_millis(500));
+        let response = proxy.connect().request(&get("/px/late"));
+        assert_eq!(response.text(), "3 /up/late");
+    });
+}
+
+/// The head of a POST whose `len`-byte body follows later.
+fn post_slowly_head(target: &str, len: usize) -> Vec<u8> {
+    format!("POST {target} HTTP/1.1\r\nHost: front.test\r\nContent-Length: {len}\r\n\r\n")
+        .into_bytes()
+}
+
+#[test]
+fn a_stale_upstream_connection_is_retried_for_get_and_not_for_post() {
+    let _gate = shared();
+    each_setup(|setup| {
+        // One answer per connection: the second request on it finds it closed.
+        let upstream = KeepAliveUpstream::start(Policy {
+            answers: 1,
+            close_when_idle: false,
+        });
+        let proxy = Proxy::start(setup, Limits::default(), &[("/px/", &upstream.url())]);
+        let first = proxy.connect().request(&get("/px/first"));
+        assert_eq!(first.text(), "1 /up/first");
+        let retried = proxy.connect().request(&get("/px/second"));
+        assert_eq!(retried.status, 200, "{}", retried.text());
+        assert_eq!(
+            retried.text(),
+            "2 /up/second",
+            "retried on a new connection"
+        );
+
+        let upstream = KeepAliveUpstream::start(Policy {
+            answers: 1,
+            close_when_idle: false,
+        });
+        let proxy = Proxy::start(setup, Limits::default(), &[("/px/", &upstream.url())]);
+        let first = proxy.connect().request(&post("/px/first", b"a=1"));
+        assert_eq!(first.text(), "1 /up/first");
+        let not_retried = proxy.connect().request(&post("/px/second", b"a=2"));
+        assert_eq!(not_retried.status, 502, "{}", not_retried.text());
+        assert_eq!(upstream.accepted(), 1, "a POST is never sent twice");
+    });
+}
+
+#[test]
+fn a_connection_the_upstream_closed_while_idle_is_not_reused() {
+    let _gate = shared();
+    each_setup(|setup| {
+        let upstream = KeepAliveUpstream::start(Policy {
+            answers: usize::MAX,
+            close_when_idle: true,
+        });
+        let proxy = Proxy::start(setup, Limits::default(), &[("/px/", &upstream.url())]);
+        assert_eq!(proxy.connect().request(&get("/px/a")).text(), "1 /up/a");
+        thread::sleep(Duration::from_millis(200));
+        // A POST cannot be retried: it only succeeds if the closed one was skipped.
+        let response = proxy.connect().request(&post("/px/b", b"x=1"));
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (200, "2 /up/b")
+        );
     });
 }

@@ -19,6 +19,7 @@ use crate::session::{Context, Next, Session};
 use crate::slab::{Key, Side, Slab, LISTENER, WAKER};
 use crate::timers::Timers;
 use crate::tls::{Tls, FILE_CHUNK};
+use crate::upstream::Pool;
 
 /// Readiness events taken per wake-up.
 const EVENTS_PER_POLL: usize = 1024;
@@ -73,6 +74,8 @@ pub(crate) struct EventLoop {
     accept_retry: Option<Instant>,
     /// One wake-up's accepts were used up: accept more after the next (non-sleeping) poll.
     accept_more: bool,
+    /// Idle keep-alive connections to proxy upstreams, shared by the loop's sessions.
+    upstreams: Pool,
 }
 
 /// How the loop is set up.
@@ -98,7 +101,10 @@ pub(crate) struct Setup {
 impl EventLoop {
     /// A loop ready to [`run`](Self::run).
     pub(crate) fn new(setup: Setup) -> Self {
+        let limits = setup.server.limits();
+        let upstreams = Pool::new(limits.upstream_max_idle, limits.upstream_idle_timeout);
         Self {
+            upstreams,
             poll: setup.poll,
             listener: Some(setup.listener),
             sessions: Slab::new(),
@@ -155,6 +161,7 @@ impl EventLoop {
                 self.accept(now);
             }
             self.expire(now);
+            self.upstreams.expire(now);
             let sessions = &self.sessions;
             self.timers.prune(sessions.len(), |key, at| {
                 sessions.get(key).is_some_and(|s| s.timer.is_queued_at(at))
@@ -175,11 +182,12 @@ impl EventLoop {
     }
 
     /// How long to sleep: until the earliest connection timer, server timer (worker
-    /// results expiring), grace end or accept retry.
+    /// results expiring), idle upstream expiry, grace end or accept retry.
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         [
             self.timers.next(),
             self.server.poll_timeout(),
+            self.upstreams.poll_timeout(),
             self.grace_end,
             self.accept_retry,
         ]
@@ -348,6 +356,7 @@ impl EventLoop {
                 scratch: &mut self.scratch,
                 jobs: &self.jobs,
                 registry: self.poll.registry(),
+                pool: &mut self.upstreams,
             };
             session.drive(key, &mut cx, now)
         } else {

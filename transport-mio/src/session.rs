@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
+use quick_server_core::proxy::Release;
 use quick_server_core::{Completion, Connection, JobKind};
 
 use crate::plain;
@@ -17,7 +18,7 @@ use crate::slab::{Key, Side};
 use crate::socket::Socket;
 use crate::timers::TimerSlot;
 use crate::tls::Tls;
-use crate::upstream::{Link, Upstream};
+use crate::upstream::{Link, Pool, Upstream};
 
 /// How long a closing connection keeps reading (and discarding) after our last byte left.
 const LINGER_TIME: Duration = Duration::from_secs(1);
@@ -32,6 +33,8 @@ pub(crate) struct Context<'a> {
     pub(crate) jobs: &'a Jobs,
     /// Where upstream sockets are registered.
     pub(crate) registry: &'a Registry,
+    /// The loop's idle upstream connections.
+    pub(crate) pool: &'a mut Pool,
 }
 
 /// What the loop does with a session after driving it.
@@ -221,16 +224,26 @@ impl Session {
         }
     }
 
-    /// Starts the connect a proxied request asks for, moves its bytes both ways, and
-    /// closes the upstream socket once the core no longer uses it; returns whether
-    /// anything moved.
-    fn pump_upstream(&mut self, key: Key, cx: &Context<'_>, now: Instant) -> bool {
+    /// Releases the upstream socket the core is done with (to the pool or closed), starts
+    /// the connect a proxied request asks for (an idle pooled connection first), moves its
+    /// bytes both ways, and closes the upstream socket once the core no longer uses it;
+    /// returns whether anything moved.
+    fn pump_upstream(&mut self, key: Key, cx: &mut Context<'_>, now: Instant) -> bool {
         let link = Link {
             registry: cx.registry,
             jobs: cx.jobs,
             key,
         };
         let mut moved = false;
+        if let Some(release) = self.conn.upstream().and_then(|mut u| u.poll_release()) {
+            if let Some(old) = self.upstream.take() {
+                match release {
+                    Release::Pool => old.park(cx.pool, cx.registry, now),
+                    Release::Close => old.close(cx.registry),
+                }
+            }
+            moved = true;
+        }
         let connect = self.conn.upstream().and_then(|mut u| u.poll_connect());
         if let Some(connect) = connect {
             if let Some(old) = self.upstream.take() {
@@ -238,7 +251,20 @@ impl Session {
             }
             self.upstream_attempts += 1;
             let id = self.upstream_attempts;
-            self.upstream = Some(Upstream::start(id, &connect.host, connect.port, &link));
+            let pooled = if connect.fresh {
+                None
+            } else {
+                Upstream::reuse(id, connect.clone(), cx.pool, &link, now)
+            };
+            self.upstream = match pooled {
+                Some(pooled) => {
+                    if let Some(mut upstream) = self.conn.upstream() {
+                        upstream.reused(now);
+                    }
+                    Some(pooled)
+                }
+                None => Some(Upstream::start(id, connect, &link)),
+            };
             moved = true;
         }
         if let Some(upstream) = &mut self.upstream {

@@ -87,6 +87,11 @@ impl Socket {
         &mut self.stream
     }
 
+    /// The stream itself, to keep it idle (a pooled upstream connection).
+    pub(crate) fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// Records what a readiness event announced.
     pub(crate) fn on_ready(&mut self, event: &Event) {
         if event.is_readable() || event.is_read_closed() || event.is_error() {

@@ -1,8 +1,9 @@
 //! A session's connection to a proxy upstream (plain HTTP). The core says where to
-//! connect and moves the bytes; this opens the socket without blocking the loop: IP
-//! literals and `localhost` need no lookup, other host names are looked up on the request
-//! pool; each address is tried in turn with a non-blocking connect, whose end is seen on
-//! the first writable edge.
+//! connect and moves the bytes; this takes an idle connection from the loop's pool when
+//! one is left open, else opens a socket without blocking the loop: IP literals and
+//! `localhost` need no lookup, other host names are looked up on the request pool; each
+//! address is tried in turn with a non-blocking connect, whose end is seen on the first
+//! writable edge. A socket the core releases to the pool leaves the poller until reused.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
@@ -12,6 +13,7 @@ use std::vec;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
+use quick_server_core::proxy::{Connect, IdlePool};
 use quick_server_core::Connection;
 
 use crate::pool::Jobs;
@@ -46,26 +48,70 @@ enum Phase {
     Failed,
 }
 
+/// Idle upstream connections of one event loop.
+pub(crate) type Pool = IdlePool<TcpStream>;
+
 /// One upstream connection of a session (one per proxied request).
 #[derive(Debug)]
 pub(crate) struct Upstream {
     /// Tells this attempt's lookup result from a stale one of an earlier attempt.
     id: u64,
+    /// Where it goes (the pool's key).
+    target: Connect,
     phase: Phase,
 }
 
 impl Upstream {
-    /// Starts connecting to `host:port` for the attempt `id`: at once for IP literals and
+    /// Starts connecting to `target` for the attempt `id`: at once for IP literals and
     /// `localhost`, after a lookup on the pool for other names.
-    pub(crate) fn start(id: u64, host: &str, port: u16, link: &Link<'_>) -> Self {
-        let phase = match without_lookup(host, port) {
+    pub(crate) fn start(id: u64, target: Connect, link: &Link<'_>) -> Self {
+        let phase = match without_lookup(&target.host, target.port) {
             Some(addrs) => Phase::Addresses(addrs.into_iter()),
             None => {
-                link.jobs.resolve(link.key, id, host.to_owned(), port);
+                link.jobs
+                    .resolve(link.key, id, target.host.clone(), target.port);
                 Phase::Resolving
             }
         };
-        Self { id, phase }
+        Self { id, target, phase }
+    }
+
+    /// An idle connection to `target` from the pool that the upstream has not closed
+    /// meanwhile, registered for the session; `None` when there is none.
+    pub(crate) fn reuse(
+        id: u64,
+        target: Connect,
+        pool: &mut Pool,
+        link: &Link<'_>,
+        now: Instant,
+    ) -> Option<Self> {
+        while let Some(mut stream) = pool.take(&target, now) {
+            if !still_open(&stream) {
+                continue; // closed (or spoke out of turn) while idle: dropped
+            }
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if link
+                .registry
+                .register(&mut stream, link.key.upstream_token(), interest)
+                .is_ok()
+            {
+                let phase = Phase::Open(Socket::new(stream));
+                return Some(Self { id, target, phase });
+            }
+        }
+        None
+    }
+
+    /// Puts an open connection back into the pool, out of the poller; one that is not
+    /// open is closed.
+    pub(crate) fn park(self, pool: &mut Pool, registry: &Registry, now: Instant) {
+        if let Phase::Open(mut socket) = self.phase {
+            if registry.deregister(socket.stream_mut()).is_ok() {
+                pool.put(&self.target, socket.into_stream(), now);
+            }
+        } else {
+            self.close(registry);
+        }
     }
 
     /// Takes the result of the lookup for attempt `id` (a stale one is ignored).
@@ -146,6 +192,13 @@ impl Upstream {
         }
         true
     }
+}
+
+/// Whether an idle connection is still usable: nothing to read (no FIN, no stray bytes,
+/// no error) without blocking.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Starts a non-blocking connect to the next address that takes one, registered under
@@ -265,8 +318,14 @@ mod tests {
 
     #[test]
     fn a_stale_lookup_is_ignored() {
+        let target = Connect {
+            host: "h".into(),
+            port: 1,
+            fresh: false,
+        };
         let mut upstream = Upstream {
             id: 2,
+            target: target.clone(),
             phase: Phase::Resolving,
         };
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
@@ -287,6 +346,7 @@ mod tests {
         );
         let mut failed = Upstream {
             id: 3,
+            target,
             phase: Phase::Resolving,
         };
         failed.resolved(3, Err(io::ErrorKind::NotFound.into()));

@@ -26,6 +26,8 @@ pub(crate) struct Context {
     pub(crate) control: Arc<Control>,
     /// The background job pool.
     pub(crate) background: Sender<Job>,
+    /// Idle keep-alive connections to proxy upstreams.
+    pub(crate) upstreams: upstream::Pool,
 }
 
 /// A connection admitted by the accept thread, waiting for a worker.
@@ -164,7 +166,7 @@ fn drain(
             }
             continue;
         }
-        if upstream::pump(upstream, conn, limits.upstream_timeout) {
+        if upstream::pump(upstream, conn, &ctx.upstreams, limits.upstream_timeout) {
             continue;
         }
         let deadline = conn.poll_timeout();

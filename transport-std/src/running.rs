@@ -2,10 +2,11 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use quick_server_core::proxy::IdlePool;
 use quick_server_core::Server;
 
 use crate::accept::{self, Admission};
@@ -42,6 +43,10 @@ pub fn start(listener: TcpListener, server: Arc<Server>, options: Options) -> io
         tls: options.tls.clone(),
         control: Arc::clone(&control),
         background,
+        upstreams: Mutex::new(IdlePool::new(
+            server.limits().upstream_max_idle,
+            server.limits().upstream_idle_timeout,
+        )),
     });
     let size = pool::Size {
         warm: options.threads,

@@ -4,39 +4,60 @@
 //!
 //! The worker serves only this connection, so the blocking connect (and the host-name
 //! lookup before it, through the system resolver) costs no other client anything; a
-//! shutdown waits for it to end, at most the upstream timeout.
+//! shutdown waits for it to end, at most the upstream timeout. A socket the core releases
+//! goes into the pool all workers share, for the next exchange with that upstream.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use quick_server_core::proxy::{Connect, IdlePool, Release};
 use quick_server_core::Connection;
 
 use crate::poll::Watch;
 use crate::wire::is_retry;
 
+/// Idle upstream connections, shared by every worker.
+pub(crate) type Pool = Mutex<IdlePool<TcpStream>>;
+
 /// A connected upstream.
 #[derive(Debug)]
 pub(crate) struct Upstream {
     socket: TcpStream,
+    /// Where it goes (the pool's key).
+    target: Connect,
 }
 
 impl Upstream {
-    /// Connects to the first address of `host:port` that answers before `deadline`; the
+    /// Connects to the first address of `target` that answers before `deadline`; the
     /// socket is then non-blocking. `TimedOut` when the deadline passed.
-    fn connect(host: &str, port: u16, deadline: Instant) -> io::Result<Self> {
+    fn connect(target: Connect, deadline: Instant) -> io::Result<Self> {
+        let (host, port) = (target.host.as_str(), target.port);
         let mut last = io::Error::new(io::ErrorKind::NotFound, format!("no address for {host}"));
         for addr in (host, port).to_socket_addrs()? {
             let Some(left) = time_left(deadline) else {
                 return Err(io::ErrorKind::TimedOut.into());
             };
             match connect_one(addr, left) {
-                Ok(socket) => return Ok(Self { socket }),
+                Ok(socket) => return Ok(Self { socket, target }),
                 Err(e) => last = e,
             }
         }
         Err(last)
+    }
+
+    /// An idle connection to `target` from the pool that the upstream has not closed
+    /// meanwhile; `None` when there is none.
+    fn reuse(target: Connect, pool: &Pool) -> Option<Self> {
+        let mut pool = pool.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(socket) = pool.take(&target, Instant::now()) {
+            if still_open(&socket) {
+                return Some(Self { socket, target });
+            }
+        }
+        None
     }
 
     /// What the wait should watch this socket for, given what the core wants now;
@@ -102,23 +123,47 @@ impl Upstream {
 /// The upstream step of the drain loop: starts the connect a proxied request asks for,
 /// moves its bytes both ways, and closes the socket once the core no longer uses it;
 /// returns whether anything moved. Upstream failures go to the core (502, 504 or close).
-pub(crate) fn pump(slot: &mut Option<Upstream>, conn: &mut Connection, timeout: Duration) -> bool {
+pub(crate) fn pump(
+    slot: &mut Option<Upstream>,
+    conn: &mut Connection,
+    pool: &Pool,
+    timeout: Duration,
+) -> bool {
     let mut moved = false;
     let Some(mut exchange) = conn.upstream() else {
         *slot = None;
         return false;
     };
+    if let Some(release) = exchange.poll_release() {
+        moved = true;
+        if let (Some(old), Release::Pool) = (slot.take(), release) {
+            let mut pool = pool.lock().unwrap_or_else(PoisonError::into_inner);
+            pool.put(&old.target, old.socket, Instant::now());
+        }
+    }
     if let Some(target) = exchange.poll_connect() {
         moved = true;
         *slot = None;
-        match Upstream::connect(&target.host, target.port, Instant::now() + timeout) {
-            Ok(upstream) => {
-                *slot = Some(upstream);
-                exchange.connected(Instant::now());
+        let pooled = if target.fresh {
+            None
+        } else {
+            Upstream::reuse(target.clone(), pool)
+        };
+        if let Some(upstream) = pooled {
+            *slot = Some(upstream);
+            exchange.reused(Instant::now());
+        } else {
+            match Upstream::connect(target, Instant::now() + timeout) {
+                Ok(upstream) => {
+                    *slot = Some(upstream);
+                    exchange.connected(Instant::now());
+                }
+                // The core's own deadline has passed too: it answers 504.
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    conn.handle_timeout(Instant::now());
+                }
+                Err(_) => exchange.failed(Instant::now()),
             }
-            // The core's own deadline has passed too: it answers 504.
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => conn.handle_timeout(Instant::now()),
-            Err(_) => exchange.failed(Instant::now()),
         }
     }
     if let Some(upstream) = slot {
@@ -136,6 +181,13 @@ pub(crate) fn pump(slot: &mut Option<Upstream>, conn: &mut Connection, timeout: 
         *slot = None;
     }
     moved
+}
+
+/// Whether an idle connection is still usable: nothing to read (no FIN, no stray bytes,
+/// no error) without blocking.
+fn still_open(socket: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(socket.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Time until `deadline`, if any is left.
@@ -163,19 +215,24 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let soon = Instant::now() + Duration::from_secs(5);
-        let upstream = Upstream::connect("127.0.0.1", port, soon).unwrap();
+        let to = |host: &str| Connect {
+            host: host.into(),
+            port,
+            fresh: false,
+        };
+        let upstream = Upstream::connect(to("127.0.0.1"), soon).unwrap();
         let (accepted, _) = listener.accept().unwrap();
         assert_eq!(
             upstream.socket.peer_addr().unwrap(),
             accepted.local_addr().unwrap()
         );
         drop(listener);
-        let refused = Upstream::connect("127.0.0.1", port, soon).unwrap_err();
+        let refused = Upstream::connect(to("127.0.0.1"), soon).unwrap_err();
         assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
         let past = Instant::now() - Duration::from_millis(1);
-        let late = Upstream::connect("127.0.0.1", port, past).unwrap_err();
+        let late = Upstream::connect(to("127.0.0.1"), past).unwrap_err();
         assert_eq!(late.kind(), io::ErrorKind::TimedOut);
-        assert!(Upstream::connect("no such host name", port, soon).is_err());
+        assert!(Upstream::connect(to("no such host name"), soon).is_err());
     }
 
     #[test]

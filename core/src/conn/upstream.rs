@@ -5,16 +5,17 @@
 use std::time::Instant;
 
 use crate::proxy::exchange::{Exchange, ProxyFailure};
-use crate::proxy::Connect;
+use crate::proxy::{Connect, Release};
 
 use super::{Connection, State};
 
 /// The upstream side of the request a [`Connection`] proxies, from
-/// [`Connection::upstream`]. Drive it like the connection itself: connect when
-/// [`poll_connect`](Self::poll_connect) asks, write what [`transmit`](Self::transmit)
-/// gives, read into [`read_buf`](Self::read_buf) and [`commit`](Self::commit), then drain
-/// the connection. Once the exchange is over every verb is a no-op, and
-/// [`Connection::upstream`] returns `None`.
+/// [`Connection::upstream`]. Drive it like the connection itself: release the socket
+/// [`poll_release`](Self::poll_release) names (to the pool, or closed), connect when
+/// [`poll_connect`](Self::poll_connect) asks (an idle pooled socket unless `fresh`),
+/// write what [`transmit`](Self::transmit) gives, read into [`read_buf`](Self::read_buf)
+/// and [`commit`](Self::commit), then drain the connection. Once the exchange is over the
+/// I/O verbs are no-ops, and [`Connection::upstream`] returns `None` after the release.
 #[derive(Debug)]
 pub struct Upstream<'a> {
     conn: &'a mut Connection,
@@ -25,16 +26,37 @@ impl<'a> Upstream<'a> {
         Self { conn }
     }
 
-    /// The connection the transport must open (given once); report the outcome with
-    /// [`connected`](Self::connected) or [`failed`](Self::failed).
+    /// What to do with the upstream socket the transport holds, once an exchange is
+    /// done with it (given once, before any new [`poll_connect`](Self::poll_connect)).
+    pub fn poll_release(&mut self) -> Option<Release> {
+        if let Some(release) = self.conn.released.take() {
+            return Some(release);
+        }
+        self.exchange_mut()?.take_release()
+    }
+
+    /// The connection the transport must open or take from its pool (given once); report
+    /// the outcome with [`connected`](Self::connected), [`reused`](Self::reused) or
+    /// [`failed`](Self::failed).
     pub fn poll_connect(&mut self) -> Option<Connect> {
         self.exchange_mut()?.take_connect()
     }
 
-    /// The upstream socket is connected.
+    /// A new upstream socket is connected.
     pub fn connected(&mut self, now: Instant) {
+        self.attach(false, now);
+    }
+
+    /// An idle socket from the pool serves the exchange: should the upstream turn out to
+    /// have closed it, an idempotent request without a body is retried once on a fresh
+    /// connection.
+    pub fn reused(&mut self, now: Instant) {
+        self.attach(true, now);
+    }
+
+    fn attach(&mut self, reused: bool, now: Instant) {
         if let Some(exchange) = self.exchange_mut() {
-            exchange.connected();
+            exchange.connected(reused);
             self.conn.last_activity = now;
         }
     }

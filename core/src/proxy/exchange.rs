@@ -44,6 +44,17 @@ pub struct Connect {
     pub host: String,
     /// Port.
     pub port: u16,
+    /// Open a new connection: an idle one from the pool just failed this request.
+    pub fresh: bool,
+}
+
+/// What the transport does with an upstream socket once an exchange is done with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// The response ended cleanly on a persistent connection: keep it idle for reuse.
+    Pool,
+    /// Close it.
+    Close,
 }
 
 /// The response side of the exchange.
@@ -75,6 +86,9 @@ pub(crate) struct Relayed {
 /// A proxied request in flight.
 #[derive(Debug)]
 pub(crate) struct Exchange {
+    /// The upstream this exchange goes to.
+    upstream: Connect,
+    /// A connect the transport has not taken yet.
     connect: Option<Connect>,
     connected: bool,
     to_upstream: Vec<u8>,
@@ -90,6 +104,17 @@ pub(crate) struct Exchange {
     relayed: Relayed,
     /// The client's response head has been handed to the connection.
     head_relayed: bool,
+    /// The socket came from the pool of idle connections.
+    reused: bool,
+    /// The request head again, for an idempotent request without a body, which may be
+    /// retried once on a fresh connection when a reused one turns out closed.
+    retry: Option<Vec<u8>>,
+    /// A socket to release before the retry's connect.
+    release: Option<Release>,
+    /// The upstream keeps its connection after this response.
+    persistent: bool,
+    /// Bytes arrived after the end of the response: the connection is out of step.
+    overrun: bool,
 }
 
 impl Exchange {
@@ -102,11 +127,19 @@ impl Exchange {
         secure: bool,
     ) -> Self {
         let (to_upstream, request_body) = forward::request_head(route, target, head, peer, secure);
+        let idempotent = matches!(
+            head.method(),
+            Method::Get | Method::Head | Method::Options | Method::Put | Method::Delete
+        );
+        let retry = (idempotent && request_body == RequestBody::None).then(|| to_upstream.clone());
+        let upstream = Connect {
+            host: route.host().to_owned(),
+            port: route.port(),
+            fresh: false,
+        };
         Self {
-            connect: Some(Connect {
-                host: route.host().to_owned(),
-                port: route.port(),
-            }),
+            connect: Some(upstream.clone()),
+            upstream,
             connected: false,
             to_upstream,
             sent: 0,
@@ -123,6 +156,11 @@ impl Exchange {
             },
             relayed: Relayed::default(),
             head_relayed: false,
+            reused: false,
+            retry,
+            release: None,
+            persistent: false,
+            overrun: false,
         }
     }
 
@@ -133,9 +171,31 @@ impl Exchange {
         self.connect.take()
     }
 
-    /// The upstream socket is connected: request bytes may leave.
-    pub(crate) fn connected(&mut self) {
+    /// The upstream socket is connected: request bytes may leave. `reused`: it is an
+    /// idle connection from the pool.
+    pub(crate) fn connected(&mut self, reused: bool) {
         self.connected = true;
+        self.reused = reused;
+    }
+
+    /// A socket to release before the next connect (a retry's), given once.
+    pub(crate) fn take_release(&mut self) -> Option<Release> {
+        self.release.take()
+    }
+
+    /// What becomes of the socket once the exchange is over: back to the pool only after
+    /// a complete response on a persistent connection with the whole request sent.
+    pub(crate) fn release(&self) -> Release {
+        let clean = matches!(self.phase, Phase::Done)
+            && self.persistent
+            && !self.overrun
+            && self.request_done
+            && self.pending() == 0;
+        if self.connected && clean {
+            Release::Pool
+        } else {
+            Release::Close
+        }
     }
 
     /// What to write to the upstream next.
@@ -179,6 +239,7 @@ impl Exchange {
 
     /// The upstream closed its side: ends a close-delimited body, else fails.
     pub(crate) fn read_eof(&mut self) {
+        self.persistent = false;
         match &self.phase {
             Phase::Body {
                 body: BodyReader::UntilClose,
@@ -194,6 +255,23 @@ impl Exchange {
     pub(crate) fn fail(&mut self, failure: ProxyFailure) {
         if matches!(self.phase, Phase::Done | Phase::Failed(_)) {
             return;
+        }
+        let nothing_back = matches!(self.phase, Phase::Head) && self.head_buf.is_empty();
+        if failure == ProxyFailure::Unreachable && self.reused && nothing_back {
+            if let Some(request) = self.retry.take() {
+                // The pooled connection was closed by the upstream in the meantime: the
+                // request was not processed, so it goes again on a new connection.
+                self.release = Some(Release::Close);
+                self.connect = Some(Connect {
+                    fresh: true,
+                    ..self.upstream.clone()
+                });
+                self.connected = false;
+                self.reused = false;
+                self.to_upstream = request;
+                self.sent = 0;
+                return;
+            }
         }
         self.phase = Phase::Failed(failure);
         if !self.head_relayed {
@@ -283,6 +361,7 @@ impl Exchange {
             Ok(Some(head)) => {
                 self.relayed.head = Some((head.status, head.length));
                 self.relayed.close = head.close;
+                self.persistent = head.persistent;
                 let rest = self.head_buf.split_off(head.consumed);
                 self.head_buf = Vec::new();
                 match head.body {
@@ -293,7 +372,10 @@ impl Exchange {
                         };
                         self.relay(&rest, limits);
                     }
-                    None => self.phase = Phase::Done,
+                    None => {
+                        self.overrun = !rest.is_empty();
+                        self.phase = Phase::Done;
+                    }
                 }
             }
             Ok(None) if self.head_buf.len() > MAX_RESPONSE_HEAD => {
@@ -304,8 +386,8 @@ impl Exchange {
         }
     }
 
-    /// Decodes body bytes for the client; bytes after the end of the body are dropped (the
-    /// upstream connection is not reused).
+    /// Decodes body bytes for the client; bytes after the end of the body are dropped (and
+    /// the upstream connection is not reused).
     fn relay(&mut self, data: &[u8], limits: &Limits) {
         let Phase::Body { body, chunked_out } = &mut self.phase else {
             return;
@@ -320,6 +402,7 @@ impl Exchange {
             emit(out, step.data, *chunked_out);
             used += step.consumed;
             if step.done {
+                self.overrun = used < data.len();
                 return self.finish_response();
             }
             if step.consumed == 0 || used == data.len() {
@@ -362,6 +445,7 @@ mod tests {
 
     use crate::conn::{Connection, PeerInfo, Transmit};
     use crate::fs::MemoryFs;
+    use crate::proxy::{Connect, Release};
     use crate::server::Server;
 
     fn conn() -> (Connection, Instant) {
@@ -399,12 +483,20 @@ mod tests {
         String::from_utf8_lossy(&wire).into_owned()
     }
 
+    /// Takes the release of the last exchange's socket.
+    fn release(conn: &mut Connection) -> Option<Release> {
+        conn.upstream()?.poll_release()
+    }
+
     fn upstream_send(conn: &mut Connection, data: &[u8], now: Instant) {
         for piece in data.chunks(7) {
             let Some(mut upstream) = conn.upstream() else {
                 return; // the exchange ended
             };
             let buf = upstream.read_buf();
+            if buf.is_empty() {
+                return; // the exchange ended
+            }
             buf[..piece.len()].copy_from_slice(piece);
             upstream.commit(piece.len(), now);
         }
@@ -439,7 +531,10 @@ mod tests {
         assert!(sent.contains(
             "X-Forwarded-For: 10.0.0.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: front\r\n"
         ));
-        assert!(sent.ends_with("Connection: close\r\n\r\n"));
+        assert!(
+            !sent.contains("Connection:"),
+            "persistent by default: {sent}"
+        );
         upstream_send(
             &mut c,
             b"HTTP/1.1 201 Made\r\nServer: up\r\nContent-Length: 5\r\nX-Up: y\r\n\r\nhello",
@@ -454,10 +549,127 @@ mod tests {
             wire.contains("X-Up: y\r\nContent-Length: 5\r\n\r\nhello")
                 && !wire.contains("Server: up")
         );
+        assert_eq!(release(&mut c), Some(Release::Pool), "a clean 1.1 answer");
         assert!(
             c.upstream().is_none() && !c.is_closed(),
             "client kept alive"
         );
+    }
+
+    /// Runs one GET through `c` with `answer` from the upstream; returns the client's
+    /// bytes and the release.
+    fn one_get(c: &mut Connection, answer: &[u8], now: Instant) -> (String, Option<Release>) {
+        c.feed(b"GET /px/a HTTP/1.1\r\nHost: f\r\n\r\n", now);
+        let mut upstream = c.upstream().unwrap();
+        assert!(upstream.poll_release().is_none());
+        upstream.poll_connect().expect("a connect");
+        upstream.connected(now);
+        upstream_output(c, now);
+        upstream_send(c, answer, now);
+        (client_output(c, now), release(c))
+    }
+
+    #[test]
+    fn only_a_clean_persistent_answer_returns_the_socket_to_the_pool() {
+        let cases: [(&[u8], Release); 6] = [
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                Release::Pool,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+                Release::Pool,
+            ),
+            (b"HTTP/1.1 204 No Content\r\n\r\n", Release::Pool),
+            (
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+                Release::Close,
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                Release::Close,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA",
+                Release::Close,
+            ),
+        ];
+        for (answer, expected) in cases {
+            let (mut c, now) = conn();
+            let (wire, release) = one_get(&mut c, answer, now);
+            assert!(wire.starts_with("HTTP/1.1 2"), "{wire}");
+            assert_eq!(
+                release,
+                Some(expected),
+                "{}",
+                String::from_utf8_lossy(answer)
+            );
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_response_fields_stop_at_the_proxy() {
+        let (mut c, now) = conn();
+        let (wire, _) = one_get(
+            &mut c,
+            b"HTTP/1.1 200 OK\r\nConnection: X-Trace, keep-alive\r\nX-Trace: 1\r\nKeep-Alive: timeout=5\r\nX-End: 2\r\nContent-Length: 0\r\n\r\n",
+            now,
+        );
+        assert!(wire.contains("X-End: 2\r\n"), "{wire}");
+        for hop in ["X-Trace", "Keep-Alive", "keep-alive"] {
+            assert!(!wire.contains(hop), "{hop} in {wire}");
+        }
+    }
+
+    #[test]
+    fn a_stale_pooled_connection_is_retried_once_for_idempotent_requests_only() {
+        // A GET: the reused socket is found closed before any answer; the request goes
+        // again on a fresh connection.
+        let (mut c, now) = conn();
+        c.feed(b"GET /px/a HTTP/1.1\r\nHost: f\r\n\r\n", now);
+        let mut upstream = c.upstream().unwrap();
+        assert!(!upstream.poll_connect().unwrap().fresh);
+        upstream.reused(now);
+        let first = upstream_output(&mut c, now);
+        c.upstream().unwrap().read_eof(now);
+        assert_eq!(client_output(&mut c, now), "", "no answer yet");
+        let mut upstream = c.upstream().unwrap();
+        assert_eq!(upstream.poll_release(), Some(Release::Close));
+        let again: Connect = upstream.poll_connect().expect("a new connect");
+        assert!(again.fresh, "not from the pool");
+        upstream.reused(now); // even so, a second failure is final
+        assert_eq!(upstream_output(&mut c, now), first, "the same request");
+        c.upstream().unwrap().failed(now);
+        assert!(client_output(&mut c, now).starts_with("HTTP/1.1 502 "));
+
+        // A POST is never retried.
+        let (mut c, now) = conn();
+        c.feed(
+            b"POST /px/a HTTP/1.1\r\nHost: f\r\nContent-Length: 0\r\n\r\n",
+            now,
+        );
+        let mut upstream = c.upstream().unwrap();
+        upstream.poll_connect();
+        upstream.reused(now);
+        upstream_output(&mut c, now);
+        c.upstream().unwrap().read_eof(now);
+        assert!(client_output(&mut c, now).starts_with("HTTP/1.1 502 "));
+        assert_eq!(release(&mut c), Some(Release::Close));
+
+        // Nor is a GET on a fresh connection, or one whose answer had begun.
+        let (mut c, now) = conn();
+        c.feed(b"GET /px/a HTTP/1.1\r\nHost: f\r\n\r\n", now);
+        let mut upstream = c.upstream().unwrap();
+        upstream.poll_connect();
+        upstream.connected(now);
+        upstream.read_eof(now);
+        assert!(client_output(&mut c, now).starts_with("HTTP/1.1 502 "));
+        let (mut c, now) = conn();
+        c.feed(b"GET /px/a HTTP/1.1\r\nHost: f\r\n\r\n", now);
+        c.upstream().unwrap().reused(now);
+        upstream_send(&mut c, b"HTTP/1.1 20", now);
+        c.upstream().unwrap().read_eof(now);
+        assert!(client_output(&mut c, now).starts_with("HTTP/1.1 502 "));
     }
 
     #[test]
@@ -575,6 +787,7 @@ mod tests {
         let wire = client_output(&mut c, now);
         assert!(wire.starts_with("HTTP/1.1 502 "), "{wire}");
         assert_eq!(wire.matches("HTTP/1.1").count(), 1, "{wire}");
+        assert_eq!(release(&mut c), Some(Release::Close));
         assert!(c.upstream().is_none() && !c.is_closed());
     }
 

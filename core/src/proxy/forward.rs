@@ -96,7 +96,8 @@ pub(crate) fn request_head(
             RequestBody::Length
         }
     };
-    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    // HTTP/1.1 persists by default: the connection may go back to the pool.
+    out.extend_from_slice(b"\r\n");
     (out, body)
 }
 
@@ -152,6 +153,9 @@ pub(crate) struct ResponseHead {
     pub(crate) chunked_out: bool,
     /// The client connection must close after this response.
     pub(crate) close: bool,
+    /// The upstream keeps its connection after this response (HTTP/1.1 without
+    /// `Connection: close`).
+    pub(crate) persistent: bool,
 }
 
 /// Parses the upstream's answer from `input` once a final head is complete (`Ok(None)`
@@ -178,6 +182,8 @@ pub(crate) fn response_head(
             skipped += consumed;
             continue;
         }
+        let listed = connection_options(response.headers.iter().map(|f| (f.name, f.value)));
+        let persistent = response.version == Some(1) && !listed.iter().any(|t| t == "close");
         let mut length = None;
         let mut chunked = false;
         for field in response.headers.iter() {
@@ -219,6 +225,7 @@ pub(crate) fn response_head(
         for field in response.headers.iter() {
             let lower = field.name.to_ascii_lowercase();
             if HOP_BY_HOP.contains(&lower.as_str())
+                || listed.contains(&lower)
                 || matches!(lower.as_str(), "server" | "date" | "content-length")
             {
                 continue;
@@ -248,6 +255,7 @@ pub(crate) fn response_head(
             body,
             chunked_out,
             close,
+            persistent,
         }));
     }
 }

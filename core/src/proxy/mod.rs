@@ -4,7 +4,9 @@
 
 pub(crate) mod exchange;
 mod forward;
+mod pool;
 mod route;
 
-pub use exchange::Connect;
+pub use exchange::{Connect, Release};
+pub use pool::IdlePool;
 pub use route::{ProxyError, ProxyRoute};
