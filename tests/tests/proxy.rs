@@ -1010,7 +1010,7 @@ fn idle_upstream_connections_are_bounded_and_expire() {
     let _gate = shared();
     let limits = Limits {
         upstream_max_idle: 1,
-        upstream_idle_timeout: Duration::from_millis(300),
+        upstream_idle_timeout: Duration::from_secs(2),
         ..Limits::default()
     };
     each_setup(|setup| {
@@ -1036,7 +1036,7 @@ fn idle_upstream_connections_are_bounded_and_expire() {
         }
         assert_eq!(upstream.accepted(), 2, "the kept connection serves both");
         // Past the idle timeout the kept connection is not used again.
-        thread::sleep(Duration::from_millis(500));
+        thread::sleep(Duration::from_millis(2500));
         let response = proxy.connect().request(&get("/px/late"));
         assert_eq!(response.text(), "3 /up/late");
     });
