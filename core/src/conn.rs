@@ -1503,6 +1503,45 @@ mod tests {
     }
 
     #[test]
+    fn an_inline_answer_is_compressed_on_the_spot_only_within_the_budget() {
+        let now = Instant::now();
+        let mut builder =
+            Server::builder_with_fs((now, SystemTime::UNIX_EPOCH), Arc::new(MemoryFs::new()));
+        builder.compression(crate::coding::Compression::on());
+        for (mask, len) in [("/small", 10_000), ("/big", 200_000)] {
+            builder.route_inline(
+                crate::dynamic::Method::Get,
+                mask,
+                None,
+                Arc::new(move |_: &Request, _: &mut crate::dynamic::Args| {
+                    Response::new(200, Body::Bytes(vec![b'a'; len]))
+                        .with_field("Content-Type", "text/plain")
+                }),
+            );
+        }
+        let mut c = Connection::new(builder.build(), PeerInfo::default(), now);
+        // Only the answer past `inline_max` (64 KiB) leaves as a job of its own.
+        for (target, jobs) in [("/small", 0), ("/big", 1)] {
+            let request =
+                format!("GET {target} HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
+            c.feed(request.as_bytes(), now);
+            let handler = c.poll_job().expect("the inline handler");
+            assert_eq!(handler.kind(), JobKind::Inline);
+            c.complete(handler.run(), now);
+            let compressing: Vec<Job> = std::iter::from_fn(|| c.poll_job()).collect();
+            assert_eq!(compressing.len(), jobs, "{target}");
+            for job in compressing {
+                assert_eq!(job.kind(), JobKind::Request, "off the event loop");
+                c.complete(job.run(), now);
+            }
+            let wire = String::from_utf8_lossy(&drain(&mut c, now)).into_owned();
+            assert!(wire.contains("\r\nContent-Encoding: gzip\r\n"), "{wire}");
+            assert!(wire.contains("\r\nVary: Accept-Encoding\r\n"));
+            assert!(wire.len() < 2_000, "{target} compressed");
+        }
+    }
+
+    #[test]
     fn shutdown_finishes_the_current_request() {
         let (mut c, now) = conn();
         exchange(
