@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime};
 use quick_server_core::coding::Compression;
 use quick_server_core::dynamic::{json_dumps, render, Args, Handler, Method};
 use quick_server_core::files::{BadPrefix, FallbackHook, Favicon, EMPTY_FAVICON};
+use quick_server_core::store::StoreError;
 use quick_server_core::{HttpError, InvalidOrigin, Request, Response, Server, ServerBuilder};
 use serde::Serialize;
 
@@ -18,7 +19,7 @@ use crate::transport::{self, Running, TransportOptions};
 
 use crate::cache::ResultCache;
 use crate::middleware::{with_middlewares, Middleware, PreChain};
-use crate::tokens::TokenHandle;
+use crate::tokens::{on_event_loop, TokenHandle};
 use crate::workers::{
     mirror_worker_js, worker_fn, CacheId, CacheSlot, DEFAULT_CACHE_SECTION, WORKER_JS,
     WORKER_JS_CONTENT_TYPE,
@@ -82,6 +83,13 @@ impl fmt::Display for Abort {
 }
 
 impl std::error::Error for Abort {}
+
+impl From<StoreError> for Abort {
+    /// A token store failure answers its status (503 when Redis is unreachable).
+    fn from(error: StoreError) -> Self {
+        Self::new(error.status(), error.to_string())
+    }
+}
 
 /// A handler result with its own status, content type or extra fields: the original's
 /// `Response(value, code, ctype)`.
@@ -692,6 +700,8 @@ impl QuickServer {
             handler
         };
         if self.routing.inline {
+            let handler: Handler =
+                Arc::new(move |request, args| on_event_loop(|| handler(request, args)));
             self.builder.route_inline(method, mask, argc, handler);
         } else {
             self.builder.route(method, mask, argc, handler);
@@ -933,16 +943,25 @@ impl QuickServer {
     /// let tokens = server.tokens();
     /// server.json_get("/api/visits", None, move |_req, args| {
     ///     let token = args.query.get("token").and_then(Value::as_str).unwrap_or("anonymous");
+    ///     // May run more than once when another request changes the token meanwhile.
     ///     let visits = tokens.get_token_obj(token, Expire::Default, false, |session| {
     ///         let visits = session.get("visits").and_then(Value::as_u64).unwrap_or(0) + 1;
     ///         session.insert("visits".into(), json!(visits));
     ///         visits
-    ///     });
+    ///     })?;
     ///     Ok::<_, Abort>(json!({ "visits": visits }))
     /// });
     /// ```
     pub fn tokens(&self) -> TokenHandle {
         self.routing.tokens.clone()
+    }
+
+    /// Keeps tokens in Redis from now on, shared by every instance started with the same
+    /// Redis and key prefix (see the crate's guide, "Several instances").
+    #[cfg(feature = "redis")]
+    pub fn shared_state(&mut self, state: crate::SharedState) -> &mut Self {
+        self.routing.tokens.set_store(Box::new(state.token_store()));
+        self
     }
 
     /// Installs the store worker results are cached in (see [`json_worker`](Self::json_worker)).

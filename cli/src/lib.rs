@@ -121,6 +121,8 @@ mod facade;
 mod logging;
 mod middleware;
 mod restart;
+#[cfg(feature = "redis")]
+mod shared;
 mod special;
 mod tls;
 mod tokens;
@@ -134,10 +136,13 @@ pub use middleware::{middleware, with_middlewares, Chained, Middleware, Next};
 pub use quick_server_core::coding::{Compression, Levels};
 pub use quick_server_core::console::{CommandError, Completer};
 pub use quick_server_core::dynamic::{Args, Method, Upload};
-pub use quick_server_core::tokens::{Expire, MemoryTokenStore, TokenStore, Ttl};
+pub use quick_server_core::store::StoreError;
+pub use quick_server_core::tokens::{Commit, Expire, MemoryTokenStore, Snapshot, TokenStore, Ttl};
 pub use quick_server_core::worker::{CancelFlag, WorkerFailure};
 pub use quick_server_core::{InvalidOrigin, Limits, Request};
 pub use restart::{has_been_restarted, is_original, set_error_exit_code, set_restart_exit_code};
+#[cfg(feature = "redis")]
+pub use shared::{SharedState, SharedStateError, SharedStateOptions, POOL_SIZE, REDIS_TIMEOUT};
 pub use tls::{load_tls, TlsError};
 pub use tokens::{create_token, TokenHandle};
 pub use transport::{listen, start, Running, ShutdownHandle, Transport, TransportOptions};

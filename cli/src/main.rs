@@ -118,6 +118,13 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         short: None,
+        long: "redis",
+        aliases: &[],
+        value: Some("URL"),
+        help: "share tokens, worker tasks and cache in Redis (redis:// or rediss://)",
+    },
+    Flag {
+        short: None,
         long: "log-all",
         aliases: &[],
         value: None,
@@ -159,6 +166,8 @@ struct Cli {
     /// `--cors` origins, `*` for any origin without credentials.
     cors: Vec<String>,
     log_all: bool,
+    /// `--redis`: the Redis URL of the shared state.
+    redis: Option<String>,
 }
 
 fn help() -> String {
@@ -203,6 +212,7 @@ fn parse() -> Result<Parsed, lexopt::Error> {
         all_files: false,
         cors: Vec::new(),
         log_all: false,
+        redis: None,
     };
     // `-v` is the original's version flag; lexopt reads it as a short option.
     let mut parser = lexopt::Parser::from_env();
@@ -257,6 +267,7 @@ fn parse() -> Result<Parsed, lexopt::Error> {
                 cli.cors.push(origin);
             }
             "log-all" => cli.log_all = true,
+            "redis" => cli.redis = Some(parser.value()?.string()?),
             "version" => {
                 return Ok(Parsed::Exit(format!(
                     "quick-server version {}",
@@ -329,6 +340,12 @@ fn run(cli: Cli) -> Result<(), String> {
             .bind_proxy(prefix, url)
             .map_err(|e| format!("--proxy {prefix}={url}: {e}"))?;
     }
+    #[cfg(feature = "redis")]
+    if let Some(url) = &cli.redis {
+        let state = quick_server::SharedState::open(url, Default::default())
+            .map_err(|e| format!("--redis: {e}"))?;
+        server.shared_state(state);
+    }
     server.transport(TransportOptions {
         kind: cli.transport,
         tls,
@@ -340,11 +357,21 @@ fn run(cli: Cli) -> Result<(), String> {
         .map_err(|e| format!("cannot serve on {addr}: {e}"))
 }
 
+/// The one-line complaint about a flag this build cannot honour, if any.
+fn missing_feature(cli: &Cli) -> Option<&'static str> {
+    (cli.redis.is_some() && !cfg!(feature = "redis"))
+        .then_some("--redis needs a build with the `redis` feature (cargo build --features redis)")
+}
+
 fn main() -> ExitCode {
     match parse() {
         Ok(Parsed::Exit(text)) => {
             println!("{}", text.trim_end());
             ExitCode::SUCCESS
+        }
+        Ok(Parsed::Run(cli)) if missing_feature(&cli).is_some() => {
+            eprintln!("quick-server: {}", missing_feature(&cli).unwrap_or_default());
+            ExitCode::from(2)
         }
         Ok(Parsed::Run(cli)) => match run(*cli) {
             Ok(()) => ExitCode::SUCCESS,
@@ -356,6 +383,42 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("quick-server: {e}\nTry 'quick-server --help' for the options.");
             ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(redis: Option<&str>) -> Cli {
+        Cli {
+            addr: "127.0.0.1".into(),
+            port: 0,
+            dir: PathBuf::from("."),
+            transport: Transport::default(),
+            threads: None,
+            tls_cert: None,
+            tls_key: None,
+            spa: None,
+            proxies: Vec::new(),
+            listing: true,
+            all_files: false,
+            cors: false,
+            log_all: false,
+            redis: redis.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn redis_needs_the_feature() {
+        assert_eq!(missing_feature(&cli(None)), None);
+        let complaint = missing_feature(&cli(Some("redis://127.0.0.1:6379")));
+        if cfg!(feature = "redis") {
+            assert_eq!(complaint, None);
+        } else {
+            let line = complaint.expect("a complaint without the feature");
+            assert!(line.contains("--redis") && !line.contains('\n'), "{line}");
         }
     }
 }

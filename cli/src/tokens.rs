@@ -1,11 +1,13 @@
 //! Server-side session objects (BEHAVIOUR.md: Tokens) for handlers: the core's [`Tokens`] with the
 //! real clock and a random source, behind a cloneable handle.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use quick_server_core::store::StoreError;
 use quick_server_core::tokens::DEFAULT_EXPIRATION;
 use quick_server_core::tokens::{create_token as format_token, Expire, TokenStore, Tokens, Ttl};
 use serde_json::{Map, Value};
@@ -33,12 +35,12 @@ pub fn create_token() -> io::Result<String> {
 /// let token = tokens.create_token()?;
 /// tokens.get_token_obj(&token, Expire::Default, false, |session| {
 ///     session.insert("user".into(), json!("ada"));
-/// });
-/// let user = tokens.get_token_obj(&token, Expire::Default, true, |session| session.get("user").cloned());
+/// })?;
+/// let user = tokens.get_token_obj(&token, Expire::Default, true, |session| session.get("user").cloned())?;
 /// assert_eq!(user, Some(json!("ada")));
-/// assert!(matches!(tokens.get_token_ttl(&token), Ttl::Expires(left) if left <= Duration::from_secs(3600)));
-/// assert_eq!(tokens.get_tokens(), [token]);
-/// # Ok::<(), std::io::Error>(())
+/// assert!(matches!(tokens.get_token_ttl(&token)?, Ttl::Expires(left) if left <= Duration::from_secs(3600)));
+/// assert_eq!(tokens.get_tokens()?, [token]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct TokenHandle {
@@ -90,32 +92,40 @@ impl TokenHandle {
 
     /// Runs `f` on the map of `token` (created empty if unknown) and returns its result.
     ///
-    /// Expired tokens are flushed first; the expiry restarts now (sliding expiration);
-    /// `Expire::Now` or a zero duration deletes the token and `f` sees a fresh map that is
-    /// not kept. Unless `readonly`, the map is stored back when `f` returns or panics.
+    /// The expiry restarts now (sliding expiration); `Expire::Now` or a zero duration
+    /// deletes the token and `f` sees a fresh map that is not kept. Unless `readonly`,
+    /// the map is stored back atomically when `f` returns (or panics): when another
+    /// request, here or on another instance, changed the token meanwhile, `f` runs again
+    /// on the new map, so keep side effects out of it. Fails when the store cannot be
+    /// reached ([`StoreError`] converts into an [`Abort`](crate::Abort) with status 503).
     pub fn get_token_obj<R>(
         &self,
         token: &str,
         expire: Expire,
         readonly: bool,
-        f: impl FnOnce(&mut Map<String, Value>) -> R,
-    ) -> R {
+        f: impl FnMut(&mut Map<String, Value>) -> R,
+    ) -> Result<R, StoreError> {
         let now = Instant::now();
         let expire = match expire {
             Expire::Default => Expire::After(self.default_token_expiration()),
             other => other,
         };
-        self.tokens().with_token(token, expire, readonly, now, f)
+        self.tokens()?.with_token(token, expire, readonly, now, f)
+    }
+
+    /// The map of `token` if it is alive, without creating it or restarting its expiry.
+    pub fn peek_token_obj(&self, token: &str) -> Result<Option<Map<String, Value>>, StoreError> {
+        self.tokens()?.peek(token, Instant::now())
     }
 
     /// The live tokens, soonest-expiring first and never-expiring last.
-    pub fn get_tokens(&self) -> Vec<String> {
-        self.tokens().tokens(Instant::now())
+    pub fn get_tokens(&self) -> Result<Vec<String>, StoreError> {
+        self.tokens()?.tokens(Instant::now())
     }
 
     /// Time `token` has left, without refreshing it.
-    pub fn get_token_ttl(&self, token: &str) -> Ttl {
-        self.tokens().ttl(token, Instant::now())
+    pub fn get_token_ttl(&self, token: &str) -> Result<Ttl, StoreError> {
+        self.tokens()?.ttl(token, Instant::now())
     }
 
     /// Changes the expiration that `Expire::Default` means; zero deletes on access.
@@ -136,15 +146,37 @@ impl TokenHandle {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn tokens(&self) -> Arc<Tokens> {
-        Arc::clone(
+    /// The current tokens; refused for a remote store on the event loop.
+    fn tokens(&self) -> Result<Arc<Tokens>, StoreError> {
+        let tokens = Arc::clone(
             &self
                 .shared
                 .tokens
                 .read()
                 .unwrap_or_else(PoisonError::into_inner),
-        )
+        );
+        if tokens.is_remote() && ON_EVENT_LOOP.get() {
+            return Err(StoreError::WouldBlock);
+        }
+        Ok(tokens)
     }
+}
+
+thread_local! {
+    /// Set while a non-blocking handler runs, on the thread that drives connections.
+    static ON_EVENT_LOOP: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` marked as running on the event loop, where remote stores refuse calls.
+pub(crate) fn on_event_loop<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ON_EVENT_LOOP.set(self.0);
+        }
+    }
+    let _reset = Reset(ON_EVENT_LOOP.replace(true));
+    f()
 }
 
 #[cfg(test)]
@@ -181,30 +213,46 @@ mod tests {
     fn reference_token_test() {
         let tokens = TokenHandle::default();
         let short = Expire::After(ms(100));
-        tokens.get_token_obj("a", short, false, |map| {
-            map.insert("foo".into(), json!("bar"));
-        });
-        let read = tokens.get_token_obj("a", short, true, |map| map.get("foo").cloned());
+        tokens
+            .get_token_obj("a", short, false, |map| {
+                map.insert("foo".into(), json!("bar"));
+            })
+            .unwrap();
+        let read = tokens
+            .get_token_obj("a", short, true, |map| map.get("foo").cloned())
+            .unwrap();
         assert_eq!(read, Some(json!("bar")));
-        tokens.get_token_obj("b", Expire::Now, false, |map| {
-            map.insert("x".into(), json!(1));
-        });
-        assert!(tokens.get_token_obj("b", Expire::Now, true, |map| map.is_empty()));
-        tokens.get_token_obj("c", Expire::Never, false, |map| {
-            map.insert("keep".into(), json!(true));
-        });
-        assert_eq!(tokens.get_token_ttl("c"), Ttl::Never);
-        assert!(matches!(tokens.get_token_ttl("a"), Ttl::Expires(left) if left <= ms(100)));
-        assert_eq!(tokens.get_tokens(), vec!["a", "c"]);
+        tokens
+            .get_token_obj("b", Expire::Now, false, |map| {
+                map.insert("x".into(), json!(1));
+            })
+            .unwrap();
+        assert!(tokens
+            .get_token_obj("b", Expire::Now, true, |map| map.is_empty())
+            .unwrap());
+        tokens
+            .get_token_obj("c", Expire::Never, false, |map| {
+                map.insert("keep".into(), json!(true));
+            })
+            .unwrap();
+        assert_eq!(tokens.get_token_ttl("c").unwrap(), Ttl::Never);
+        assert!(
+            matches!(tokens.get_token_ttl("a").unwrap(), Ttl::Expires(left) if left <= ms(100))
+        );
+        assert_eq!(tokens.get_tokens().unwrap(), vec!["a", "c"]);
         sleep(ms(200));
-        assert_eq!(tokens.get_tokens(), vec!["c"]);
-        assert_eq!(tokens.get_token_ttl("a"), Ttl::Unknown);
-        assert!(tokens.get_token_obj("a", short, true, |map| map.is_empty()));
+        assert_eq!(tokens.get_tokens().unwrap(), vec!["c"]);
+        assert_eq!(tokens.get_token_ttl("a").unwrap(), Ttl::Unknown);
+        assert!(tokens
+            .get_token_obj("a", short, true, |map| map.is_empty())
+            .unwrap());
         // Re-reading the never-expiring token with an expiry makes it expire.
-        let kept = tokens.get_token_obj("c", short, true, |map| map.get("keep").cloned());
+        let kept = tokens
+            .get_token_obj("c", short, true, |map| map.get("keep").cloned())
+            .unwrap();
         assert_eq!(kept, Some(json!(true)));
         sleep(ms(200));
-        assert!(!tokens.get_tokens().contains(&"c".to_owned()));
+        assert!(!tokens.get_tokens().unwrap().contains(&"c".to_owned()));
     }
 
     #[test]
@@ -214,38 +262,106 @@ mod tests {
         let clone = tokens.clone();
         clone.set_default_token_expiration(ms(50));
         assert_eq!(tokens.default_token_expiration(), ms(50));
-        tokens.get_token_obj("t", Expire::Default, false, |map| {
-            map.insert("v".into(), json!(1));
-        });
-        assert!(matches!(clone.get_token_ttl("t"), Ttl::Expires(left) if left <= ms(50)));
+        tokens
+            .get_token_obj("t", Expire::Default, false, |map| {
+                map.insert("v".into(), json!(1));
+            })
+            .unwrap();
+        assert!(matches!(clone.get_token_ttl("t").unwrap(), Ttl::Expires(left) if left <= ms(50)));
         sleep(ms(100));
-        assert!(clone.get_tokens().is_empty());
+        assert!(clone.get_tokens().unwrap().is_empty());
         // A zero default deletes on access.
         tokens.set_default_token_expiration(Duration::ZERO);
-        tokens.get_token_obj("z", Expire::Default, false, |map| {
-            map.insert("v".into(), json!(1));
-        });
-        assert!(tokens.get_tokens().is_empty());
+        tokens
+            .get_token_obj("z", Expire::Default, false, |map| {
+                map.insert("v".into(), json!(1));
+            })
+            .unwrap();
+        assert!(tokens.get_tokens().unwrap().is_empty());
     }
 
     #[test]
     fn a_new_store_replaces_the_tokens_for_every_clone() {
         let tokens = TokenHandle::default();
         let clone = tokens.clone();
-        tokens.get_token_obj("t", Expire::Never, false, |_| ());
-        assert_eq!(clone.get_tokens(), vec!["t"]);
+        tokens
+            .get_token_obj("t", Expire::Never, false, |_| ())
+            .unwrap();
+        assert_eq!(clone.get_tokens().unwrap(), vec!["t"]);
         clone.set_store(Box::<MemoryTokenStore>::default());
-        assert!(tokens.get_tokens().is_empty());
+        assert!(tokens.get_tokens().unwrap().is_empty());
     }
 
     #[test]
     fn the_accessor_may_use_the_handle() {
         let tokens = TokenHandle::default();
         let inner = tokens.clone();
-        let seen = tokens.get_token_obj("outer", Expire::Never, false, |_| {
-            inner.set_default_token_expiration(ms(10));
-            inner.get_tokens()
-        });
-        assert_eq!(seen, vec!["outer"]);
+        let seen = tokens
+            .get_token_obj("outer", Expire::Never, false, |_| {
+                inner.set_default_token_expiration(ms(10));
+                inner.get_tokens()
+            })
+            .unwrap();
+        assert_eq!(seen.unwrap(), vec!["outer"]);
+    }
+
+    /// A memory store that says it is remote, as a Redis store does.
+    struct Remote(MemoryTokenStore);
+
+    impl TokenStore for Remote {
+        fn load(
+            &self,
+            token: &str,
+            lifetime: Option<Duration>,
+            now: Instant,
+        ) -> Result<quick_server_core::tokens::Snapshot, StoreError> {
+            self.0.load(token, lifetime, now)
+        }
+        fn commit(
+            &self,
+            token: &str,
+            version: u64,
+            map: &Map<String, Value>,
+        ) -> Result<quick_server_core::tokens::Commit, StoreError> {
+            self.0.commit(token, version, map)
+        }
+        fn delete(&self, token: &str) -> Result<(), StoreError> {
+            self.0.delete(token)
+        }
+        fn peek(
+            &self,
+            token: &str,
+            now: Instant,
+        ) -> Result<Option<Map<String, Value>>, StoreError> {
+            self.0.peek(token, now)
+        }
+        fn ttl(&self, token: &str, now: Instant) -> Result<Ttl, StoreError> {
+            self.0.ttl(token, now)
+        }
+        fn tokens(&self, now: Instant) -> Result<Vec<String>, StoreError> {
+            self.0.tokens(now)
+        }
+        fn is_remote(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_remote_store_refuses_calls_from_the_event_loop() {
+        let tokens = TokenHandle::default();
+        on_event_loop(|| tokens.get_tokens()).unwrap();
+        tokens.set_store(Box::new(Remote(MemoryTokenStore::new())));
+        assert_eq!(
+            on_event_loop(|| tokens.get_token_obj("t", Expire::Never, false, |_| ())),
+            Err(StoreError::WouldBlock)
+        );
+        assert_eq!(
+            on_event_loop(|| tokens.get_tokens()),
+            Err(StoreError::WouldBlock)
+        );
+        tokens
+            .get_token_obj("t", Expire::Never, false, |_| ())
+            .unwrap();
+        assert_eq!(tokens.get_tokens().unwrap(), vec!["t"]);
     }
 }

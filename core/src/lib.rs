@@ -84,6 +84,7 @@ mod limits;
 pub mod log;
 pub mod proxy;
 mod server;
+pub mod store;
 pub mod tokens;
 pub mod worker;
 

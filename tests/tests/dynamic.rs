@@ -6,11 +6,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use quick_server::{
-    middleware, Abort, Args, Custom, Expire, Middleware, Next, QuickServer, Request, Ttl,
+    middleware, Abort, Args, Custom, Expire, Middleware, Next, QuickServer, Request, SharedState,
+    SharedStateOptions, Ttl,
 };
 use quick_server_tests::{
-    each_setup, fnv1a64, get, json_of, multipart, post_json, pseudo_random_bytes, with_body,
-    Client, FacadeServer, Part, Response, TempDir, Transport,
+    each_setup, fnv1a64, get, have_redis, json_of, multipart, post_json, pseudo_random_bytes,
+    with_body, Client, FacadeServer, Part, RedisServer, Response, Setup, TempDir, Transport,
 };
 use serde_json::{json, Map, Value};
 
@@ -635,8 +636,30 @@ fn middleware_outcomes() {
 
 #[test]
 fn tokens_expire_on_the_real_clock() {
-    each_setup(|setup| {
+    each_setup(|setup| token_suite(setup, None));
+}
+
+/// The token suite with tokens in a real Redis (each setup on its own key prefix).
+#[test]
+fn tokens_expire_on_the_real_clock_in_redis() {
+    if !have_redis() {
+        eprintln!("redis-server not installed: skipped");
+        return;
+    }
+    let redis = RedisServer::start(false);
+    each_setup(|setup| token_suite(setup, Some(&redis)));
+}
+
+fn token_suite(setup: Setup, redis: Option<&RedisServer>) {
+    {
         let mut qs = FacadeServer::builder();
+        if let Some(redis) = redis {
+            let options = SharedStateOptions {
+                key_prefix: Some(format!("{setup:?}:")),
+                ..SharedStateOptions::default()
+            };
+            qs.shared_state(SharedState::open(&redis.url(), options).expect("a Redis URL"));
+        }
         let tokens = qs.tokens();
         let store = tokens.clone();
         qs.json_post("/api/token/:name", None, move |_req, args| {
@@ -649,12 +672,12 @@ fn tokens_expire_on_the_real_clock() {
             let write = args.post.get("write").cloned();
             let readonly = write.is_none();
             let map = store.get_token_obj(&name, expire, readonly, |map| {
-                if let Some(value) = write {
+                if let Some(value) = write.clone() {
                     map.insert("value".into(), value);
                 }
                 map.clone()
-            });
-            Ok::<_, Abort>(json!({"map": map, "tokens": store.get_tokens()}))
+            })?;
+            Ok::<_, Abort>(json!({"map": map, "tokens": store.get_tokens()?}))
         });
         let server = FacadeServer::start(setup, qs);
         let mut client = server.connect();
@@ -673,27 +696,27 @@ fn tokens_expire_on_the_real_clock() {
         );
         assert_eq!(call("zero", json!({"expire_ms": 0}))["map"], json!({}));
         call("n", json!({"expire_ms": null, "write": "kept"}));
-        assert_eq!(tokens.get_token_ttl("n"), Ttl::Never);
+        assert_eq!(tokens.get_token_ttl("n").unwrap(), Ttl::Never);
         assert!(
-            matches!(tokens.get_token_ttl("a"), Ttl::Expires(left) if left <= Duration::from_millis(100))
+            matches!(tokens.get_token_ttl("a").unwrap(), Ttl::Expires(left) if left <= Duration::from_millis(100))
         );
         thread::sleep(Duration::from_millis(200));
         let answer = call("n", json!({"expire_ms": 100}));
         assert_eq!(answer["map"], json!({"value": "kept"}));
         assert_eq!(answer["tokens"], json!(["n"]), "a expired");
-        assert_eq!(tokens.get_token_ttl("a"), Ttl::Unknown);
+        assert_eq!(tokens.get_token_ttl("a").unwrap(), Ttl::Unknown);
         thread::sleep(Duration::from_millis(200));
         assert!(
-            tokens.get_tokens().is_empty(),
+            tokens.get_tokens().unwrap().is_empty(),
             "n expires after the re-read with 100 ms"
         );
         let token = tokens.create_token().expect("a random token");
         assert_eq!(token.len(), 32);
         assert_eq!(call(&token, json!({"write": 5}))["tokens"], json!([token]));
         assert!(
-            matches!(tokens.get_token_ttl(&token), Ttl::Expires(left) if left > Duration::from_secs(3590))
+            matches!(tokens.get_token_ttl(&token).unwrap(), Ttl::Expires(left) if left > Duration::from_secs(3590))
         );
-    });
+    }
 }
 
 #[test]

@@ -2,38 +2,82 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use crate::store::StoreError;
+
 /// Expiration a token gets when it is created when none is asked for: one hour.
 pub const DEFAULT_EXPIRATION: Duration = Duration::from_secs(3600);
 
-/// A backend keeping token maps and their expiry times, shared by all handler threads.
+/// How many times [`Tokens::with_token`] runs its accessor when other writers keep
+/// changing the token in between; past it the call fails with [`StoreError::Contention`].
+pub const UPDATE_ATTEMPTS: u32 = 256;
+
+/// A backend keeping token maps and their expiry, shared by every handler thread (and,
+/// for a remote store, by every server instance).
 ///
-/// Each method is atomic on its own; `now` is the caller's monotonic clock. A token is
-/// alive while its expiry is later than `now`; `None` never expires.
+/// Writes are optimistic: [`load`](Self::load) hands out a version, and
+/// [`commit`](Self::commit) stores a new map only if the token still has that version, so
+/// a read-modify-write never loses a concurrent one. `now` is the caller's monotonic
+/// clock; a remote store may use its own clock instead.
 pub trait TokenStore: Send + Sync {
-    /// Removes every token that is no longer alive at `now`.
-    fn flush_expired(&self, now: Instant);
+    /// Returns the map of `token` and its version, creating the token empty if it is
+    /// absent or expired; its expiry restarts: `lifetime` from now, `None` never.
+    fn load(
+        &self,
+        token: &str,
+        lifetime: Option<Duration>,
+        now: Instant,
+    ) -> Result<Snapshot, StoreError>;
 
-    /// Time `token` has left, without changing it.
-    fn ttl(&self, token: &str, now: Instant) -> Ttl;
-
-    /// Sets the expiry of `token`, creating it with an empty map if it is absent or no
-    /// longer alive, and returns a copy of its map.
-    fn add(&self, token: &str, expiry: Option<Instant>, now: Instant) -> Map<String, Value>;
-
-    /// Replaces the map of `token`, keeping its expiry; does nothing if the token was
-    /// deleted or flushed in the meantime.
-    fn put(&self, token: &str, map: Map<String, Value>);
+    /// Stores `map` as the map of `token` if its version is still `version`.
+    fn commit(
+        &self,
+        token: &str,
+        version: u64,
+        map: &Map<String, Value>,
+    ) -> Result<Commit, StoreError>;
 
     /// Removes `token` and its map.
-    fn delete(&self, token: &str);
+    fn delete(&self, token: &str) -> Result<(), StoreError>;
+
+    /// The map of `token` if it is alive at `now`, without creating or refreshing it.
+    fn peek(&self, token: &str, now: Instant) -> Result<Option<Map<String, Value>>, StoreError>;
+
+    /// Time `token` has left at `now`, without changing it.
+    fn ttl(&self, token: &str, now: Instant) -> Result<Ttl, StoreError>;
 
     /// Tokens alive at `now`, soonest-expiring first and never-expiring last.
-    fn tokens(&self, now: Instant) -> Vec<String>;
+    fn tokens(&self, now: Instant) -> Result<Vec<String>, StoreError>;
+
+    /// Whether calls are network round trips, which must not run on an event loop.
+    fn is_remote(&self) -> bool {
+        false
+    }
+}
+
+/// A token's map as [`TokenStore::load`] found it, with the version to commit against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The token's map.
+    pub map: Map<String, Value>,
+    /// Changes with every write of the token, and when it is re-created.
+    pub version: u64,
+}
+
+/// What [`TokenStore::commit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// The map was stored.
+    Written,
+    /// Another write came first: load again and retry.
+    Conflict,
+    /// The token was deleted meanwhile; nothing was stored (a write never resurrects it).
+    Gone,
 }
 
 /// Time left of a token, as answered by [`Tokens::ttl`].
@@ -90,57 +134,72 @@ impl Tokens {
         self.default_expiration = expiration;
     }
 
+    /// Whether the store makes network round trips.
+    pub fn is_remote(&self) -> bool {
+        self.store.is_remote()
+    }
+
     /// Runs `f` on the map of `token`, creating the token if needed.
     ///
-    /// Expired tokens are flushed first. The expiry is reset from `now` on every access
-    /// (sliding expiration); an expiry past the range of `Instant` means never. Unless
-    /// `readonly`, the map is stored back when `f` returns, and also when it panics, like
-    /// the original writes back when the block raised. Concurrent writers of one token
-    /// each work on their own copy: the last write-back wins.
+    /// The expiry restarts at every access (sliding expiration). Unless `readonly`, the
+    /// map `f` leaves is stored back atomically: if another writer changed the token
+    /// meanwhile, `f` runs again on the fresh map (so it may run more than once, up to
+    /// [`UPDATE_ATTEMPTS`] times, and should have no side effects besides the map). A
+    /// panicking `f` still writes back once, like the original writes back when the
+    /// block raised.
     pub fn with_token<R>(
         &self,
         token: &str,
         expire: Expire,
         readonly: bool,
         now: Instant,
-        f: impl FnOnce(&mut Map<String, Value>) -> R,
-    ) -> R {
-        self.store.flush_expired(now);
+        mut f: impl FnMut(&mut Map<String, Value>) -> R,
+    ) -> Result<R, StoreError> {
         let lifetime = match expire {
             Expire::Default => Some(self.default_expiration),
             Expire::Never => None,
             Expire::After(after) => Some(after),
             Expire::Now => Some(Duration::ZERO),
         };
-        let expiry = match lifetime {
-            Some(after) if after.is_zero() => {
-                self.store.delete(token);
-                return f(&mut Map::new());
-            }
-            Some(after) => now.checked_add(after),
-            None => None,
-        };
-        let mut map = self.store.add(token, expiry, now);
-        if readonly {
-            return f(&mut map);
+        if lifetime.is_some_and(|after| after.is_zero()) {
+            self.store.delete(token)?;
+            return Ok(f(&mut Map::new()));
         }
-        let mut write_back = WriteBack {
-            store: &*self.store,
-            token,
-            map,
-        };
-        f(&mut write_back.map)
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Snapshot { mut map, version } = self.store.load(token, lifetime, now)?;
+            if readonly {
+                return Ok(f(&mut map));
+            }
+            let run = catch_unwind(AssertUnwindSafe(|| f(&mut map)));
+            let commit = self.store.commit(token, version, &map);
+            let result = match run {
+                Ok(result) => result,
+                Err(panic) => resume_unwind(panic),
+            };
+            match commit? {
+                Commit::Written | Commit::Gone => return Ok(result),
+                Commit::Conflict => {}
+            }
+        }
+        Err(StoreError::Contention)
     }
 
-    /// Live tokens at `now`, soonest-expiring first and never-expiring last; flushes
-    /// expired ones.
-    pub fn tokens(&self, now: Instant) -> Vec<String> {
-        self.store.flush_expired(now);
+    /// The map of `token` if it is alive at `now`; neither creates nor refreshes it.
+    pub fn peek(
+        &self,
+        token: &str,
+        now: Instant,
+    ) -> Result<Option<Map<String, Value>>, StoreError> {
+        self.store.peek(token, now)
+    }
+
+    /// Live tokens at `now`, soonest-expiring first and never-expiring last.
+    pub fn tokens(&self, now: Instant) -> Result<Vec<String>, StoreError> {
         self.store.tokens(now)
     }
 
     /// Time `token` has left at `now`, without refreshing it.
-    pub fn ttl(&self, token: &str, now: Instant) -> Ttl {
+    pub fn ttl(&self, token: &str, now: Instant) -> Result<Ttl, StoreError> {
         self.store.ttl(token, now)
     }
 }
@@ -159,19 +218,6 @@ impl fmt::Debug for Tokens {
     }
 }
 
-/// Stores the map back when dropped, so a panicking accessor still writes back.
-struct WriteBack<'a> {
-    store: &'a dyn TokenStore,
-    token: &'a str,
-    map: Map<String, Value>,
-}
-
-impl Drop for WriteBack<'_> {
-    fn drop(&mut self) {
-        self.store.put(self.token, std::mem::take(&mut self.map));
-    }
-}
-
 /// A fresh random token: 32 lower-case hex digits of a version 4 UUID.
 ///
 /// The core has no random source: `random` must come from a CSPRNG; the version and
@@ -183,16 +229,24 @@ pub fn create_token(random: u128) -> String {
     format!("{uuid:032x}")
 }
 
-/// The in-process [`TokenStore`]: a map behind a mutex.
+/// The in-process [`TokenStore`]: a map behind a mutex, versions from one counter so a
+/// re-created token never reuses an old version.
 #[derive(Debug, Default)]
 pub struct MemoryTokenStore {
-    entries: Mutex<HashMap<String, Entry>>,
+    state: Mutex<MemoryState>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    entries: HashMap<String, Entry>,
+    last_version: u64,
 }
 
 #[derive(Debug)]
 struct Entry {
     expiry: Option<Instant>,
     map: Map<String, Value>,
+    version: u64,
 }
 
 impl Entry {
@@ -207,62 +261,99 @@ impl MemoryTokenStore {
         Self::default()
     }
 
-    /// The entries; a panic elsewhere while holding the lock cannot leave them half
-    /// updated (every change is a single map operation), so poisoning is ignored.
-    fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The state; a panic elsewhere while holding the lock cannot leave it half updated
+    /// (every change is a single map operation), so poisoning is ignored.
+    fn state(&self) -> MutexGuard<'_, MemoryState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl TokenStore for MemoryTokenStore {
-    fn flush_expired(&self, now: Instant) {
-        self.entries().retain(|_, entry| entry.is_alive(now));
+    fn load(
+        &self,
+        token: &str,
+        lifetime: Option<Duration>,
+        now: Instant,
+    ) -> Result<Snapshot, StoreError> {
+        let mut state = self.state();
+        let MemoryState {
+            entries,
+            last_version,
+        } = &mut *state;
+        entries.retain(|_, entry| entry.is_alive(now));
+        // An expiry past the range of `Instant` means never.
+        let expiry = lifetime.and_then(|after| now.checked_add(after));
+        let entry = entries.entry(token.to_owned()).or_insert_with(|| {
+            *last_version += 1;
+            Entry {
+                expiry,
+                map: Map::new(),
+                version: *last_version,
+            }
+        });
+        entry.expiry = expiry;
+        Ok(Snapshot {
+            map: entry.map.clone(),
+            version: entry.version,
+        })
     }
 
-    fn ttl(&self, token: &str, now: Instant) -> Ttl {
-        match self.entries().get(token) {
+    fn commit(
+        &self,
+        token: &str,
+        version: u64,
+        map: &Map<String, Value>,
+    ) -> Result<Commit, StoreError> {
+        let mut state = self.state();
+        let next = state.last_version + 1;
+        let Some(entry) = state.entries.get_mut(token) else {
+            return Ok(Commit::Gone);
+        };
+        if entry.version != version {
+            return Ok(Commit::Conflict);
+        }
+        entry.map = map.clone();
+        entry.version = next;
+        state.last_version = next;
+        Ok(Commit::Written)
+    }
+
+    fn delete(&self, token: &str) -> Result<(), StoreError> {
+        self.state().entries.remove(token);
+        Ok(())
+    }
+
+    fn peek(&self, token: &str, now: Instant) -> Result<Option<Map<String, Value>>, StoreError> {
+        Ok(self
+            .state()
+            .entries
+            .get(token)
+            .filter(|entry| entry.is_alive(now))
+            .map(|entry| entry.map.clone()))
+    }
+
+    fn ttl(&self, token: &str, now: Instant) -> Result<Ttl, StoreError> {
+        Ok(match self.state().entries.get(token) {
             Some(entry) if entry.is_alive(now) => match entry.expiry {
                 Some(expiry) => Ttl::Expires(expiry.saturating_duration_since(now)),
                 None => Ttl::Never,
             },
             _ => Ttl::Unknown,
-        }
+        })
     }
 
-    fn add(&self, token: &str, expiry: Option<Instant>, now: Instant) -> Map<String, Value> {
-        let mut entries = self.entries();
-        let entry = entries.entry(token.to_owned()).or_insert_with(|| Entry {
-            expiry,
-            map: Map::new(),
-        });
-        if !entry.is_alive(now) {
-            entry.map = Map::new();
-        }
-        entry.expiry = expiry;
-        entry.map.clone()
-    }
-
-    fn put(&self, token: &str, map: Map<String, Value>) {
-        if let Some(entry) = self.entries().get_mut(token) {
-            entry.map = map;
-        }
-    }
-
-    fn delete(&self, token: &str) {
-        self.entries().remove(token);
-    }
-
-    fn tokens(&self, now: Instant) -> Vec<String> {
-        let entries = self.entries();
-        let mut live: Vec<(Option<Instant>, &String)> = entries
+    fn tokens(&self, now: Instant) -> Result<Vec<String>, StoreError> {
+        let mut state = self.state();
+        state.entries.retain(|_, entry| entry.is_alive(now));
+        let mut live: Vec<(Option<Instant>, &String)> = state
+            .entries
             .iter()
-            .filter(|(_, entry)| entry.is_alive(now))
             .map(|(token, entry)| (entry.expiry, token))
             .collect();
         live.sort_by(|(a_expiry, a_token), (b_expiry, b_token)| {
             (a_expiry.is_none(), a_expiry, a_token).cmp(&(b_expiry.is_none(), b_expiry, b_token))
         });
-        live.into_iter().map(|(_, token)| token.clone()).collect()
+        Ok(live.into_iter().map(|(_, token)| token.clone()).collect())
     }
 }
 
@@ -276,7 +367,26 @@ mod tests {
     }
 
     fn get(tokens: &Tokens, token: &str, expire: Expire, now: Instant) -> Map<String, Value> {
-        tokens.with_token(token, expire, true, now, |map| map.clone())
+        with(tokens, token, expire, true, now, |map| map.clone())
+    }
+
+    fn with<R>(
+        tokens: &Tokens,
+        token: &str,
+        expire: Expire,
+        readonly: bool,
+        now: Instant,
+        f: impl FnMut(&mut Map<String, Value>) -> R,
+    ) -> R {
+        tokens.with_token(token, expire, readonly, now, f).unwrap()
+    }
+
+    fn ttl(tokens: &Tokens, token: &str, now: Instant) -> Ttl {
+        tokens.ttl(token, now).unwrap()
+    }
+
+    fn list(tokens: &Tokens, now: Instant) -> Vec<String> {
+        tokens.tokens(now).unwrap()
     }
 
     /// The original's token test, on a fake clock.
@@ -284,34 +394,41 @@ mod tests {
     fn reference_token_test() {
         let tokens = Tokens::new();
         let base = Instant::now();
-        tokens.with_token("a", Expire::After(ms(100)), false, base, |map| {
+        with(&tokens, "a", Expire::After(ms(100)), false, base, |map| {
             map.insert("foo".into(), json!("bar"));
         });
         let read = get(&tokens, "a", Expire::After(ms(100)), base);
         assert_eq!(read.get("foo"), Some(&json!("bar")));
 
         // Expire 0 never keeps data.
-        tokens.with_token("b", Expire::After(Duration::ZERO), false, base, |map| {
-            assert!(map.is_empty());
-            map.insert("x".into(), json!(1));
-        });
+        with(
+            &tokens,
+            "b",
+            Expire::After(Duration::ZERO),
+            false,
+            base,
+            |map| {
+                assert!(map.is_empty());
+                map.insert("x".into(), json!(1));
+            },
+        );
         assert!(get(&tokens, "b", Expire::After(Duration::ZERO), base).is_empty());
-        assert_eq!(tokens.ttl("b", base), Ttl::Unknown);
+        assert_eq!(ttl(&tokens, "b", base), Ttl::Unknown);
 
         // After 0.2 s the first token is gone.
         let later = base + ms(200);
         assert!(get(&tokens, "a", Expire::After(ms(100)), later).is_empty());
 
         // A never-expiring token survives ...
-        tokens.with_token("c", Expire::Never, false, later, |map| {
+        with(&tokens, "c", Expire::Never, false, later, |map| {
             map.insert("foo".into(), json!("baz"));
         });
         let much_later = later + Duration::from_secs(1_000_000);
-        assert_eq!(tokens.ttl("c", much_later), Ttl::Never);
+        assert_eq!(ttl(&tokens, "c", much_later), Ttl::Never);
         // ... until re-read with an expiry, which turns it into an expiring token.
         let read = get(&tokens, "c", Expire::After(ms(100)), much_later);
         assert_eq!(read.get("foo"), Some(&json!("baz")));
-        assert_eq!(tokens.ttl("c", much_later), Ttl::Expires(ms(100)));
+        assert_eq!(ttl(&tokens, "c", much_later), Ttl::Expires(ms(100)));
         let gone = much_later + ms(200);
         assert!(get(&tokens, "c", Expire::After(ms(100)), gone).is_empty());
     }
@@ -320,7 +437,7 @@ mod tests {
     fn sliding_expiration() {
         let tokens = Tokens::new();
         let base = Instant::now();
-        tokens.with_token("t", Expire::After(ms(100)), false, base, |map| {
+        with(&tokens, "t", Expire::After(ms(100)), false, base, |map| {
             map.insert("n".into(), json!(1));
         });
         // Each access within 100 ms pushes the expiry further.
@@ -331,19 +448,19 @@ mod tests {
                 Some(&json!(1))
             );
         }
-        assert_eq!(tokens.ttl("t", base + ms(450)), Ttl::Expires(ms(50)));
-        assert_eq!(tokens.ttl("t", base + ms(500)), Ttl::Unknown);
-        assert!(tokens.tokens(base + ms(500)).is_empty());
+        assert_eq!(ttl(&tokens, "t", base + ms(450)), Ttl::Expires(ms(50)));
+        assert_eq!(ttl(&tokens, "t", base + ms(500)), Ttl::Unknown);
+        assert!(list(&tokens, base + ms(500)).is_empty());
     }
 
     #[test]
     fn alive_only_while_expiry_is_later_than_now() {
         let tokens = Tokens::new();
         let base = Instant::now();
-        tokens.with_token("t", Expire::After(ms(100)), false, base, |_| ());
-        assert_eq!(tokens.ttl("t", base + ms(99)), Ttl::Expires(ms(1)));
-        assert_eq!(tokens.ttl("t", base + ms(100)), Ttl::Unknown);
-        assert_eq!(tokens.tokens(base + ms(100)), Vec::<String>::new());
+        with(&tokens, "t", Expire::After(ms(100)), false, base, |_| ());
+        assert_eq!(ttl(&tokens, "t", base + ms(99)), Ttl::Expires(ms(1)));
+        assert_eq!(ttl(&tokens, "t", base + ms(100)), Ttl::Unknown);
+        assert_eq!(list(&tokens, base + ms(100)), Vec::<String>::new());
     }
 
     #[test]
@@ -351,59 +468,81 @@ mod tests {
         let mut tokens = Tokens::new();
         assert_eq!(tokens.default_expiration(), Duration::from_secs(3600));
         let base = Instant::now();
-        tokens.with_token("t", Expire::Default, false, base, |_| ());
+        with(&tokens, "t", Expire::Default, false, base, |_| ());
         assert_eq!(
-            tokens.ttl("t", base),
+            ttl(&tokens, "t", base),
             Ttl::Expires(Duration::from_secs(3600))
         );
         tokens.set_default_expiration(ms(10));
-        tokens.with_token("t", Expire::Default, false, base, |_| ());
-        assert_eq!(tokens.ttl("t", base), Ttl::Expires(ms(10)));
+        with(&tokens, "t", Expire::Default, false, base, |_| ());
+        assert_eq!(ttl(&tokens, "t", base), Ttl::Expires(ms(10)));
         tokens.set_default_expiration(Duration::ZERO);
-        tokens.with_token("t", Expire::Default, false, base, |_| ());
-        assert_eq!(tokens.ttl("t", base), Ttl::Unknown);
+        with(&tokens, "t", Expire::Default, false, base, |_| ());
+        assert_eq!(ttl(&tokens, "t", base), Ttl::Unknown);
     }
 
     #[test]
     fn expire_now_deletes_and_writes_nothing() {
         let tokens = Tokens::new();
         let base = Instant::now();
-        tokens.with_token("t", Expire::Never, false, base, |map| {
+        with(&tokens, "t", Expire::Never, false, base, |map| {
             map.insert("keep".into(), json!(true));
         });
-        let seen = tokens.with_token("t", Expire::Now, false, base, |map| {
+        let seen = with(&tokens, "t", Expire::Now, false, base, |map| {
             let seen = map.clone();
             map.insert("x".into(), json!(1));
             seen
         });
         assert!(seen.is_empty());
-        assert_eq!(tokens.ttl("t", base), Ttl::Unknown);
-        assert!(tokens.tokens(base).is_empty());
+        assert_eq!(ttl(&tokens, "t", base), Ttl::Unknown);
+        assert!(list(&tokens, base).is_empty());
     }
 
     #[test]
     fn readonly_is_not_written_back_but_refreshes_expiry() {
         let tokens = Tokens::new();
         let base = Instant::now();
-        tokens.with_token("t", Expire::After(ms(100)), false, base, |map| {
+        with(&tokens, "t", Expire::After(ms(100)), false, base, |map| {
             map.insert("a".into(), json!(1));
         });
-        tokens.with_token("t", Expire::After(ms(500)), true, base + ms(50), |map| {
-            map.insert("a".into(), json!(2));
-            map.insert("b".into(), json!(3));
-        });
-        assert_eq!(tokens.ttl("t", base + ms(50)), Ttl::Expires(ms(500)));
+        with(
+            &tokens,
+            "t",
+            Expire::After(ms(500)),
+            true,
+            base + ms(50),
+            |map| {
+                map.insert("a".into(), json!(2));
+                map.insert("b".into(), json!(3));
+            },
+        );
+        assert_eq!(ttl(&tokens, "t", base + ms(50)), Ttl::Expires(ms(500)));
         let map = get(&tokens, "t", Expire::Never, base + ms(60));
         assert_eq!(Value::Object(map), json!({"a": 1}));
+    }
+
+    #[test]
+    fn peek_neither_creates_nor_refreshes() {
+        let tokens = Tokens::new();
+        let base = Instant::now();
+        assert_eq!(tokens.peek("t", base), Ok(None));
+        assert!(list(&tokens, base).is_empty());
+        with(&tokens, "t", Expire::After(ms(100)), false, base, |map| {
+            map.insert("a".into(), json!(1));
+        });
+        let seen = tokens.peek("t", base + ms(50)).unwrap();
+        assert_eq!(seen.map(Value::Object), Some(json!({"a": 1})));
+        assert_eq!(ttl(&tokens, "t", base + ms(50)), Ttl::Expires(ms(50)));
+        assert_eq!(tokens.peek("t", base + ms(100)), Ok(None));
     }
 
     #[test]
     fn unknown_token_is_created_empty() {
         let tokens = Tokens::new();
         let base = Instant::now();
-        let len = tokens.with_token("new", Expire::Default, true, base, |map| map.len());
+        let len = with(&tokens, "new", Expire::Default, true, base, |map| map.len());
         assert_eq!(len, 0);
-        assert_eq!(tokens.tokens(base), ["new"]);
+        assert_eq!(list(&tokens, base), ["new"]);
     }
 
     #[test]
@@ -411,7 +550,7 @@ mod tests {
         let tokens = Tokens::new();
         let base = Instant::now();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            tokens.with_token("t", Expire::Never, false, base, |map| {
+            with(&tokens, "t", Expire::Never, false, base, |map| {
                 map.insert("a".into(), json!(1));
                 panic!("handler failed");
             })
@@ -425,11 +564,11 @@ mod tests {
     fn write_back_does_not_resurrect_a_deleted_token() {
         let tokens = Tokens::new();
         let base = Instant::now();
-        tokens.with_token("t", Expire::Never, false, base, |map| {
-            tokens.with_token("t", Expire::Now, false, base, |_| ());
+        with(&tokens, "t", Expire::Never, false, base, |map| {
+            with(&tokens, "t", Expire::Now, false, base, |_| ());
             map.insert("a".into(), json!(1));
         });
-        assert_eq!(tokens.ttl("t", base), Ttl::Unknown);
+        assert_eq!(ttl(&tokens, "t", base), Ttl::Unknown);
     }
 
     #[test]
@@ -444,31 +583,117 @@ mod tests {
             ("mid", Expire::After(ms(200))),
             ("gone", Expire::After(ms(1))),
         ] {
-            tokens.with_token(token, expire, false, base, |_| ());
+            with(&tokens, token, expire, false, base, |_| ());
         }
         assert_eq!(
-            tokens.tokens(base + ms(1)),
+            list(&tokens, base + ms(1)),
             ["soon", "mid", "late", "never-a", "never-b"]
         );
-        assert_eq!(tokens.ttl("gone", base + ms(1)), Ttl::Unknown);
+        assert_eq!(ttl(&tokens, "gone", base + ms(1)), Ttl::Unknown);
     }
 
     #[test]
     fn expiry_beyond_instant_range_never_expires() {
         let tokens = Tokens::new();
         let base = Instant::now();
-        tokens.with_token("t", Expire::After(Duration::MAX), false, base, |_| ());
-        assert_eq!(tokens.ttl("t", base), Ttl::Never);
+        with(
+            &tokens,
+            "t",
+            Expire::After(Duration::MAX),
+            false,
+            base,
+            |_| (),
+        );
+        assert_eq!(ttl(&tokens, "t", base), Ttl::Never);
     }
 
     #[test]
     fn expired_but_unflushed_entry_starts_empty() {
         let store = MemoryTokenStore::new();
         let base = Instant::now();
-        store.add("t", Some(base + ms(10)), base);
-        store.put("t", Map::from_iter([("a".to_owned(), json!(1))]));
-        assert_eq!(store.add("t", Some(base + ms(30)), base + ms(5)).len(), 1);
-        assert!(store.add("t", None, base + ms(40)).is_empty());
+        let first = store.load("t", Some(ms(10)), base).unwrap();
+        let map = Map::from_iter([("a".to_owned(), json!(1))]);
+        assert_eq!(store.commit("t", first.version, &map), Ok(Commit::Written));
+        assert_eq!(
+            store
+                .load("t", Some(ms(30)), base + ms(5))
+                .unwrap()
+                .map
+                .len(),
+            1
+        );
+        assert!(store.load("t", None, base + ms(40)).unwrap().map.is_empty());
+    }
+
+    #[test]
+    fn commit_checks_the_version() {
+        let store = MemoryTokenStore::new();
+        let base = Instant::now();
+        let a = store.load("t", None, base).unwrap();
+        let b = store.load("t", None, base).unwrap();
+        assert_eq!(a.version, b.version);
+        let map = Map::from_iter([("n".to_owned(), json!(1))]);
+        assert_eq!(store.commit("t", a.version, &map), Ok(Commit::Written));
+        assert_eq!(store.commit("t", b.version, &map), Ok(Commit::Conflict));
+        store.delete("t").unwrap();
+        assert_eq!(store.commit("t", a.version, &map), Ok(Commit::Gone));
+        // A re-created token has a version no earlier snapshot holds.
+        let c = store.load("t", None, base).unwrap();
+        assert!(c.version > a.version);
+    }
+
+    #[test]
+    fn a_conflicting_write_reruns_the_accessor() {
+        let tokens = Tokens::new();
+        let base = Instant::now();
+        let mut runs = 0;
+        with(&tokens, "t", Expire::Never, false, base, |map| {
+            runs += 1;
+            if runs == 1 {
+                // Another writer slips in between the read and the write-back.
+                with(&tokens, "t", Expire::Never, false, base, |inner| {
+                    inner.insert("n".into(), json!(10));
+                });
+            }
+            let n = map.get("n").and_then(Value::as_u64).unwrap_or(0);
+            map.insert("n".into(), json!(n + 1));
+        });
+        assert_eq!(runs, 2);
+        assert_eq!(get(&tokens, "t", Expire::Never, base)["n"], json!(11));
+    }
+
+    #[test]
+    fn endless_conflicts_end_in_contention() {
+        let tokens = Tokens::new();
+        let base = Instant::now();
+        let mut runs = 0;
+        let result = tokens.with_token("t", Expire::Never, false, base, |_| {
+            runs += 1;
+            with(&tokens, "t", Expire::Never, false, base, |inner| {
+                inner.insert("runs".into(), json!(runs));
+            });
+        });
+        assert_eq!(result, Err(StoreError::Contention));
+        assert_eq!(runs, UPDATE_ATTEMPTS);
+    }
+
+    #[test]
+    fn concurrent_increments_are_all_kept() {
+        let tokens = Tokens::new();
+        let base = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..100 {
+                        with(&tokens, "c", Expire::Never, false, base, |map| {
+                            let n = map.get("n").and_then(Value::as_u64).unwrap_or(0);
+                            map.insert("n".into(), json!(n + 1));
+                        });
+                    }
+                });
+            }
+        });
+        assert_eq!(get(&tokens, "c", Expire::Never, base)["n"], json!(800));
     }
 
     #[test]
@@ -476,13 +701,13 @@ mod tests {
         let tokens = Tokens::new();
         let base = Instant::now();
         for token in ["", "\u{0}", "../../etc", &"x".repeat(10_000)] {
-            tokens.with_token(token, Expire::Never, false, base, |map| {
+            with(&tokens, token, Expire::Never, false, base, |map| {
                 map.insert("k".into(), json!(token));
             });
             let map = get(&tokens, token, Expire::Never, base);
             assert_eq!(map.get("k"), Some(&json!(token)));
         }
-        assert_eq!(tokens.tokens(base).len(), 4);
+        assert_eq!(list(&tokens, base).len(), 4);
     }
 
     #[test]

@@ -1,0 +1,218 @@
+//! Real `redis-server` processes and instances of the `cluster` example for the
+//! shared-state tests: each test starts its own Redis on a free loopback port with a
+//! temporary folder, and stops it when dropped.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::client::Client;
+use crate::dir::TempDir;
+use crate::http_json::{get, post_json};
+use crate::response::Response;
+
+/// How long a process may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Whether `redis-server` can be run; tests that need it say they skipped otherwise.
+pub fn have_redis() -> bool {
+    Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+/// A free port on 127.0.0.1 (bound and released; fine for tests on one machine).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits until `addr` accepts connections.
+fn wait_listening(addr: SocketAddr, child: &mut Child) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while TcpStream::connect(addr).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("process for {addr} exited: {status}");
+        }
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One `redis-server` on loopback, its data in a temporary folder.
+pub struct RedisServer {
+    port: u16,
+    dir: TempDir,
+    appendonly: bool,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts Redis with snapshots off; with `appendonly`, every write goes to the
+    /// append-only file so that a stop and start keeps everything.
+    pub fn start(appendonly: bool) -> Self {
+        let mut server = Self {
+            port: free_port(),
+            dir: TempDir::new(),
+            appendonly,
+            child: None,
+        };
+        server.resume();
+        server
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops Redis at once (SIGKILL); the data folder stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts Redis again on the same port and folder.
+    pub fn resume(&mut self) {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--daemonize", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--appendonly", if self.appendonly { "yes" } else { "no" }])
+            .args(["--appendfsync", "always"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = command.spawn().expect("start redis-server");
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        wait_listening(addr, &mut child);
+        self.child = Some(child);
+    }
+
+    /// Sends one command in RESP and returns the raw first line of the answer.
+    pub fn command(&self, args: &[&str]) -> io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(request.as_bytes())?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line)?;
+        Ok(line.trim_end().to_owned())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The `cluster` example binary, built once per test run.
+pub fn cluster_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let status = Command::new(env!("CARGO"))
+                .current_dir(&workspace)
+                .args(["build", "-q", "-p", "quick-server", "--features", "redis"])
+                .args(["--example", "cluster"])
+                .status()
+                .expect("run cargo");
+            assert!(status.success(), "cargo build --example cluster failed");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| workspace.join("target"), PathBuf::from);
+            target.join("debug").join("examples").join("cluster")
+        })
+        .clone()
+}
+
+/// One running instance of the `cluster` example.
+pub struct Instance {
+    addr: SocketAddr,
+    child: Child,
+    args: Vec<String>,
+}
+
+impl Instance {
+    /// Starts an instance on a free port with `--redis url` (none: in-memory state) and
+    /// any further arguments.
+    pub fn start(redis: Option<&str>, extra: &[&str]) -> Self {
+        let mut args: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        if let Some(url) = redis {
+            args.extend(["--redis".to_owned(), url.to_owned()]);
+        }
+        Self::spawn(free_port(), args)
+    }
+
+    fn spawn(port: u16, args: Vec<String>) -> Self {
+        let mut child = Command::new(cluster_binary())
+            .args(["--port", &port.to_string()])
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the cluster example");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_listening(addr, &mut child);
+        Self { addr, child, args }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the instance with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the instance and starts a new process on the same port and arguments.
+    pub fn restart(mut self) -> Self {
+        self.kill();
+        let port = self.addr.port();
+        let args = std::mem::take(&mut self.args);
+        Self::spawn(port, args)
+    }
+
+    /// Sends `request` on a fresh connection.
+    pub fn request(&self, request: &[u8]) -> Response {
+        Client::connect(self.addr, None)
+            .expect("connect to the instance")
+            .request(request)
+    }
+
+    /// `GET target`.
+    pub fn get(&self, target: &str) -> Response {
+        self.request(&get(target))
+    }
+
+    /// `POST target` with a JSON body.
+    pub fn post(&self, target: &str, body: &Value) -> Response {
+        self.request(&post_json(target, body))
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
