@@ -651,6 +651,8 @@ fn tokens_expire_on_the_real_clock_in_redis() {
 }
 
 fn token_suite(setup: Setup, redis: Option<&RedisServer>) {
+    // The short expiry in ms: a Redis round trip on a loaded machine needs more room.
+    let short: u64 = if redis.is_some() { 600 } else { 100 };
     {
         let mut qs = FacadeServer::builder();
         if let Some(redis) = redis {
@@ -684,10 +686,10 @@ fn token_suite(setup: Setup, redis: Option<&RedisServer>) {
         let mut call = |name: &str, body: Value| {
             ok_json(&client.request(&post_json(&format!("/api/token/{name}"), &body)))
         };
-        let answer = call("a", json!({"expire_ms": 100, "write": "foo"}));
+        let answer = call("a", json!({"expire_ms": short, "write": "foo"}));
         assert_eq!(answer["map"], json!({"value": "foo"}));
         assert_eq!(
-            call("a", json!({"expire_ms": 100}))["map"],
+            call("a", json!({"expire_ms": short}))["map"],
             json!({"value": "foo"})
         );
         assert_eq!(
@@ -697,18 +699,20 @@ fn token_suite(setup: Setup, redis: Option<&RedisServer>) {
         assert_eq!(call("zero", json!({"expire_ms": 0}))["map"], json!({}));
         call("n", json!({"expire_ms": null, "write": "kept"}));
         assert_eq!(tokens.get_token_ttl("n").unwrap(), Ttl::Never);
+        // On a loaded machine the short expiry may be over already.
         assert!(
-            matches!(tokens.get_token_ttl("a").unwrap(), Ttl::Expires(left) if left <= Duration::from_millis(100))
+            matches!(tokens.get_token_ttl("a").unwrap(), Ttl::Expires(left) if left <= Duration::from_millis(short))
+                || tokens.get_token_ttl("a").unwrap() == Ttl::Unknown
         );
-        thread::sleep(Duration::from_millis(200));
-        let answer = call("n", json!({"expire_ms": 100}));
+        thread::sleep(Duration::from_millis(2 * short));
+        let answer = call("n", json!({"expire_ms": short}));
         assert_eq!(answer["map"], json!({"value": "kept"}));
         assert_eq!(answer["tokens"], json!(["n"]), "a expired");
         assert_eq!(tokens.get_token_ttl("a").unwrap(), Ttl::Unknown);
-        thread::sleep(Duration::from_millis(200));
+        thread::sleep(Duration::from_millis(2 * short));
         assert!(
             tokens.get_tokens().unwrap().is_empty(),
-            "n expires after the re-read with 100 ms"
+            "n expires after the re-read with the short expiry"
         );
         let token = tokens.create_token().expect("a random token");
         assert_eq!(token.len(), 32);
