@@ -47,6 +47,13 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         short: None,
+        long: "loops",
+        aliases: &[],
+        value: Some("N"),
+        help: "mio event loops, 1 to 256 [default: one per core]",
+    },
+    Flag {
+        short: None,
         long: "threads",
         aliases: &[],
         value: Some("N"),
@@ -152,6 +159,7 @@ struct Cli {
     port: u16,
     dir: PathBuf,
     transport: Transport,
+    loops: Option<usize>,
     threads: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -201,6 +209,7 @@ fn parse() -> Result<Parsed, lexopt::Error> {
         port: 8080,
         dir: PathBuf::from("."),
         transport: Transport::default(),
+        loops: None,
         threads: None,
         tls_cert: None,
         tls_key: None,
@@ -236,6 +245,13 @@ fn parse() -> Result<Parsed, lexopt::Error> {
             "port" => cli.port = value(&mut parser, long)?,
             "www" => cli.dir = parser.value()?.into(),
             "transport" => cli.transport = value(&mut parser, long)?,
+            "loops" => {
+                let loops = value(&mut parser, long)?;
+                if !(1..=MAX_LOOPS).contains(&loops) {
+                    return Err(format!("--loops must be 1 to {MAX_LOOPS}, got {loops}").into());
+                }
+                cli.loops = Some(loops);
+            }
             "threads" => {
                 let threads = value(&mut parser, long)?;
                 if !(1..=MAX_THREADS).contains(&threads) {
@@ -284,8 +300,14 @@ fn parse() -> Result<Parsed, lexopt::Error> {
         }
         _ => return Err("--tls-cert and --tls-key go together".into()),
     }
+    if cli.loops.is_some() && cli.transport == Transport::Std {
+        return Err("--loops is for --transport mio (std has no event loop)".into());
+    }
     Ok(Parsed::Run(Box::new(cli)))
 }
+
+/// The most event loops `--loops` accepts; each is a thread with its own poller.
+const MAX_LOOPS: usize = 256;
 
 /// The most pool threads `--threads` accepts: the std transport's ceiling.
 const MAX_THREADS: usize = 1024;
@@ -349,6 +371,7 @@ fn run(cli: Cli) -> Result<(), String> {
     server.transport(TransportOptions {
         kind: cli.transport,
         tls,
+        loops: cli.loops,
         threads: cli.threads,
         shutdown_grace: None,
     });

@@ -11,7 +11,8 @@ use quick_server_core::Server;
 /// Which transport drives the connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Transport {
-    /// One `mio` event loop; handlers run on a small pool (default).
+    /// `mio` event loops, one per core unless [`TransportOptions::loops`] says otherwise;
+    /// handlers run on small pools (default).
     #[default]
     Mio,
     /// Blocking threads, one per connection at a time: a warm pool that grows on demand.
@@ -50,6 +51,9 @@ pub struct TransportOptions {
     pub kind: Transport,
     /// TLS configuration; `None` serves plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Event loops of the mio transport (one per core by default; std ignores it): each
+    /// serves its share of the connections on its own thread.
+    pub loops: Option<usize>,
     /// Pool threads; `None` keeps the transport's default. On std, the threads kept warm
     /// (the pool grows past them to `quick_server_std::Options::max_threads`); on mio, the
     /// handler threads.
@@ -106,6 +110,9 @@ pub fn start(
                 tls: options.tls,
                 ..Default::default()
             };
+            if let Some(loops) = options.loops {
+                o.loops = loops;
+            }
             if let Some(threads) = options.threads {
                 o.threads = threads;
             }

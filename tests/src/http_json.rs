@@ -38,6 +38,7 @@ impl FacadeServer {
             tls: setup.tls.then(server_tls_config),
             threads: Some(4),
             shutdown_grace: Some(Duration::from_secs(2)),
+            ..TransportOptions::default()
         });
         let running = server.start().expect("start the facade server");
         Self {

@@ -111,6 +111,7 @@ impl TestServer {
                 let defaults = quick_server_mio::Options::default();
                 let options = quick_server_mio::Options {
                     tls,
+                    loops: defaults.loops,
                     threads: tuning.threads.unwrap_or(defaults.threads),
                     max_connections: tuning.max_connections.unwrap_or(defaults.max_connections),
                     shutdown_grace: tuning.shutdown_grace,

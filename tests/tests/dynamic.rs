@@ -903,9 +903,9 @@ fn non_blocking_routes_answer_on_the_thread_that_reads_the_request() {
             let inline = ok_json(&client.request(&get("/inline")))["thread"].clone();
             let pooled = ok_json(&client.request(&get("/pooled")))["thread"].clone();
             match setup.transport {
-                // The event loop answers inline routes; the job pool the others.
+                // An event loop answers inline routes; the job pool the others.
                 Transport::Mio => {
-                    assert_eq!(inline, "quick-server-mio");
+                    assert!(inline.as_str().unwrap().starts_with("quick-server-mio-"));
                     assert!(pooled.as_str().unwrap().starts_with("quick-server-job-"));
                 }
                 // One thread serves the whole connection: both run there.

@@ -1,10 +1,10 @@
-//! The event loop: one thread owning the listener, every session, the timers and the
-//! job pool's return channel. Each wake-up handles a whole batch of readiness events
+//! An event loop: one thread owning its copy of the listener, its sessions, its timers
+//! and its job pools' return channel; the server runs one or more. Each wake-up handles a whole batch of readiness events
 //! with one clock read, then the due timers.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,7 +62,10 @@ pub(crate) struct EventLoop {
     server: Arc<Server>,
     tls: Option<Arc<ServerConfig>>,
     max_connections: usize,
-    /// Sessions that only answer 503 (counted apart from `max_connections`).
+    /// Sessions open over all loops, refusing ones apart: counted against
+    /// `max_connections`.
+    open: Arc<AtomicUsize>,
+    /// This loop's sessions that only answer 503 (not counted in `open`).
     refusing: usize,
     grace: Duration,
     stop: Arc<AtomicBool>,
@@ -90,8 +93,10 @@ pub(crate) struct Setup {
     pub(crate) server: Arc<Server>,
     /// TLS, if any.
     pub(crate) tls: Option<Arc<ServerConfig>>,
-    /// Most sessions at once.
+    /// Most sessions at once, over all loops.
     pub(crate) max_connections: usize,
+    /// The sessions open over all loops.
+    pub(crate) open: Arc<AtomicUsize>,
     /// Time in-flight requests get after shutdown.
     pub(crate) grace: Duration,
     /// Set by the shutdown handle.
@@ -113,6 +118,7 @@ impl EventLoop {
             server: setup.server,
             tls: setup.tls,
             max_connections: setup.max_connections,
+            open: setup.open,
             refusing: 0,
             grace: setup.grace,
             stop: setup.stop,
@@ -176,6 +182,8 @@ impl EventLoop {
             }
         };
         // Connections still open when the grace ended close before the pool is awaited.
+        let counted = self.sessions.len() - self.refusing;
+        self.open.fetch_sub(counted, Ordering::Relaxed);
         self.sessions = Slab::new();
         self.jobs.finish();
         result
@@ -229,12 +237,28 @@ impl EventLoop {
     /// answered 503 on the spot; a TLS one gets a short-lived session that completes the
     /// handshake to say it.
     fn admit(&mut self, stream: TcpStream, addr: SocketAddr, now: Instant) {
-        let refuse = self.sessions.len().saturating_sub(self.refusing) >= self.max_connections;
+        // A place is taken before the session exists, so loops accepting at the same
+        // moment never exceed the limit together.
+        let refuse = self.open.fetch_add(1, Ordering::Relaxed) >= self.max_connections;
+        let opened = self.open_session(stream, addr, refuse, now);
+        if refuse || !opened {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// [`admit`](Self::admit) past the count: whether a session was opened.
+    fn open_session(
+        &mut self,
+        stream: TcpStream,
+        addr: SocketAddr,
+        refuse: bool,
+        now: Instant,
+    ) -> bool {
         if refuse && (self.tls.is_none() || self.refusing >= REFUSING_MAX) {
             // Plain TCP hears 503 on the spot; TLS beyond the refusing sessions, nothing.
             let answer = if self.tls.is_none() { BUSY } else { b"" };
             turn_away(&stream, &mut self.scratch, answer);
-            return;
+            return false;
         }
         let tls = match &self.tls {
             None => None,
@@ -247,7 +271,7 @@ impl EventLoop {
                     };
                 match Tls::new(config.clone(), deadline) {
                     Ok(tls) => Some(Box::new(tls)),
-                    Err(_) => return,
+                    Err(_) => return false,
                 }
             }
         };
@@ -259,26 +283,28 @@ impl EventLoop {
         let session = match tls {
             Some(tls) if refuse => match Session::refusing(stream, conn, tls, BUSY, now) {
                 Ok(session) => session,
-                Err(_) => return,
+                Err(_) => return false,
             },
             tls => Session::new(stream, conn, tls, now),
         };
-        if let Ok(key) = self.sessions.insert(session) {
-            if refuse {
-                self.refusing += 1;
-            }
-            self.step(key, Input::Accepted, now);
+        let Ok(key) = self.sessions.insert(session) else {
+            return false;
+        };
+        if refuse {
+            self.refusing += 1;
         }
+        self.step(key, Input::Accepted, now);
+        true
     }
 
     /// Drops a session (closing its socket, which also removes it from the poller).
     fn close(&mut self, key: Key) {
-        if self
-            .sessions
-            .remove(key)
-            .is_some_and(|session| session.refused)
-        {
-            self.refusing -= 1;
+        match self.sessions.remove(key) {
+            Some(session) if session.refused => self.refusing -= 1,
+            Some(_) => {
+                self.open.fetch_sub(1, Ordering::Relaxed);
+            }
+            None => {}
         }
     }
 

@@ -1,6 +1,7 @@
-//! The two system calls `std` does not offer, the only `unsafe` in the crate outside its
-//! tests: zero-copy file sending (`sendfile(2)` from an open file to the socket) and a
-//! `send(2)` that holds its bytes for what follows (`MSG_MORE`).
+//! The system calls `std` and mio do not offer, the only `unsafe` in the crate outside its
+//! tests: zero-copy file sending (`sendfile(2)` from an open file to the socket), a
+//! `send(2)` that holds its bytes for what follows (`MSG_MORE`), and an `EPOLLEXCLUSIVE`
+//! watch on the shared listening socket.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -61,6 +62,50 @@ pub(crate) fn send_more(socket: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) fn send_more(_socket: &impl AsRawFd, _buf: &[u8]) -> io::Result<usize> {
     Err(io::ErrorKind::Unsupported.into())
+}
+
+/// Watches `listener` from `poll` (edge-triggered readability, as `token`) with
+/// `EPOLLEXCLUSIVE`: of the loops sharing one listening socket, a new connection wakes one
+/// that sleeps instead of all of them.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn register_exclusive(
+    poll: &mio::Poll,
+    listener: &mut mio::net::TcpListener,
+    token: mio::Token,
+) -> io::Result<()> {
+    let flags = libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXCLUSIVE;
+    let mut event = libc::epoll_event {
+        // The flags are bit patterns; the cast keeps every bit.
+        events: flags as u32,
+        u64: token.0 as u64,
+    };
+    // SAFETY: the poller's and the listener's descriptors are open for the call (both are
+    // borrowed), and `event` is a live `epoll_event` the kernel only reads. mio reads the
+    // token back from `u64` as it does for its own registrations.
+    let rc = unsafe {
+        libc::epoll_ctl(
+            poll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            listener.as_raw_fd(),
+            &mut event,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Without `EPOLLEXCLUSIVE`, every loop watching the listener wakes for a connection.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn register_exclusive(
+    poll: &mio::Poll,
+    listener: &mut mio::net::TcpListener,
+    token: mio::Token,
+) -> io::Result<()> {
+    poll.registry()
+        .register(listener, token, mio::Interest::READABLE)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -67,7 +67,12 @@ fn serve_listening(
     // SAFETY: the descriptor is a bound socket owned by `listener`; listening again only
     // changes its backlog.
     assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), backlog) }, 0);
-    start(listener, server(site, limits, routes), Options::default()).unwrap()
+    // One loop: a stalled loop must leave connections in the backlog.
+    let options = Options {
+        loops: 1,
+        ..Options::default()
+    };
+    start(listener, server(site, limits, routes), options).unwrap()
 }
 
 /// The site's folder at `/`, with `limits` and the `routes` added.
@@ -420,6 +425,131 @@ fn shutdown_grace_bounds_a_stuck_request() {
         "{took:?}"
     );
     assert!(rest(&mut c).is_empty());
+}
+
+// ----- several loops -----
+
+/// Where inline handlers meet: each waits until `parties` are inside and the gate is open.
+#[derive(Default)]
+struct Gate {
+    /// Handlers inside, and whether the gate is open.
+    state: Mutex<(usize, bool)>,
+    changed: Condvar,
+}
+
+impl Gate {
+    /// Enters and waits (at most 10 s) for `parties` handlers and an open gate; whether
+    /// that happened.
+    fn pass(&self, parties: usize) -> bool {
+        let mut state = self.state.lock().unwrap();
+        state.0 += 1;
+        self.changed.notify_all();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, Duration::from_secs(10), |s| s.0 < parties || !s.1)
+            .unwrap();
+        state.0 >= parties && state.1
+    }
+
+    /// Waits until `n` handlers are inside.
+    fn inside(&self, n: usize) {
+        let state = self.state.lock().unwrap();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, Duration::from_secs(10), |s| s.0 < n)
+            .unwrap();
+        assert!(state.0 >= n, "{} of {n} handlers inside", state.0);
+    }
+
+    fn open(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.changed.notify_all();
+    }
+}
+
+/// Two loops; `/meet` is an inline handler, so it holds its loop until two requests are
+/// inside it at once: it answers "together", or "alone" after 10 s.
+fn serve_meeting(site: &Site, gate: &Arc<Gate>) -> Running {
+    let options = Options {
+        loops: 2,
+        ..Options::default()
+    };
+    let gate = Arc::clone(gate);
+    serve_with(site, Limits::default(), options, move |b| {
+        let meet: Handler = Arc::new(move |_: &Request, _: &mut Args| {
+            let body: &[u8] = if gate.pass(2) { b"together" } else { b"alone" };
+            Response::new(200, Body::Bytes(body.to_vec()))
+        });
+        b.route_inline(Method::Get, "/meet", None, meet);
+    })
+}
+
+#[test]
+fn a_second_loop_accepts_while_the_first_is_busy() {
+    let site = Site::new("loops");
+    let gate = Arc::new(Gate::default());
+    gate.open();
+    let running = serve_meeting(&site, &gate);
+    let mut first = connect(&running);
+    first.write_all(&get("/meet")).unwrap();
+    // The first loop now runs the handler; with one loop the second request would wait
+    // behind it and both would answer "alone".
+    gate.inside(1);
+    let mut second = connect(&running);
+    second.write_all(&get("/meet")).unwrap();
+    assert_eq!(response(&mut first).1, b"together");
+    assert_eq!(response(&mut second).1, b"together");
+    stop(running);
+}
+
+#[test]
+fn shutdown_with_several_loops_finishes_the_requests_of_each() {
+    let site = Site::new("loops-stop");
+    let gate = Arc::new(Gate::default());
+    let running = serve_meeting(&site, &gate);
+    let addr = running.local_addr();
+    let mut first = connect(&running);
+    first.write_all(&get("/meet")).unwrap();
+    gate.inside(1);
+    let mut second = connect(&running);
+    second.write_all(&get("/meet")).unwrap();
+    gate.inside(2);
+    // Both loops hold a request in flight when the stop comes.
+    let handle = running.handle();
+    handle.shutdown();
+    gate.open();
+    for client in [&mut first, &mut second] {
+        assert_eq!(response(client).1, b"together");
+        assert!(rest(client).is_empty(), "closed after the answer");
+    }
+    running.wait().unwrap();
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "every loop closed its listener"
+    );
+}
+
+#[test]
+fn the_connection_limit_holds_over_all_loops() {
+    let site = Site::new("loops-full");
+    let options = Options {
+        loops: 3,
+        max_connections: 2,
+        ..Options::default()
+    };
+    let running = serve(&site, Limits::default(), options);
+    let mut held: Vec<TcpStream> = (0..2).map(|_| connect(&running)).collect();
+    for c in &mut held {
+        c.write_all(&get("/hello.txt")).unwrap();
+        response(c);
+    }
+    for _ in 0..4 {
+        let mut extra = connect(&running);
+        extra.write_all(&get("/hello.txt")).unwrap();
+        let all = String::from_utf8(rest(&mut extra)).unwrap();
+        assert!(all.starts_with("HTTP/1.1 503 "), "{all}");
+    }
+    stop(running);
 }
 
 // ----- jobs -----
