@@ -13,8 +13,8 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use quick_server_core::dynamic::{json_dumps, render, Args, Method};
-use quick_server_core::{Connection, PeerInfo, Request, Server, Transmit};
+use quick_server_core::dynamic::{json_dumps, render, Args};
+use quick_server_core::{Connection, Method, PeerInfo, Request, Server, Transmit};
 
 fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use quick_server_core::coding::Compression;
-use quick_server_core::dynamic::{json_dumps, render, Args, Handler, Method};
+use quick_server_core::dynamic::{json_dumps, render, Args, Handler};
 use quick_server_core::files::{BadPrefix, FallbackHook, Favicon, EMPTY_FAVICON};
 use quick_server_core::store::StoreError;
-use quick_server_core::{HttpError, InvalidOrigin, Request, Response, Server, ServerBuilder};
+use quick_server_core::{
+    HttpError, InvalidOrigin, Method, Request, Response, Server, ServerBuilder,
+};
 use serde::Serialize;
 
 use crate::transport::{self, Running, TransportOptions};
@@ -514,11 +516,7 @@ impl QuickServer {
 
     /// Replaces the connection limits.
     pub fn limits(&mut self, limits: quick_server_core::Limits) -> &mut Self {
-        let builder = std::mem::replace(
-            &mut self.builder,
-            Server::builder((Instant::now(), SystemTime::now())),
-        );
-        self.builder = builder.limits(limits);
+        self.builder.limits(limits);
         self
     }
 

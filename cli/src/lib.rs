@@ -135,10 +135,11 @@ pub use logging::set_log_file;
 pub use middleware::{middleware, with_middlewares, Chained, Middleware, Next};
 pub use quick_server_core::coding::{Compression, Levels};
 pub use quick_server_core::console::{CommandError, Completer};
-pub use quick_server_core::dynamic::{Args, Method, Upload};
+pub use quick_server_core::dynamic::{Args, Upload};
 pub use quick_server_core::store::StoreError;
 pub use quick_server_core::tokens::{Commit, Expire, MemoryTokenStore, Snapshot, TokenStore, Ttl};
 pub use quick_server_core::worker::{CancelFlag, WorkerFailure};
+pub use quick_server_core::Method;
 pub use quick_server_core::{InvalidOrigin, Limits, Request};
 pub use restart::{has_been_restarted, is_original, set_error_exit_code, set_restart_exit_code};
 #[cfg(feature = "redis")]

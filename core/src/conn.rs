@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::coding::answer::{self, Plan};
 use crate::coding::AcceptEncoding;
+use crate::dynamic::route::Routed;
 use crate::http::body::BodyReader;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::error::HttpError;
@@ -17,7 +18,8 @@ use crate::http::response::{self, Body, BodyPart, DateCache, FileRegion, Persist
 use crate::job::{Completion, Job, JobId, JobKind, Output};
 use crate::log::{RequestRecord, SlowRequest};
 use crate::proxy::exchange::{Exchange, ProxyFailure, Release};
-use crate::server::{Dispatch, Request, Server};
+use crate::request::{PeerInfo, Request};
+use crate::server::{Dispatch, Server};
 use crate::worker::route::WorkerRoute;
 use crate::worker::{TaskKey, START_WAIT};
 
@@ -47,15 +49,6 @@ pub enum Transmit<'a> {
     File(&'a FileRegion),
 }
 
-/// Facts about the peer the transport knows and the core cannot look up.
-#[derive(Debug, Clone, Default)]
-pub struct PeerInfo {
-    /// The client address as text (`127.0.0.1:5555`), for logs and `X-Forwarded-For`.
-    pub addr: String,
-    /// Whether the connection is TLS.
-    pub secure: bool,
-}
-
 /// Where the connection is in the request cycle.
 #[derive(Debug)]
 enum State {
@@ -64,6 +57,8 @@ enum State {
     /// Reading a request body before answering.
     Body {
         request: Box<Request>,
+        /// The dynamic route its head chose, if any.
+        routed: Routed,
         reader: BodyReader,
     },
     /// A job computes the answer; nothing more is read until it completes.
@@ -620,12 +615,13 @@ impl Connection {
             };
             return;
         }
-        let request = self.server.request(head, self.peer.clone());
+        let (request, routed) = self.server.request(head, self.peer.clone());
         if matches!(reader, BodyReader::Length(0)) {
-            return self.answer(request, now); // no body to read
+            return self.answer(request, routed, now); // no body to read
         }
         self.state = State::Body {
             request: Box::new(request),
+            routed,
             reader,
         };
     }
@@ -636,7 +632,9 @@ impl Connection {
         let limits = &self.server.limits;
         let buf = &self.input[self.consumed..self.filled];
         let (step, pushed) = match &mut self.state {
-            State::Body { request, reader } => match reader.step(buf, limits) {
+            State::Body {
+                request, reader, ..
+            } => match reader.step(buf, limits) {
                 Ok(step) => {
                     let pushed = request.push_body(step.data);
                     (step, pushed)
@@ -682,11 +680,13 @@ impl Connection {
                 true
             }
             State::Body { .. } if done => {
-                let State::Body { request, .. } = std::mem::replace(&mut self.state, State::Head)
+                let State::Body {
+                    request, routed, ..
+                } = std::mem::replace(&mut self.state, State::Head)
                 else {
                     return false;
                 };
-                self.answer(*request, now);
+                self.answer(*request, routed, now);
                 true
             }
             State::Proxy { exchange, reader } if done => {
@@ -700,7 +700,7 @@ impl Connection {
 
     /// Routes a complete request (the state is `Head` again): answers it at once, or
     /// starts the job that will.
-    fn answer(&mut self, mut request: Request, now: Instant) {
+    fn answer(&mut self, mut request: Request, routed: Routed, now: Instant) {
         let head_only = request.head.method() == Method::Head;
         self.peer_done = !request.head.keep_alive();
         if let Err(refusal) = request.finish_body() {
@@ -708,7 +708,7 @@ impl Connection {
         }
         let wall = self.server.wall_time(now);
         self.accept = AcceptEncoding::parse(request.head.field_str("accept-encoding"));
-        match Server::dispatch(&self.server, request, now, wall) {
+        match Server::dispatch(&self.server, request, routed, now, wall) {
             Dispatch::Respond(response) => self.deliver(response, head_only, now),
             Dispatch::Run(JobKind::Request, work) => {
                 // Already off the event loop: compress the answer there too.
@@ -1032,7 +1032,7 @@ mod tests {
         fs.insert("/www/big.bin", vec![7u8; BIG], SystemTime::UNIX_EPOCH);
         let mut builder =
             Server::builder_with_fs((Instant::now(), SystemTime::UNIX_EPOCH), Arc::new(fs));
-        builder = builder.limits(limits);
+        builder.limits(limits);
         builder.files().bind_path("/", "/www").unwrap();
         builder.build()
     }
@@ -1484,7 +1484,7 @@ mod tests {
         let mut builder =
             Server::builder_with_fs((now, SystemTime::UNIX_EPOCH), Arc::new(MemoryFs::new()));
         builder.route(
-            crate::dynamic::Method::Get,
+            crate::Method::Get,
             "/job",
             None,
             Arc::new(|_: &Request, _: &mut crate::dynamic::Args| Response::new(200, Body::Empty)),
@@ -1510,7 +1510,7 @@ mod tests {
         builder.compression(crate::coding::Compression::on());
         for (mask, len) in [("/small", 10_000), ("/big", 200_000)] {
             builder.route_inline(
-                crate::dynamic::Method::Get,
+                crate::Method::Get,
                 mask,
                 None,
                 Arc::new(move |_: &Request, _: &mut crate::dynamic::Args| {

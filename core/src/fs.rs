@@ -9,7 +9,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-pub use crate::files::DirEntry;
+/// One entry of a listed directory, as a file system reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The file name (a single path component).
+    pub name: String,
+    /// Whether the entry is, or (for a symlink) points to, a directory.
+    pub is_dir: bool,
+    /// Whether the entry itself is a symbolic link.
+    pub is_symlink: bool,
+    /// Size in bytes (ignored for directories).
+    pub size: u64,
+    /// Last modification time.
+    pub modified: SystemTime,
+}
 
 /// What a path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

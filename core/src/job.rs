@@ -6,7 +6,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::http::error::HttpError;
 use crate::http::response::Response;
-use crate::worker::route::WorkerRoute;
+use crate::panic::panic_message;
+use crate::worker::route::{Answer, WorkerRoute};
 use crate::worker::{TaskKey, WorkerDone};
 use std::sync::Arc;
 
@@ -43,6 +44,15 @@ pub(crate) enum Output {
     },
     /// A worker computation ended.
     Worker(WorkerDone),
+}
+
+impl From<Answer> for Output {
+    fn from(answer: Answer) -> Self {
+        match answer {
+            Answer::Respond(response) => Self::Respond(response),
+            Answer::Started { route, key, job } => Self::Started { route, key, job },
+        }
+    }
 }
 
 impl fmt::Debug for Output {
@@ -117,16 +127,6 @@ impl Job {
             output,
         }
     }
-}
-
-/// `panic: <message>` for a caught panic payload.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "handler panicked".to_owned());
-    format!("panic: {what}")
 }
 
 impl fmt::Debug for Job {

@@ -6,21 +6,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::coding::Compression;
-use crate::conn::PeerInfo;
 use crate::cors::CorsPolicy;
 use crate::dynamic::boundary_from_content_type;
 use crate::dynamic::route::{DynamicRoutes, Routed, Target};
-use crate::dynamic::upload::{Collector, Multipart};
-use crate::dynamic::{Handler, Method as RouteMethod};
+use crate::dynamic::upload::Collector;
+use crate::dynamic::Handler;
 use crate::files::StaticFiles;
 use crate::fs::{DiskFs, FileSystem};
 use crate::http::error::HttpError;
-use crate::http::head::{Method, RequestHead};
+use crate::http::head::{MediaType, Method, RequestHead};
 use crate::http::response::{Body, Response};
 use crate::job::{Completion, JobKind, Output};
 use crate::limits::Limits;
 use crate::log::RequestLog;
 use crate::proxy::{ProxyError, ProxyRoute};
+use crate::request::{BodySink, PeerInfo, Request};
 use crate::worker::{WorkerDone, WorkerFn, WorkerRoute};
 use std::sync::atomic::AtomicUsize;
 
@@ -49,85 +49,6 @@ impl std::fmt::Debug for Shared {
 
 /// The version the `Server` header announces.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// A complete request: head, body (when the route wanted it) and peer.
-#[derive(Debug)]
-pub struct Request {
-    /// The parsed head.
-    pub head: RequestHead,
-    /// The client.
-    pub peer: PeerInfo,
-    body: Vec<u8>,
-    sink: BodySink,
-    body_seen: u64,
-    /// The dynamic route chosen from the head, taken once at dispatch.
-    routed: Routed,
-}
-
-/// Where the bytes of a request body go.
-#[derive(Debug)]
-pub(crate) enum BodySink {
-    /// Framed and dropped (no route wants them).
-    Discard,
-    /// Kept in memory for the route.
-    Collect,
-    /// Parsed as they arrive, files spilled to disk past a threshold.
-    Multipart(Box<Collector>),
-    /// The multipart body was complete and parsed.
-    Parsed(Multipart),
-}
-
-impl Request {
-    /// The body, if the route asked for it (empty otherwise; a multipart body is parsed
-    /// into `args` as it arrives and not kept).
-    pub fn body(&self) -> &[u8] {
-        &self.body
-    }
-
-    /// Takes a piece of the body; an upload that cannot be accepted gives its error page.
-    pub(crate) fn push_body(&mut self, data: &[u8]) -> Result<(), HttpError> {
-        self.body_seen += data.len() as u64;
-        match &mut self.sink {
-            BodySink::Discard | BodySink::Parsed(_) => Ok(()),
-            BodySink::Collect => {
-                self.body.extend_from_slice(data);
-                Ok(())
-            }
-            BodySink::Multipart(collector) => collector.feed(data).map_err(HttpError::from),
-        }
-    }
-
-    /// The body is complete: finishes a multipart parse.
-    pub(crate) fn finish_body(&mut self) -> Result<(), HttpError> {
-        if let BodySink::Multipart(_) = self.sink {
-            let BodySink::Multipart(collector) =
-                std::mem::replace(&mut self.sink, BodySink::Discard)
-            else {
-                return Ok(());
-            };
-            match collector.finish() {
-                Ok(parsed) => self.sink = BodySink::Parsed(parsed),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
-    /// The parsed multipart fields and files, once (for the route's `args`).
-    pub(crate) fn take_multipart(&mut self) -> Option<Multipart> {
-        match std::mem::replace(&mut self.sink, BodySink::Discard) {
-            BodySink::Parsed(parsed) => Some(parsed),
-            other => {
-                self.sink = other;
-                None
-            }
-        }
-    }
-
-    pub(crate) fn body_seen(&self) -> u64 {
-        self.body_seen
-    }
-}
 
 /// What the server does with a complete request.
 pub(crate) enum Dispatch {
@@ -215,7 +136,7 @@ impl Server {
     /// discarded).
     /// A request for `head`: its dynamic route is looked up once, here, and decides where
     /// the body goes (dropped, kept, or parsed as multipart as it arrives).
-    pub(crate) fn request(&self, head: RequestHead, peer: PeerInfo) -> Request {
+    pub(crate) fn request(&self, head: RequestHead, peer: PeerInfo) -> (Request, Routed) {
         let routed = self.dynamic.route(&head);
         let sink = match routed {
             Routed::Matched(..)
@@ -225,24 +146,15 @@ impl Server {
             }
             _ => BodySink::Discard,
         };
-        Request {
-            head,
-            peer,
-            body: Vec::new(),
-            sink,
-            body_seen: 0,
-            routed,
-        }
+        (Request::new(head, peer, sink), routed)
     }
 
     /// Where the body of a request for a dynamic route goes.
     fn body_sink(&self, head: &RequestHead) -> BodySink {
-        let content_type = head.field_str("content-type").unwrap_or_default();
-        let (media, params) = content_type.split_once(';').unwrap_or((content_type, ""));
-        if !media.trim().eq_ignore_ascii_case("multipart/form-data") {
+        if head.media_type() != MediaType::Multipart {
             return BodySink::Collect;
         }
-        match boundary_from_content_type(params.trim()) {
+        match boundary_from_content_type(head.media_params()) {
             Some(boundary) => BodySink::Multipart(Box::new(Collector::new(
                 boundary,
                 self.dynamic.max_file_size,
@@ -332,14 +244,15 @@ impl Server {
     pub(crate) fn dispatch(
         server: &Arc<Self>,
         request: Request,
+        routed: Routed,
         now: Instant,
         wall: SystemTime,
     ) -> Dispatch {
-        let routed = matches!(
+        let routable = matches!(
             request.head.method(),
             Method::Get | Method::Head | Method::Post | Method::Put | Method::Delete
         );
-        if routed && !server.shared.pre_middleware.is_empty() {
+        if routable && !server.shared.pre_middleware.is_empty() {
             // User code may block: run the whole request as a job.
             let server = Arc::clone(server);
             return Dispatch::Run(
@@ -350,20 +263,25 @@ impl Server {
                             return Output::Respond(response);
                         }
                     }
-                    match Server::route(&server, request, now, wall) {
+                    match Server::route(&server, request, routed, now, wall) {
                         Dispatch::Respond(response) => Output::Respond(response),
                         Dispatch::Run(_, work) => work(),
                     }
                 }),
             );
         }
-        Server::route(server, request, now, wall)
+        Server::route(server, request, routed, now, wall)
     }
 
     /// Dynamic routes first, then static files, then the fixed answers.
-    fn route(server: &Arc<Self>, mut request: Request, now: Instant, wall: SystemTime) -> Dispatch {
-        if let Routed::Matched(target, args) = std::mem::replace(&mut request.routed, Routed::None)
-        {
+    fn route(
+        server: &Arc<Self>,
+        request: Request,
+        routed: Routed,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Dispatch {
+        if let Routed::Matched(target, args) = routed {
             let kind = target.job_kind();
             return Dispatch::Run(kind, server.dynamic.work(target, args, request, now, wall));
         }
@@ -391,13 +309,13 @@ impl Server {
 
 impl ServerBuilder {
     /// Replaces the limits.
-    pub fn limits(mut self, limits: Limits) -> Self {
+    pub fn limits(&mut self, limits: Limits) -> &mut Self {
         self.limits = limits;
         self
     }
 
     /// Prefixes the `Server` header with an application version (`update_version_string`).
-    pub fn app_version(mut self, version: impl Into<String>) -> Self {
+    pub fn app_version(&mut self, version: impl Into<String>) -> &mut Self {
         self.app_version = Some(version.into());
         self
     }
@@ -418,7 +336,7 @@ impl ServerBuilder {
     /// the same method and mask replaces the earlier one.
     pub fn route(
         &mut self,
-        method: RouteMethod,
+        method: Method,
         mask: &str,
         argc: Option<usize>,
         handler: Handler,
@@ -434,7 +352,7 @@ impl ServerBuilder {
     /// same thread drives (the whole event loop, on the mio transport).
     pub fn route_inline(
         &mut self,
-        method: RouteMethod,
+        method: Method,
         mask: &str,
         argc: Option<usize>,
         handler: Handler,
@@ -462,7 +380,7 @@ impl ServerBuilder {
         self.workers.push(Arc::clone(&route));
         self.dynamic
             .table
-            .insert(RouteMethod::Post, mask, Some(0), Target::Worker(route));
+            .insert(Method::Post, mask, Some(0), Target::Worker(route));
         self
     }
 
@@ -534,7 +452,7 @@ mod tests {
 
     use super::*;
     use crate::conn::{Connection, Transmit};
-    use crate::dynamic::{Args, Method as RouteMethod};
+    use crate::dynamic::Args;
     use crate::fs::MemoryFs;
     use crate::log::{RequestRecord, SlowRequest};
 
@@ -683,7 +601,7 @@ mod tests {
             b.request_log(log.clone())
                 .slow_threshold(Some(Duration::from_secs(5)));
             b.route(
-                RouteMethod::Get,
+                Method::Get,
                 "/slow",
                 None,
                 Arc::new(|_: &Request, _: &mut Args| Response::new(200, Body::Empty)),
@@ -976,12 +894,12 @@ mod tests {
         let now = Instant::now();
         let fs = Arc::new(MemoryFs::new().with_temp_quota(64 * 1024));
         let mut builder = Server::builder_with_fs((now, SystemTime::UNIX_EPOCH), fs.clone());
-        builder = builder.limits(Limits {
+        builder.limits(Limits {
             upload_memory: 4096,
             ..Limits::default()
         });
         builder.route(
-            RouteMethod::Post,
+            Method::Post,
             "/up",
             None,
             Arc::new(|_: &Request, _: &mut Args| Response::new(200, Body::Empty)),

@@ -9,7 +9,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use quick_server_core::dynamic::{Args, Handler, Method};
+use quick_server_core::dynamic::{Args, Handler};
+use quick_server_core::Method;
 use quick_server_core::{
     Body, Connection, MemoryFs, PeerInfo, Request, Response, Server, Transmit,
 };

@@ -374,7 +374,8 @@ fn run_setup(setup: Setup, cases: &[Case]) -> Tally {
             .files()
             .bind_path("/", root)
             .expect("bind the folder");
-        builder.limits(suite_limits())
+        builder.limits(suite_limits());
+        builder
     });
     let next = AtomicUsize::new(0);
     let tally = Mutex::new(Tally::default());

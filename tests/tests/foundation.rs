@@ -37,7 +37,8 @@ fn site_with(setup: Setup, limits: Limits, tuning: Tuning) -> Site {
             .files()
             .bind_path("/", root)
             .expect("bind the folder");
-        builder.limits(limits)
+        builder.limits(limits);
+        builder
     });
     Site { server, dir }
 }

@@ -22,7 +22,8 @@ fn server(setup: Setup, header_timeout: Duration) -> (TestServer, TempDir) {
         builder.limits(Limits {
             header_timeout,
             ..Limits::default()
-        })
+        });
+        builder
     });
     (server, dir)
 }

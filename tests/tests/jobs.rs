@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use quick_server_core::dynamic::{Handler, Method as RouteMethod};
+use quick_server_core::dynamic::Handler;
 use quick_server_core::worker::WorkerFn;
+use quick_server_core::Method as RouteMethod;
 use quick_server_core::{Body, Response};
 use quick_server_tests::{each_setup, TempDir, TestServer};
 use serde_json::{json, Value};

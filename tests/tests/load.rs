@@ -22,7 +22,8 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use quick_server_core::dynamic::{Args, Handler, Method as RouteMethod};
+use quick_server_core::dynamic::{Args, Handler};
+use quick_server_core::Method as RouteMethod;
 use quick_server_core::{Body, Limits, Request, Response as CoreResponse};
 use quick_server_tests::{
     each_setup, parse_response, Client, Parsed, Setup, TempDir, TestServer, Transport, Tuning,
@@ -190,7 +191,8 @@ fn site(setup: Setup, limits: Limits, tuning: Tuning) -> Site {
             .bind_path("/", root)
             .expect("bind the folder");
         builder.route(RouteMethod::Post, "/upload", None, upload);
-        builder.limits(limits)
+        builder.limits(limits);
+        builder
     });
     Site { server, _dir: dir }
 }

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use quick_server_core::dynamic::{Handler, Method as RouteMethod};
+use quick_server_core::dynamic::Handler;
+use quick_server_core::Method as RouteMethod;
 use quick_server_core::{Body, Limits, Response as CoreResponse, ServerBuilder};
 use quick_server_tests::{
     each_setup, fnv1a64, json_of, pseudo_random_bytes, Client, FacadeServer, Setup, TempDir,
@@ -127,14 +128,18 @@ impl Proxy {
             .iter()
             .map(|(p, u)| ((*p).to_owned(), (*u).to_owned()))
             .collect();
-        let server = TestServer::start_tuned(setup, Tuning::default(), move |builder| {
-            let mut builder: ServerBuilder = builder.limits(limits);
-            builder.files().bind_path("/", root).expect("bind /");
-            for (prefix, url) in &routes {
-                builder.bind_proxy(prefix, url).expect("bind a proxy");
-            }
-            builder
-        });
+        let server = TestServer::start_tuned(
+            setup,
+            Tuning::default(),
+            move |mut builder: ServerBuilder| {
+                builder.limits(limits);
+                builder.files().bind_path("/", root).expect("bind /");
+                for (prefix, url) in &routes {
+                    builder.bind_proxy(prefix, url).expect("bind a proxy");
+                }
+                builder
+            },
+        );
         Self {
             server,
             _files: files,

@@ -8,7 +8,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use quick_server_core::dynamic::{Args, Handler, Method};
+use quick_server_core::dynamic::{Args, Handler};
+use quick_server_core::Method;
 use quick_server_core::{Body, Limits, Request, Response, Server, ServerBuilder};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
@@ -77,7 +78,8 @@ fn serve_listening(
 
 /// The site's folder at `/`, with `limits` and the `routes` added.
 fn server(site: &Site, limits: Limits, routes: impl FnOnce(&mut ServerBuilder)) -> Arc<Server> {
-    let mut builder = Server::builder((Instant::now(), SystemTime::now())).limits(limits);
+    let mut builder = Server::builder((Instant::now(), SystemTime::now()));
+    builder.limits(limits);
     builder.files().bind_path("/", &site.0).unwrap();
     routes(&mut builder);
     builder.build()

@@ -4,32 +4,7 @@
 use std::fmt;
 
 use super::args::Args;
-
-/// HTTP method a dynamic route is registered for; `HEAD` requests use the `Get` routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Method {
-    /// `GET` (and `HEAD`).
-    Get,
-    /// `POST`.
-    Post,
-    /// `PUT`.
-    Put,
-    /// `DELETE`.
-    Delete,
-}
-
-impl Method {
-    /// Maps a request-line method token to its route method (`HEAD` → `Get`), `None` otherwise.
-    pub fn from_request_method(token: &str) -> Option<Self> {
-        match token {
-            "GET" | "HEAD" => Some(Self::Get),
-            "POST" => Some(Self::Post),
-            "PUT" => Some(Self::Put),
-            "DELETE" => Some(Self::Delete),
-            _ => None,
-        }
-    }
-}
+use crate::http::head::Method;
 
 /// A parsed route mask: `/`-separated literal pieces and `:name` captures.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,7 +135,8 @@ impl<T> RouteTable<T> {
     }
 
     /// Registers `value` for `(method, mask)` with an optional argc; re-registering the same
-    /// pair replaces the route in place and returns the previous value.
+    /// pair replaces the route in place and returns the previous value. `HEAD` shares the
+    /// `GET` routes; `OPTIONS` and unknown methods are never routed, so `value` comes back.
     pub fn insert(
         &mut self,
         method: Method,
@@ -168,7 +144,9 @@ impl<T> RouteTable<T> {
         argc: Option<usize>,
         value: T,
     ) -> Option<T> {
-        let routes = self.list_mut(method);
+        let Some(routes) = self.list_mut(method) else {
+            return Some(value);
+        };
         if let Some(route) = routes.iter_mut().find(|route| route.mask.as_str() == mask) {
             route.argc = argc;
             return Some(std::mem::replace(&mut route.value, value));
@@ -193,8 +171,7 @@ impl<T> RouteTable<T> {
     pub fn set_argc(&mut self, method: Method, mask: &str, argc: Option<usize>) -> bool {
         match self
             .list_mut(method)
-            .iter_mut()
-            .find(|route| route.mask.as_str() == mask)
+            .and_then(|routes| routes.iter_mut().find(|route| route.mask.as_str() == mask))
         {
             Some(route) => {
                 route.argc = argc;
@@ -225,23 +202,22 @@ impl<T> RouteTable<T> {
     }
 
     fn list(&self, method: Method) -> &[Route<T>] {
-        let [get, post, put, delete] = &self.routes;
-        match method {
-            Method::Get => get,
-            Method::Post => post,
-            Method::Put => put,
-            Method::Delete => delete,
-        }
+        slot(method).map_or(&[], |i| &self.routes[i])
     }
 
-    fn list_mut(&mut self, method: Method) -> &mut Vec<Route<T>> {
-        let [get, post, put, delete] = &mut self.routes;
-        match method {
-            Method::Get => get,
-            Method::Post => post,
-            Method::Put => put,
-            Method::Delete => delete,
-        }
+    fn list_mut(&mut self, method: Method) -> Option<&mut Vec<Route<T>>> {
+        slot(method).map(|i| &mut self.routes[i])
+    }
+}
+
+/// Which of the four route lists serves `method`: `HEAD` uses the `GET` routes.
+fn slot(method: Method) -> Option<usize> {
+    match method {
+        Method::Get | Method::Head => Some(0),
+        Method::Post => Some(1),
+        Method::Put => Some(2),
+        Method::Delete => Some(3),
+        Method::Options | Method::Other => None,
     }
 }
 
@@ -352,12 +328,15 @@ mod tests {
     }
 
     #[test]
-    fn method_tokens() {
-        assert_eq!(Method::from_request_method("HEAD"), Some(Method::Get));
-        assert_eq!(Method::from_request_method("GET"), Some(Method::Get));
-        assert_eq!(Method::from_request_method("DELETE"), Some(Method::Delete));
-        assert_eq!(Method::from_request_method("get"), None);
-        assert_eq!(Method::from_request_method("OPTIONS"), None);
+    fn head_uses_the_get_routes_and_options_is_never_routed() {
+        let mut table = RouteTable::new();
+        table.insert(Method::Get, "/a", None, "get");
+        assert!(table.find(Method::Head, "/a").is_some());
+        assert_eq!(
+            table.insert(Method::Options, "/a", None, "never"),
+            Some("never")
+        );
+        assert!(table.find(Method::Options, "/a").is_none());
     }
 
     fn hit_value<'r>(hit: Option<RouteHit<'r, &'static str>>) -> Option<(&'r str, Vec<String>)> {

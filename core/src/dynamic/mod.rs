@@ -11,7 +11,7 @@ pub(crate) mod upload;
 
 pub use args::{parse_query, Args};
 pub use json::{json_compact, json_dumps, JsonError};
-pub use mask::{Mask, MaskMatch, Method, RouteHit, RouteTable};
+pub use mask::{Mask, MaskMatch, RouteHit, RouteTable};
 pub use multipart::{
     boundary_from_content_type, Event, MultipartError, MultipartParser, MAX_HEADER_BYTES,
     MAX_HEADER_LINES,

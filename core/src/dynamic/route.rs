@@ -8,13 +8,13 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::args::{parse_query, Args};
-use super::mask::{Method, RouteHit, RouteTable};
+use super::mask::{RouteHit, RouteTable};
 use crate::files::{if_none_match, ETag};
 use crate::http::error::HttpError;
-use crate::http::head::{self, Framing, RequestHead};
+use crate::http::head::{Framing, MediaType, Method, RequestHead};
 use crate::http::response::{Body, Response};
 use crate::job::{JobKind, Output};
-use crate::server::Request;
+use crate::request::Request;
 use crate::worker::WorkerRoute;
 use std::time::{Instant, SystemTime};
 
@@ -78,14 +78,7 @@ pub(crate) enum Routed {
 impl DynamicRoutes {
     /// Routes by method and raw target (BEHAVIOUR.md: Dynamic routes; HEAD uses the GET routes).
     pub(crate) fn route(&self, head: &RequestHead) -> Routed {
-        let method = match head.method() {
-            head::Method::Get | head::Method::Head => Method::Get,
-            head::Method::Post => Method::Post,
-            head::Method::Put => Method::Put,
-            head::Method::Delete => Method::Delete,
-            head::Method::Options | head::Method::Other => return Routed::None,
-        };
-        match self.table.find(method, head.target()) {
+        match self.table.find(head.method(), head.target()) {
             Some(RouteHit::Matched { value, args, .. }) => Routed::Matched(value.clone(), args),
             Some(RouteHit::ArgcMismatch { .. }) | None => Routed::None,
         }
@@ -110,7 +103,7 @@ impl DynamicRoutes {
             }),
             Target::Worker(route) => Box::new(move || {
                 let segments: Vec<(String, String)> = args.segments.into_iter().collect();
-                route.handle(&request, &segments, now, wall)
+                route.handle(request.body(), &segments, now, wall).into()
             }),
         }
     }
@@ -120,33 +113,24 @@ impl DynamicRoutes {
 /// routes › Request bodies).
 fn parse_body(request: &mut Request, args: &mut Args) -> Result<(), HttpError> {
     let head = &request.head;
-    if !matches!(
-        head.method(),
-        head::Method::Post | head::Method::Put | head::Method::Delete
-    ) {
+    if !matches!(head.method(), Method::Post | Method::Put | Method::Delete) {
         return Ok(());
     }
     let has_length = head.field("content-length").is_some() || head.framing() == Framing::Chunked;
-    if !has_length && matches!(head.method(), head::Method::Post | head::Method::Put) {
+    if !has_length && matches!(head.method(), Method::Post | Method::Put) {
         return Err(HttpError::LengthRequired);
     }
-    let content_type = head.field_str("content-type").unwrap_or_default();
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let media_type = head.media_type();
     let body = request.body();
-    match media.as_str() {
-        "application/json" => {
+    match media_type {
+        MediaType::Json => {
             args.post =
                 serde_json::from_slice(body).map_err(|e| HttpError::BadJson(e.to_string()))?;
         }
-        "application/x-www-form-urlencoded" => {
+        MediaType::Form => {
             args.post = Value::Object(parse_query(&String::from_utf8_lossy(body)));
         }
-        "multipart/form-data" => {
+        MediaType::Multipart => {
             // Parsed by the connection as it arrived (files spilled to disk past a threshold).
             let Some(super::upload::Multipart { fields, files }) = request.take_multipart() else {
                 return Err(HttpError::MissingBoundary);
@@ -156,7 +140,7 @@ fn parse_body(request: &mut Request, args: &mut Args) -> Result<(), HttpError> {
             }
             args.files = files;
         }
-        _ => {}
+        MediaType::Other => {}
     }
     Ok(())
 }
@@ -194,9 +178,10 @@ mod tests {
     use std::time::{Instant, SystemTime};
 
     use super::*;
-    use crate::conn::{Connection, PeerInfo, Transmit};
+    use crate::conn::{Connection, Transmit};
     use crate::dynamic::json_dumps;
     use crate::fs::MemoryFs;
+    use crate::request::PeerInfo;
     use crate::server::Server;
 
     fn echo() -> Handler {

@@ -9,6 +9,7 @@
 use std::fmt::{self, Write as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::fs::DirEntry;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
@@ -48,21 +49,6 @@ font-variant-numeric:tabular-nums}\n\
 .dir a{font-weight:600}\n\
 @media (max-width:40rem){body{padding:.5rem}.size{width:4.5rem}.date{width:6.2rem}\
 .time{display:none}th,td{padding:.45rem .3rem}}\n";
-
-/// One entry of a listed directory, as read by the transport.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DirEntry {
-    /// The file name (a single path component).
-    pub name: String,
-    /// Whether the entry is, or (for a symlink) points to, a directory.
-    pub is_dir: bool,
-    /// Whether the entry itself is a symbolic link.
-    pub is_symlink: bool,
-    /// Size in bytes (ignored for directories).
-    pub size: u64,
-    /// Last modification time.
-    pub modified: SystemTime,
-}
 
 /// What a listing is sorted by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -14,10 +14,11 @@ pub mod path;
 pub mod range;
 pub mod serve;
 
+pub use crate::fs::DirEntry;
 pub use cache::{CacheLimits, SETTLE_TIME};
 pub use etag::{crc32_hex, if_none_match, ETag, EtagHasher};
 pub use glob::{FileFilter, Pattern};
-pub use listing::{html_escape, DirEntry, ListingFormat, QueryError, SortKey, SortOrder};
+pub use listing::{html_escape, ListingFormat, QueryError, SortKey, SortOrder};
 pub use mime::content_type;
 pub use path::{is_hidden_name, redirect_location, sanitize, split_target, PathError, SafePath};
 pub use range::{

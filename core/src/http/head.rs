@@ -139,6 +139,39 @@ pub enum Framing {
     Chunked,
 }
 
+/// The body kinds a route parses, named by the request's `Content-Type` (its media type,
+/// case-insensitive, parameters aside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaType {
+    /// `application/json`
+    Json,
+    /// `application/x-www-form-urlencoded`
+    Form,
+    /// `multipart/form-data`
+    Multipart,
+    /// Any other type, or none: the body is not parsed.
+    Other,
+}
+
+impl MediaType {
+    fn of(content_type: &[u8]) -> Self {
+        let essence = content_type
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default();
+        let essence = trim(essence);
+        if essence.eq_ignore_ascii_case(b"application/json") {
+            Self::Json
+        } else if essence.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
+            Self::Form
+        } else if essence.eq_ignore_ascii_case(b"multipart/form-data") {
+            Self::Multipart
+        } else {
+            Self::Other
+        }
+    }
+}
+
 /// A parsed, validated request head. Field values are kept as raw bytes; the text
 /// accessors only hand out what is valid UTF-8.
 #[derive(Debug, Clone)]
@@ -152,6 +185,7 @@ pub struct RequestHead {
     framing: Framing,
     keep_alive: bool,
     expect_continue: bool,
+    media_type: MediaType,
 }
 
 impl RequestHead {
@@ -211,6 +245,7 @@ impl RequestHead {
             framing: Framing::Length(0),
             keep_alive: false,
             expect_continue: false,
+            media_type: MediaType::Other,
         };
         head.validate_target()?;
         head.validate_fields()?;
@@ -269,6 +304,18 @@ impl RequestHead {
         self.field(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
+    /// The body kind `Content-Type` announces.
+    pub fn media_type(&self) -> MediaType {
+        self.media_type
+    }
+
+    /// The parameters of `Content-Type` (the text after its first `;`, trimmed), if any.
+    pub fn media_params(&self) -> &str {
+        self.field_str("content-type")
+            .and_then(|value| value.split_once(';'))
+            .map_or("", |(_, params)| params.trim())
+    }
+
     /// How the body is delimited.
     pub fn framing(&self) -> Framing {
         self.framing
@@ -320,6 +367,7 @@ impl RequestHead {
         let mut close = false;
         let mut keep_alive = false;
         let mut expect_continue = false;
+        let mut media_type = None;
         for (name, value) in self.fields() {
             if name.eq_ignore_ascii_case("host") {
                 hosts += 1;
@@ -346,6 +394,8 @@ impl RequestHead {
                     close |= token.eq_ignore_ascii_case(b"close");
                     keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
+            } else if name.eq_ignore_ascii_case("content-type") {
+                media_type = media_type.or(Some(MediaType::of(value)));
             } else if name.eq_ignore_ascii_case("expect") {
                 if !trim(value).eq_ignore_ascii_case(b"100-continue") {
                     return Err(HttpError::ExpectationFailed);
@@ -381,6 +431,7 @@ impl RequestHead {
             Version::Http10 => keep_alive && !close,
         };
         self.expect_continue = expect_continue && self.framing != Framing::Length(0);
+        self.media_type = media_type.unwrap_or(MediaType::Other);
         Ok(())
     }
 }
@@ -719,6 +770,35 @@ mod tests {
         assert!(!ka("1.1", "Connection: keep-alive, Close\r\n").keep_alive());
         assert!(!ka("1.0", "").keep_alive());
         assert!(ka("1.0", "Connection: keep-alive\r\n").keep_alive());
+    }
+
+    #[test]
+    fn media_type_is_parsed_once_with_the_head() {
+        let ct = |v: &str| {
+            parse(&format!(
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Type: {v}\r\n\r\n"
+            ))
+        };
+        let multipart = ct("Multipart/Form-Data ; boundary=xyz").unwrap();
+        assert_eq!(multipart.media_type(), MediaType::Multipart);
+        assert_eq!(multipart.media_params(), "boundary=xyz");
+        assert_eq!(
+            ct("application/json; charset=utf-8").unwrap().media_type(),
+            MediaType::Json
+        );
+        assert_eq!(
+            ct("application/x-www-form-urlencoded")
+                .unwrap()
+                .media_type(),
+            MediaType::Form
+        );
+        assert_eq!(ct("text/plain").unwrap().media_type(), MediaType::Other);
+        assert_eq!(
+            parse("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                .unwrap()
+                .media_type(),
+            MediaType::Other
+        );
     }
 
     #[test]

@@ -443,9 +443,10 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Instant, SystemTime};
 
-    use crate::conn::{Connection, PeerInfo, Transmit};
+    use crate::conn::{Connection, Transmit};
     use crate::fs::MemoryFs;
     use crate::proxy::{Connect, Release};
+    use crate::request::PeerInfo;
     use crate::server::Server;
 
     fn conn() -> (Connection, Instant) {

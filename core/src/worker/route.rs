@@ -16,8 +16,7 @@ use super::{WorkerError, WorkerFailure, WorkerRegistry};
 use crate::dynamic::json_dumps;
 use crate::http::error::HttpError;
 use crate::http::response::{Body, Response};
-use crate::job::{panic_message, Output};
-use crate::server::Request;
+use crate::panic::panic_message;
 
 /// A worker computation as the core stores it: payload and cancellation flag in, the
 /// result's JSON text out. The facade wraps typed user functions into this shape.
@@ -56,6 +55,18 @@ impl fmt::Debug for WorkerDone {
 struct Tasks {
     registry: WorkerRegistry,
     flags: HashMap<TaskKey, CancelFlag>,
+}
+
+/// What a worker request leads to.
+pub(crate) enum Answer {
+    /// The protocol's answer (or error page), at once.
+    Respond(Response),
+    /// A task was registered: run `job` in the background, answer after the wait.
+    Started {
+        route: Arc<WorkerRoute>,
+        key: TaskKey,
+        job: Box<dyn FnOnce() -> WorkerDone + Send>,
+    },
 }
 
 /// One worker mask: its computation and its tasks.
@@ -100,12 +111,12 @@ impl WorkerRoute {
     /// keys.
     pub(crate) fn handle(
         self: &Arc<Self>,
-        request: &Request,
+        body: &[u8],
         segments: &[(String, String)],
         now: Instant,
         wall: SystemTime,
-    ) -> Output {
-        let command = serde_json::from_slice(request.body())
+    ) -> Answer {
+        let command = serde_json::from_slice(body)
             .map_err(|e| {
                 WorkerError::Job(WorkerFailure {
                     status: Some(400),
@@ -115,14 +126,14 @@ impl WorkerRoute {
             .and_then(Command::from_json);
         let command = match command {
             Ok(command) => command,
-            Err(e) => return Output::Respond(error_page(&e)),
+            Err(e) => return Answer::Respond(error_page(&e)),
         };
         let max_chunk = self.max_chunk_size.load(Ordering::Relaxed);
         let reply = match command {
             Command::Start { mut payload } => {
                 let pairs = segments.iter().map(|(k, v)| (k.as_str(), v.as_str()));
                 if let Err(e) = apply_segments(&mut payload, pairs) {
-                    return Output::Respond(error_page(&e));
+                    return Answer::Respond(error_page(&e));
                 }
                 return self.start(payload, wall);
             }
@@ -137,13 +148,13 @@ impl WorkerRoute {
             }
             Command::Cargo { token } => self.tasks().registry.cargo(&token),
         };
-        Output::Respond(match reply {
+        Answer::Respond(match reply {
             Ok(reply) => reply_response(reply),
             Err(e) => error_page(&e),
         })
     }
 
-    fn start(self: &Arc<Self>, payload: Value, wall: SystemTime) -> Output {
+    fn start(self: &Arc<Self>, payload: Value, wall: SystemTime) -> Answer {
         let seed = clock_seed(
             wall.duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or(Duration::ZERO),
@@ -172,7 +183,7 @@ impl WorkerRoute {
                 outcome,
             }
         });
-        Output::Started {
+        Answer::Started {
             route: Arc::clone(self),
             key,
             job,
