@@ -552,6 +552,46 @@ fn parent_link_and_breadcrumbs_lead_up() {
     });
 }
 
+#[test]
+fn no_link_leads_to_a_folder_that_is_not_served() {
+    each_setup(|setup| {
+        let dir = TempDir::new();
+        dir.write("pub/sub/in.txt", "in");
+        let folder = dir.path().join("pub");
+        let server = TestServer::start(setup, move |mut builder| {
+            let files = builder.files();
+            files.bind_path("/files/", &folder).expect("bind");
+            files.directory_listing = true;
+            builder
+        });
+        let get = |target: &str| {
+            server
+                .send_raw(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+                .pop()
+                .expect("an answer")
+        };
+        assert_eq!(get("/").status, 404, "nothing is bound at the root");
+        let page = get("/files/sub/").text();
+        assert!(
+            page.contains(
+                "<h1>Directory listing for /<a href=\"../\">files/</a><a href=\"./\">sub/</a></h1>"
+            ),
+            "{page}"
+        );
+        assert_eq!(row_links(&page), ["../", "in.txt"]);
+        let page = get("/files/").text();
+        assert!(
+            page.contains("<h1>Directory listing for /<a href=\"./\">files/</a></h1>"),
+            "{page}"
+        );
+        assert_eq!(
+            row_links(&page),
+            ["sub/"],
+            "no parent row: the root is not served"
+        );
+    });
+}
+
 // --- Off the event loop ------------------------------------------------------------------
 
 /// The disk, except that listing the folder `gated` in full (as a job does: more than

@@ -180,9 +180,17 @@ impl ListingFormat {
     }
 
     /// The body listing `entries` (already sorted) of the folder at `display_path`.
-    pub fn render(self, display_path: &str, entries: &[DirEntry], order: SortOrder) -> Vec<u8> {
+    /// `served_above` says, for the root and each folder down to the parent, whether a GET
+    /// of it is served: only those become links.
+    pub fn render(
+        self,
+        display_path: &str,
+        served_above: &[bool],
+        entries: &[DirEntry],
+        order: SortOrder,
+    ) -> Vec<u8> {
         match self {
-            Self::Html => render_html(display_path, entries, order).into_bytes(),
+            Self::Html => render_html(display_path, served_above, entries, order).into_bytes(),
             Self::Json => render_json(entries).into_bytes(),
         }
     }
@@ -233,9 +241,15 @@ fn thousandths(value: &str) -> u16 {
 /// with `entries` in the order given.
 ///
 /// The title and heading read `Directory listing for <path>` as in the original; each
-/// folder of the heading's path links to that folder (breadcrumbs). Below the root, a
-/// `../` row links to the parent. Column headers re-sort the page.
-fn render_html(display_path: &str, entries: &[DirEntry], order: SortOrder) -> String {
+/// folder of the heading's path that `served_above` marks links to that folder
+/// (breadcrumbs), and a `../` row links to the parent when it is served. Column headers
+/// re-sort the page.
+fn render_html(
+    display_path: &str,
+    served_above: &[bool],
+    entries: &[DirEntry],
+    order: SortOrder,
+) -> String {
     let mut out = String::with_capacity(2048 + entries.len() * 256);
     // Writing into a `String` cannot fail, so the `fmt::Result`s below are ignored.
     out.push_str(concat!(
@@ -249,7 +263,9 @@ fn render_html(display_path: &str, entries: &[DirEntry], order: SortOrder) -> St
         html_escape(display_path)
     );
     out.push_str("<h1>Directory listing for ");
-    push_breadcrumbs(&mut out, display_path);
+    let folders: Vec<&str> = display_path.split('/').filter(|s| !s.is_empty()).collect();
+    let served = |depth: usize| served_above.get(depth).copied().unwrap_or(false);
+    push_breadcrumbs(&mut out, &folders, served);
     out.push_str("</h1>\n<table>\n<thead><tr>");
     for (key, label, class) in [
         (SortKey::Name, "Name", ""),
@@ -268,7 +284,7 @@ fn render_html(display_path: &str, entries: &[DirEntry], order: SortOrder) -> St
         );
     }
     out.push_str("</tr></thead>\n<tbody>\n");
-    if !display_path.trim_matches('/').is_empty() {
+    if folders.len().checked_sub(1).is_some_and(served) {
         out.push_str(concat!(
             "<tr class=\"up\"><td><a href=\"../\">../</a></td>",
             "<td class=\"size\"></td><td class=\"date\"></td></tr>\n"
@@ -281,26 +297,20 @@ fn render_html(display_path: &str, entries: &[DirEntry], order: SortOrder) -> St
     out
 }
 
-/// Appends `display_path` with each folder a relative link to itself: `/` is the root,
-/// the last folder links to `./`.
-fn push_breadcrumbs(out: &mut String, display_path: &str) {
-    let folders: Vec<&str> = display_path.split('/').filter(|s| !s.is_empty()).collect();
-    let up = |levels: usize| {
-        if levels == 0 {
-            String::from("./")
+/// Appends `/` and each of `folders` (the path below the root) followed by `/`; those
+/// `served` at their depth (0 is the root) link to themselves relatively, the last one
+/// (the listed folder) always.
+fn push_breadcrumbs(out: &mut String, folders: &[&str], served: impl Fn(usize) -> bool) {
+    let names = std::iter::once(String::new()).chain(folders.iter().map(|f| html_escape(f)));
+    for (depth, name) in names.enumerate() {
+        let up = folders.len() - depth;
+        if up == 0 {
+            let _ = write!(out, "<a href=\"./\">{name}/</a>");
+        } else if served(depth) {
+            let _ = write!(out, "<a href=\"{}\">{name}/</a>", "../".repeat(up));
         } else {
-            "../".repeat(levels)
+            let _ = write!(out, "{name}/");
         }
-    };
-    let _ = write!(out, "<a href=\"{}\">/</a>", up(folders.len()));
-    for (depth, folder) in folders.iter().enumerate() {
-        let levels = folders.len() - depth - 1;
-        let _ = write!(
-            out,
-            "<a href=\"{}\">{}</a>/",
-            up(levels),
-            html_escape(folder)
-        );
     }
 }
 
@@ -671,13 +681,13 @@ mod tests {
             link,
             entry("b.txt", false, 1536, 784_111_777),
         ];
-        let page = render_html("/sub/", &entries, SortOrder::default());
+        let page = render_html("/sub/", &[true], &entries, SortOrder::default());
         assert!(page.starts_with("<!DOCTYPE html>\n<html lang=\"en\">\n"));
         assert!(page.contains("<meta name=\"viewport\""));
         assert!(page.contains("prefers-color-scheme:dark"));
         assert!(page.contains("<title>Directory listing for /sub/</title>"));
         assert!(page.contains(
-            "<h1>Directory listing for <a href=\"../\">/</a><a href=\"./\">sub</a>/</h1>"
+            "<h1>Directory listing for <a href=\"../\">/</a><a href=\"./\">sub/</a></h1>"
         ));
         let rows: Vec<&str> = page.lines().filter(|l| l.starts_with("<tr ")).collect();
         assert_eq!(
@@ -702,7 +712,7 @@ mod tests {
 
     #[test]
     fn headers_toggle_the_order() {
-        let page = render_html("/", &[], SortOrder::default());
+        let page = render_html("/", &[], &[], SortOrder::default());
         assert!(page.contains(
             "<thead><tr><th aria-sort=\"ascending\"><a href=\"?sort=name&amp;order=desc\">\
              Name ▲</a></th><th class=\"size\"><a href=\"?sort=size&amp;order=asc\">Size</a></th>\
@@ -712,7 +722,7 @@ mod tests {
             key: SortKey::Date,
             descending: true,
         };
-        let page = render_html("/", &[], order);
+        let page = render_html("/", &[], &[], order);
         assert!(page.contains(
             "<th class=\"date\" aria-sort=\"descending\">\
              <a href=\"?sort=date&amp;order=asc\">Modified ▼</a></th>"
@@ -722,7 +732,7 @@ mod tests {
 
     #[test]
     fn root_has_no_parent_link() {
-        let page = render_html("/", &[], SortOrder::default());
+        let page = render_html("/", &[], &[], SortOrder::default());
         assert!(!page.contains("../"));
         assert!(page.contains("<title>Directory listing for /</title>"));
         assert!(page.contains("<h1>Directory listing for <a href=\"./\">/</a></h1>"));
@@ -731,11 +741,23 @@ mod tests {
 
     #[test]
     fn breadcrumbs_climb_one_level_each() {
-        let page = render_html("/a/b c/<d>/", &[], SortOrder::default());
+        let page = render_html("/a/b c/<d>/", &[true; 3], &[], SortOrder::default());
         assert!(page.contains(
-            "<h1>Directory listing for <a href=\"../../../\">/</a><a href=\"../../\">a</a>/\
-             <a href=\"../\">b c</a>/<a href=\"./\">&lt;d&gt;</a>/</h1>"
+            "<h1>Directory listing for <a href=\"../../../\">/</a><a href=\"../../\">a/</a>\
+             <a href=\"../\">b c/</a><a href=\"./\">&lt;d&gt;/</a></h1>"
         ));
+        assert!(page.contains("<tr class=\"up\"><td><a href=\"../\">../</a>"));
+        // Folders a GET would not serve (an unbound root, say) are not links.
+        let page = render_html(
+            "/a/b c/<d>/",
+            &[false, true, false],
+            &[],
+            SortOrder::default(),
+        );
+        assert!(page.contains(
+            "<h1>Directory listing for /<a href=\"../../\">a/</a>b c/<a href=\"./\">&lt;d&gt;/</a></h1>"
+        ));
+        assert!(!page.contains("class=\"up\""), "no parent row: {page}");
     }
 
     #[test]
@@ -746,7 +768,7 @@ mod tests {
             entry("javascript:x", false, 1, 0),
             entry("é #?%.txt", false, 1, 0),
         ];
-        let page = render_html("/<b>&'\"/", &entries, SortOrder::default());
+        let page = render_html("/<b>&'\"/", &[true], &entries, SortOrder::default());
         assert!(!page.contains("<script>"));
         assert!(!page.contains("<b>"));
         assert!(page.contains("<title>Directory listing for /&lt;b&gt;&amp;&#x27;&quot;/</title>"));

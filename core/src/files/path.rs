@@ -141,6 +141,16 @@ impl SafePath {
         })
     }
 
+    /// The folder of the first `depth` segments (the root for 0).
+    pub fn ancestor(&self, depth: usize) -> SafePath {
+        let segments: Vec<String> = self.segments.iter().take(depth).cloned().collect();
+        SafePath {
+            is_hidden: segments.iter().any(|s| is_hidden_name(s)),
+            segments,
+            is_folder: true,
+        }
+    }
+
     /// Matches a binding prefix (starting and ending with `/`) against `N` as a string
     /// prefix, returning the segments that remain below it.
     ///
@@ -261,6 +271,10 @@ mod tests {
         assert_eq!(dir.child("x/y", false), Err(PathError::Separator));
         assert_eq!(dir.child("x\ny", false), Err(PathError::ControlCharacter));
         assert_eq!(dir.child("..", true), Err(PathError::DotSegment));
+        let deep = sanitize("/a/.b/c.txt").unwrap();
+        assert_eq!(deep.ancestor(0), sanitize("/").unwrap());
+        assert_eq!(deep.ancestor(2), sanitize("/a/.b/").unwrap());
+        assert!(deep.ancestor(2).is_hidden() && !deep.ancestor(1).is_hidden());
     }
 
     #[test]

@@ -465,7 +465,11 @@ impl StaticFiles {
         });
         order.sort(&mut entries);
         let format = ListingFormat::negotiate(head.field_str("accept"));
-        let body = format.render(&path.normalized(), &entries, order);
+        // Breadcrumbs and the parent row link only to folders a GET serves.
+        let served_above: Vec<bool> = (0..path.segments().len())
+            .map(|depth| matches!(self.lookup(&path.ancestor(depth)), Found::Dir { .. }))
+            .collect();
+        let body = format.render(&path.normalized(), &served_above, &entries, order);
         let mut response = Response::new(200, Body::Bytes(body))
             .with_field("Content-Type", format.content_type())
             .with_field("Vary", "Accept");
