@@ -2,6 +2,7 @@
 //! produce, and the choice among the codings a representation is available in.
 
 use super::Coding;
+use crate::http::qvalue::parse_qvalue;
 
 /// The preferences of one request, as q-values in thousandths (0: not acceptable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,24 +85,6 @@ impl AcceptEncoding {
     }
 }
 
-/// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )` in thousandths.
-fn parse_qvalue(value: &str) -> Option<u16> {
-    let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
-    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let thousandths = fraction
-        .bytes()
-        .chain(std::iter::repeat(b'0'))
-        .take(3)
-        .fold(0u16, |n, b| n * 10 + u16::from(b - b'0'));
-    match whole {
-        "0" => Some(thousandths),
-        "1" if thousandths == 0 => Some(1000),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,19 +94,6 @@ mod tests {
 
     fn choose(value: &str) -> Option<Coding> {
         AcceptEncoding::parse(Some(value)).choose(ALL)
-    }
-
-    #[test]
-    fn qvalues() {
-        assert_eq!(parse_qvalue("1"), Some(1000));
-        assert_eq!(parse_qvalue("1.000"), Some(1000));
-        assert_eq!(parse_qvalue("0.5"), Some(500));
-        assert_eq!(parse_qvalue("0.125"), Some(125));
-        assert_eq!(parse_qvalue("0"), Some(0));
-        assert_eq!(parse_qvalue("0."), Some(0));
-        for bad in ["1.5", "2", "0.1234", "-1", "", "0.x", "01"] {
-            assert_eq!(parse_qvalue(bad), None, "{bad}");
-        }
     }
 
     #[test]

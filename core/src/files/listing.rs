@@ -13,6 +13,8 @@ use crate::fs::DirEntry;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
+use crate::http::qvalue::parse_qvalue;
+
 /// Bytes left unencoded in `href`s: RFC 3986 unreserved characters and `/`.
 const HREF_KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -215,26 +217,14 @@ fn quality(accept: &str, kind: &str, sub: &str) -> u16 {
         let q = params
             .filter_map(|p| p.split_once('='))
             .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
-            .map_or(1000, |(_, value)| thousandths(value.trim()));
+            .map_or(Some(1000), |(_, value)| parse_qvalue(value.trim()));
+        // A malformed q-value drops the range, as in `Accept-Encoding`.
+        let Some(q) = q else { continue };
         if best.is_none_or(|(s, _)| specificity > s) {
             best = Some((specificity, q));
         }
     }
     best.map_or(0, |(_, q)| q)
-}
-
-/// A q-value (`0`, `0.5`, `1.000`) in thousandths; anything malformed counts as 0.
-fn thousandths(value: &str) -> u16 {
-    let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
-    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
-        return 0;
-    }
-    let fraction: u16 = format!("{fraction:0<3}").parse().unwrap_or(0);
-    match whole {
-        "0" => fraction,
-        "1" if fraction == 0 => 1000,
-        _ => 0,
-    }
 }
 
 /// Renders the listing page for `display_path` (the decoded request path, e.g. `/sub/`)
@@ -637,12 +627,12 @@ mod tests {
         assert_eq!(
             format(Some("application/json;q=2, text/plain")),
             ListingFormat::Html,
-            "a malformed q-value counts as 0"
+            "a malformed q-value drops its range"
         );
-        assert_eq!(thousandths("0.25"), 250);
-        assert_eq!(thousandths("1.000"), 1000);
-        assert_eq!(thousandths("0.0001"), 0);
-        assert_eq!(thousandths("1.5"), 0);
+        assert_eq!(
+            format(Some("application/json;q=x, */*;q=0.5")),
+            ListingFormat::Html
+        );
     }
 
     #[test]

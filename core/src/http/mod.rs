@@ -4,4 +4,5 @@ pub(crate) mod body;
 pub(crate) mod chunked;
 pub mod error;
 pub mod head;
+pub(crate) mod qvalue;
 pub mod response;
