@@ -1,4 +1,4 @@
-//! The two example servers of the README, `example` and `example2`, run as built: each
+//! The example servers of the README (`example`, `example2`, `embed`), run as built: each
 //! test starts one in a fresh working folder on a free port, talks HTTP to it, types
 //! console commands into its stdin and reads its log from stderr.
 
@@ -537,4 +537,66 @@ fn tab_completes_the_requests_argument_in_both_examples() {
         let mut example = example;
         assert_eq!(example.wait_exit().code(), Some(0), "{name}");
     }
+}
+
+/// The `embed` example is the contract of the core's verbs: files, a JSON handler, a worker
+/// and the proxy, each answered by its hand-written `mio` loop. The proxy's upstream is a
+/// second `embed`, so every route kind also runs through the upstream verbs.
+#[test]
+fn embed_serves_files_a_handler_a_worker_and_the_proxy() {
+    let folder = Folder::new("embed");
+    let www = folder.root.to_str().unwrap().to_owned();
+    let quiet = |command: &mut Command| {
+        command.stdout(Stdio::null());
+    };
+    let upstream = Process::start("embed", &["--www", &www], quiet);
+    let binding = format!("/up/=http://{}/", upstream.addr);
+    let unreachable = "/down/=http://127.0.0.1:1/";
+    let front = Process::start(
+        "embed",
+        &["--www", &www, "--proxy", &binding, "--proxy", unreachable],
+        quiet,
+    );
+    let get = |target: &str| {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        exchange(front.addr, request.as_bytes())
+    };
+    for prefix in ["", "/up"] {
+        let file = get(&format!("{prefix}/hello.txt"));
+        assert_eq!(file.status, 200, "{prefix}: {}", file.text());
+        assert_eq!(file.text(), "hello from the folder above\n", "{prefix}");
+        assert_eq!(
+            get(&format!("{prefix}/missing.txt")).status,
+            404,
+            "{prefix}"
+        );
+        assert_eq!(
+            get(&format!("{prefix}/api/echo?x=V{prefix}")).json(),
+            json!({ "x": format!("V{prefix}") })
+        );
+        let (result, chunks) =
+            run_worker(front.addr, &format!("{prefix}/api/work"), json!({"n": 7}));
+        assert_eq!(result, json!({"n": 7}), "{prefix}");
+        assert!(chunks.is_empty());
+    }
+    assert_eq!(get("/down/hello.txt").status, 502);
+    // Pipelined on one connection, proxied and local answers come back in order.
+    let mut stream = TcpStream::connect(front.addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+        .write_all(
+            b"GET /up/api/echo?x=1 HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /api/echo?x=2 HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /up/hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let mut wire = String::new();
+    stream.read_to_string(&mut wire).unwrap();
+    assert_eq!(wire.matches("HTTP/1.1 200 OK\r\n").count(), 3, "{wire}");
+    let first = wire.find("\"1\"").expect("the first answer");
+    let second = wire.find("\"2\"").expect("the second answer");
+    let third = wire
+        .find("hello from the folder above")
+        .expect("the third answer");
+    assert!(first < second && second < third, "{wire}");
 }
