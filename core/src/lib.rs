@@ -6,68 +6,105 @@
 //! draws no random number: bytes, time and results of slow work are passed in.
 //!
 //! ## Verbs
-//! A [`Connection`] is driven through three kinds of calls:
+//! Three machines, each driven by inputs, drained by `poll_*` calls, and told commands.
+//!
+//! A [`Connection`] (one client):
 //! - **input**: [`read_buf`](Connection::read_buf) + [`commit`](Connection::commit) (or
 //!   [`feed`](Connection::feed)), [`read_eof`](Connection::read_eof),
-//!   [`handle_timeout`](Connection::handle_timeout);
-//! - **drain**: [`poll_transmit`](Connection::poll_transmit) +
-//!   [`transmitted`](Connection::transmitted) until it returns `None`, then
+//!   [`handle_timeout`](Connection::handle_timeout), [`complete`](Connection::complete)
+//!   (the [`Completion`] of a job);
+//! - **drain**: [`poll_job`](Connection::poll_job) (slow work: the transport runs
+//!   [`Job::run`] off its loop, a [`JobKind::Inline`] job on the spot);
+//!   [`poll_transmit`](Connection::poll_transmit) + [`transmitted`](Connection::transmitted);
 //!   [`poll_timeout`](Connection::poll_timeout);
-//! - **actions**: [`poll_job`](Connection::poll_job) hands out slow work (a user handler,
-//!   a worker step); the transport runs [`Job::run`] off its event loop (a
-//!   [`JobKind::Inline`] job on the spot) and passes the result to
-//!   [`complete`](Connection::complete);
-//! - **commands**: [`shutdown`](Connection::shutdown).
+//! - **state**: [`wants_read`](Connection::wants_read), [`wants_write`](Connection::wants_write)
+//!   (one-to-one readiness interests), [`is_closing`](Connection::is_closing) (the queued
+//!   output is the last; it may leave with the FIN), [`is_closed`](Connection::is_closed)
+//!   (close the socket), [`needs_linger`](Connection::needs_linger) (wait for the peer's
+//!   FIN first);
+//! - **command**: [`shutdown`](Connection::shutdown).
 //!
-//! A proxied request's upstream is a second, smaller machine, reached through
-//! [`Connection::upstream`] while the request is proxied (`None` otherwise: close any
-//! upstream socket). Its [`Upstream`] verbs, drained in this order:
-//! [`poll_release`](Upstream::poll_release) says whether the last exchange's socket goes
-//! back to the pool ([`proxy::IdlePool`]) or closes; [`poll_connect`](Upstream::poll_connect)
-//! says where to connect, answered by [`connected`](Upstream::connected),
-//! [`reused`](Upstream::reused) (a pooled socket) or [`failed`](Upstream::failed);
-//! [`transmit`](Upstream::transmit) +
-//! [`transmitted`](Upstream::transmitted) send the request;
-//! [`read_buf`](Upstream::read_buf) + [`commit`](Upstream::commit) and
-//! [`read_eof`](Upstream::read_eof) take the answer; [`wants_read`](Upstream::wants_read)
-//! and [`wants_write`](Upstream::wants_write) give the upstream socket's interests. Each
-//! is a mutation of the connection: drain it afterwards like any other.
+//! Its [`Upstream`] (the proxied request's upstream socket), from
+//! [`Connection::upstream`] while a request is proxied (`None` otherwise: close any
+//! upstream socket still held):
+//! - **drain**: [`poll_release`](Upstream::poll_release) (the last exchange's socket goes
+//!   to the pool, [`proxy::IdlePool`], or closes), [`poll_connect`](Upstream::poll_connect)
+//!   (where to connect), [`transmit`](Upstream::transmit) +
+//!   [`transmitted`](Upstream::transmitted);
+//! - **input**: [`connected`](Upstream::connected), [`reused`](Upstream::reused) (a pooled
+//!   socket) or [`failed`](Upstream::failed); [`read_buf`](Upstream::read_buf) +
+//!   [`commit`](Upstream::commit), [`read_eof`](Upstream::read_eof);
+//! - **state**: [`wants_read`](Upstream::wants_read), [`wants_write`](Upstream::wants_write).
 //!
-//! [`wants_read`](Connection::wants_read) and [`wants_write`](Connection::wants_write) map
-//! one-to-one onto readiness interests; [`is_closed`](Connection::is_closed) says when to
-//! close the socket, [`needs_linger`](Connection::needs_linger) whether to wait for the
-//! peer's FIN first, and [`is_closing`](Connection::is_closing) that the queued output is
-//! the last (it may leave with the FIN).
+//! The [`Server`] (shared by all connections):
+//! [`poll_timeout`](Server::poll_timeout) + [`handle_timeout`](Server::handle_timeout)
+//! (worker results and cargo expire), [`complete`](Server::complete) (a background job
+//! whose connection is gone).
 //!
 //! ## The drain rule
-//! After **every** input or command, drain everything before the next mutation: write
-//! what `poll_transmit` gives until it is empty or the socket would block, then re-arm the
-//! timer from `poll_timeout` and the interests from `wants_read`/`wants_write`, then close
-//! the socket if `is_closed`. Every transport in this workspace runs this loop in the
-//! same order.
+//! A single-mutation invariant: after **every** input or command, on a connection or its
+//! upstream, drain everything before the next mutation, in this order, and start again
+//! from 1 as long as anything moved (a `complete`, `transmitted` or upstream input is
+//! itself a mutation):
+//! 1. run what [`poll_job`](Connection::poll_job) hands out until it returns `None`;
+//! 2. the upstream, if any: act on `poll_release`, then `poll_connect`, then write what
+//!    `transmit` gives and read while `read_buf` is not empty;
+//! 3. write what [`poll_transmit`](Connection::poll_transmit) gives until it returns `None`
+//!    or the socket would block;
+//! 4. re-arm the timer from `poll_timeout` and the interests from `wants_read`/`wants_write`
+//!    (and the upstream's);
+//! 5. close the socket if `is_closed` (after a bounded linger if `needs_linger`).
+//!
+//! The server's timer is armed from [`Server::poll_timeout`] beside the connections'.
+//! Every transport in this workspace runs this loop in the same order; so does
+//! `cli/examples/embed.rs`, a complete embedding in one file.
 //!
 //! ## Example
+//! A request for a handler: the answer leaves as a job, its completion comes back, and
+//! the drain writes it.
 //! ```
 //! use std::sync::Arc;
 //! use std::time::{Instant, SystemTime};
-//! use quick_server_core::{Connection, MemoryFs, PeerInfo, Server, Transmit};
+//! use quick_server_core::dynamic::{render, Args};
+//! use quick_server_core::{Connection, Method, PeerInfo, Request, Server, Transmit};
 //!
-//! let mut fs = MemoryFs::new();
-//! fs.insert("/www/hello.txt", "hi", SystemTime::UNIX_EPOCH);
 //! let now = Instant::now();
-//! let mut builder = Server::builder_with_fs((now, SystemTime::UNIX_EPOCH), Arc::new(fs));
-//! builder.files().bind_path("/", "/www").unwrap();
-//! let mut conn = Connection::new(builder.build(), PeerInfo::default(), now);
+//! let mut builder = Server::builder((now, SystemTime::UNIX_EPOCH));
+//! builder.route(
+//!     Method::Get,
+//!     "/hello",
+//!     None,
+//!     Arc::new(|request: &Request, _: &mut Args| {
+//!         render(&request.head, 200, "text/plain", Vec::new(), b"hi".to_vec(), 0)
+//!     }),
+//! );
+//! let server = builder.build();
+//! let mut conn = Connection::new(Arc::clone(&server), PeerInfo::default(), now);
 //!
-//! conn.feed(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n", now);
+//! // Input, then the drain rule until nothing moves.
+//! conn.feed(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", now);
 //! let mut wire = Vec::new();
-//! while let Some(Transmit::Bytes(bytes)) = conn.poll_transmit() {
-//!     wire.extend_from_slice(bytes);
-//!     let n = bytes.len();
-//!     conn.transmitted(n, now);
+//! loop {
+//!     let mut moved = false;
+//!     while let Some(job) = conn.poll_job() {
+//!         let done = job.run(); // a transport runs it on a pool
+//!         conn.complete(done, now);
+//!         moved = true;
+//!     }
+//!     while let Some(Transmit::Bytes(bytes)) = conn.poll_transmit() {
+//!         wire.extend_from_slice(bytes);
+//!         let n = bytes.len();
+//!         conn.transmitted(n, now);
+//!         moved = true;
+//!     }
+//!     if !moved {
+//!         break;
+//!     }
 //! }
 //! assert!(wire.starts_with(b"HTTP/1.1 200 OK\r\n"));
 //! assert!(wire.ends_with(b"\r\n\r\nhi"));
+//! assert!(conn.is_closed()); // the client asked to close: close the socket
+//! assert!(conn.poll_timeout().is_none() && server.poll_timeout().is_none());
 //! ```
 #![forbid(unsafe_code)]
 
