@@ -55,7 +55,8 @@
 //! ([`link_empty_favicon_fallback`](QuickServer::link_empty_favicon_fallback),
 //! [`favicon_fallback`](QuickServer::favicon_fallback)), and unknown pages of a
 //! single-page app with its index ([`spa_fallback`](QuickServer::spa_fallback)).
-//! Answers carry ETags and honour `If-None-Match` and ranges.
+//! Answers carry ETags and honour the preconditions of RFC 9110 (`If-Match`,
+//! `If-Unmodified-Since`, `If-None-Match`, `If-Modified-Since`, `If-Range`) and ranges.
 //!
 //! ## Dynamic routes
 //! [`json_get`](QuickServer::json_get), [`text_post`](QuickServer::text_post) and their
@@ -66,6 +67,10 @@
 //! [`max_file_size`](QuickServer::max_file_size) bytes). A handler returns any
 //! `Serialize` value (JSON routes) or text and bytes (text routes), a [`Custom`] for
 //! another status, content type or extra fields, or an [`Abort`] for an error page.
+//! GET and HEAD answers are checked against the request's preconditions after the handler
+//! ran; a POST, PUT or DELETE handler finds them in [`Args::preconditions`] and checks them
+//! against its resource's current [`ETag`] before changing anything:
+//! `if args.preconditions.evaluate(false, Some(&tag), None) != Verdict::Proceed` → 412.
 //! [`Middleware`] runs before handlers, for a scope of routes
 //! ([`middlewares`](QuickServer::middlewares)) or around one ([`with_middlewares`]).
 //!
@@ -136,6 +141,7 @@ pub use middleware::{middleware, with_middlewares, Chained, Middleware, Next};
 pub use quick_server_core::coding::{Compression, Levels};
 pub use quick_server_core::console::{CommandError, Completer};
 pub use quick_server_core::dynamic::{Args, Upload};
+pub use quick_server_core::files::{ETag, Preconditions, TagList, Verdict};
 pub use quick_server_core::store::StoreError;
 pub use quick_server_core::tokens::{Commit, Expire, MemoryTokenStore, Snapshot, TokenStore, Ttl};
 pub use quick_server_core::worker::{CancelFlag, WorkerFailure};

@@ -283,7 +283,7 @@ impl Server {
     ) -> Dispatch {
         if let Routed::Matched(target, args) = routed {
             let kind = target.job_kind();
-            return Dispatch::Run(kind, server.dynamic.work(target, args, request, now, wall));
+            return Dispatch::Run(kind, server.dynamic.work(target, *args, request, now, wall));
         }
         let head = &request.head;
         Dispatch::Respond(match head.method() {

@@ -6,8 +6,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use quick_server::{
-    middleware, Abort, Args, Custom, Expire, Middleware, Next, QuickServer, Request, SharedState,
-    SharedStateOptions, Ttl,
+    middleware, Abort, Args, Custom, ETag, Expire, Middleware, Next, QuickServer, Request,
+    SharedState, SharedStateOptions, Ttl, Verdict,
 };
 use quick_server_tests::{
     each_setup, fnv1a64, get, have_redis, json_of, multipart, post_json, pseudo_random_bytes,
@@ -295,6 +295,70 @@ fn malformed_bodies_are_400() {
         }
         let request = with_body("POST", "/api/echo", "multipart/form-data", b"x");
         assert_eq!(server.exchange(&request).status, 400);
+    });
+}
+
+/// A document at `/api/doc` that GET reads and PUT replaces, guarded by the request's
+/// preconditions: the handler knows the current tag, the server does not.
+fn versioned_doc() -> QuickServer {
+    let doc = std::sync::Arc::new(std::sync::Mutex::new(json!({"v": 1})));
+    let mut server = FacadeServer::builder();
+    let read = std::sync::Arc::clone(&doc);
+    server.json_get("/api/doc", Some(0), move |_req, _args| {
+        Ok(read.lock().expect("doc").clone())
+    });
+    server.json_put("/api/doc", Some(0), move |_req, args| {
+        let mut current = doc.lock().expect("doc");
+        // The tag GET sends: the CRC-32 of the JSON text it answers.
+        let text = quick_server_core::dynamic::json_dumps(&*current).expect("JSON");
+        let tag = ETag::of(text.as_bytes());
+        if args.preconditions.evaluate(false, Some(&tag), None) != Verdict::Proceed {
+            return Err(Abort::new(412, "Precondition Failed"));
+        }
+        *current = args.post.clone();
+        Ok(json!({"stored": true}))
+    });
+    server
+}
+
+#[test]
+fn dynamic_preconditions_guard_a_read_modify_write() {
+    each_setup(|setup| {
+        let server = FacadeServer::start(setup, versioned_doc());
+        let mut client = server.connect();
+        let first = client.request(&get("/api/doc"));
+        let tag = first.header("etag").expect("an ETag").to_owned();
+        // GET: If-Match against the answer's tag.
+        let r = client.request(
+            format!("GET /api/doc HTTP/1.1\r\nHost: t\r\nIf-Match: {tag}\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(r.status, 200);
+        let r = client.request(b"GET /api/doc HTTP/1.1\r\nHost: t\r\nIf-Match: \"stale\"\r\n\r\n");
+        assert_eq!(r.status, 412);
+        // PUT: the handler checks the preconditions before the write.
+        let put = |if_match: &str, body: &str| {
+            format!(
+                "PUT /api/doc HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+                 If-Match: {if_match}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        };
+        assert_eq!(client.request(&put(&tag, "{\"v\": 2}")).status, 200);
+        // The same tag again is stale now: the second writer loses, the document stays.
+        assert_eq!(client.request(&put(&tag, "{\"v\": 3}")).status, 412);
+        assert_eq!(ok_json(&client.request(&get("/api/doc"))), json!({"v": 2}));
+        // A PUT with a matching If-None-Match is refused (412), never a 304.
+        let now = client.request(&get("/api/doc"));
+        let tag = now.header("etag").expect("an ETag").to_owned();
+        let r = client.request(
+            format!(
+                "PUT /api/doc HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+                 If-None-Match: {tag}\r\nContent-Length: 2\r\n\r\n{{}}"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(r.status, 412);
     });
 }
 

@@ -834,6 +834,151 @@ fn if_modified_since() {
     });
 }
 
+#[test]
+fn if_match_forms() {
+    each_setup(|setup| {
+        let site = site(setup, &[("www/v.txt", VECTOR.as_bytes())], |_, _| {});
+        let mut client = site.server.connect();
+        // Twice each: the first answer may fill the small-file cache, the second comes from it.
+        for _ in 0..2 {
+            for value in [
+                "2c1b83c",
+                "\"2c1b83c\"",
+                "\"aaaa\", \"2c1b83c\"",
+                "bbbb, 2c1b83c",
+                "*",
+            ] {
+                let r = client.request(&request("GET", "/v.txt", &[("If-Match", value)]));
+                assert_served(&r, VECTOR, value);
+            }
+            // Weak tags never match strongly; other tags and garbage fail.
+            for value in [
+                "W/\"2c1b83c\"",
+                "\"2c1b83d\"",
+                "\"\"",
+                "\"2c1b83c",
+                "W/\"nope\", \"x\"",
+            ] {
+                let r = client.request(&request("GET", "/v.txt", &[("If-Match", value)]));
+                assert_eq!(
+                    (r.status, r.reason.as_str()),
+                    (412, "Precondition Failed"),
+                    "{value}"
+                );
+                assert!(!r.text().contains(VECTOR), "{value}");
+                assert!(!r.closes(), "{value}: a 412 keeps the connection");
+            }
+        }
+    });
+}
+
+#[test]
+fn if_unmodified_since() {
+    each_setup(|setup| {
+        let site = site(setup, &[("www/v.txt", VECTOR.as_bytes())], |_, _| {});
+        set_mtime(&site.root().join("v.txt"), Y2020);
+        let mut client = site.server.connect();
+        for _ in 0..2 {
+            for since in [
+                Y2020_HTTP,
+                "Thu, 02 Jan 2020 00:00:00 GMT",
+                "Wed Jan  1 00:00:00 2020",
+                "not a date",
+            ] {
+                let r =
+                    client.request(&request("GET", "/v.txt", &[("If-Unmodified-Since", since)]));
+                assert_served(&r, VECTOR, since);
+            }
+            for since in [
+                "Tue, 31 Dec 2019 23:59:59 GMT",
+                "Mon, 01 Jan 1990 00:00:00 GMT",
+            ] {
+                let r =
+                    client.request(&request("GET", "/v.txt", &[("If-Unmodified-Since", since)]));
+                assert_eq!(r.status, 412, "{since}");
+            }
+        }
+    });
+}
+
+/// RFC 9110 13.2.2: If-Match, else If-Unmodified-Since; then If-None-Match, else
+/// If-Modified-Since; then If-Range.
+#[test]
+fn preconditions_are_evaluated_in_the_rfc_order() {
+    each_setup(|setup| {
+        let site = site(setup, &[("www/d.txt", DIGITS.as_bytes())], |_, _| {});
+        set_mtime(&site.root().join("d.txt"), Y2020);
+        let mut client = site.server.connect();
+        let tag = format!("\"{DIGITS_CRC}\"");
+        let old = "Tue, 31 Dec 2019 23:59:59 GMT";
+        let cases: Vec<(Vec<(&str, &str)>, u16)> = vec![
+            // A matching If-Match makes If-Unmodified-Since irrelevant, and the reverse.
+            (vec![("If-Match", &tag), ("If-Unmodified-Since", old)], 200),
+            (
+                vec![("If-Match", "\"x\""), ("If-Unmodified-Since", Y2020_HTTP)],
+                412,
+            ),
+            // A failed step 1 or 2 wins over a matching If-None-Match: 412, not 304.
+            (vec![("If-Match", "\"x\""), ("If-None-Match", &tag)], 412),
+            (
+                vec![("If-Unmodified-Since", old), ("If-None-Match", &tag)],
+                412,
+            ),
+            (
+                vec![
+                    ("If-Unmodified-Since", old),
+                    ("If-Modified-Since", Y2020_HTTP),
+                ],
+                412,
+            ),
+            // Passing them, If-None-Match decides, and If-Modified-Since is then ignored.
+            (vec![("If-Match", &tag), ("If-None-Match", &tag)], 304),
+            (
+                vec![
+                    ("If-Unmodified-Since", Y2020_HTTP),
+                    ("If-None-Match", "\"x\""),
+                ],
+                200,
+            ),
+            (
+                vec![
+                    ("If-None-Match", "\"x\""),
+                    ("If-Modified-Since", Y2020_HTTP),
+                ],
+                200,
+            ),
+            (
+                vec![("If-Match", "*"), ("If-Modified-Since", Y2020_HTTP)],
+                304,
+            ),
+            // Then the range, under If-Range.
+            (vec![("If-Match", &tag), ("Range", "bytes=0-1")], 206),
+            (vec![("If-Match", "\"x\""), ("Range", "bytes=0-1")], 412),
+            (vec![("If-None-Match", &tag), ("Range", "bytes=0-1")], 304),
+            (
+                vec![
+                    ("If-Match", &tag),
+                    ("Range", "bytes=0-1"),
+                    ("If-Range", "\"x\""),
+                ],
+                200,
+            ),
+            (
+                vec![
+                    ("If-Match", &tag),
+                    ("Range", "bytes=0-1"),
+                    ("If-Range", &tag),
+                ],
+                206,
+            ),
+        ];
+        for (fields, status) in cases {
+            let r = ranged(&mut client, &fields);
+            assert_eq!(r.status, status, "{fields:?}");
+        }
+    });
+}
+
 // --- Ranges ------------------------------------------------------------------------------
 
 fn ranged(client: &mut quick_server_tests::Client, fields: &[(&str, &str)]) -> Response {

@@ -7,6 +7,7 @@ use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
 use super::upload::Upload;
+use crate::files::Preconditions;
 use serde_json::{Map, Value};
 
 /// Request arguments derived from the target left over after a mask matched (BEHAVIOUR.md: Dynamic
@@ -27,6 +28,13 @@ pub struct Args {
     pub meta: Map<String, Value>,
     /// Files uploaded in a `multipart/form-data` body, by field name.
     pub files: BTreeMap<String, Upload>,
+    /// The request's `If-Match`, `If-None-Match`, `If-Modified-Since` and
+    /// `If-Unmodified-Since`, parsed. GET and HEAD answers are checked against them after
+    /// the handler ran; a handler of another method checks them with
+    /// [`Preconditions::evaluate`] before its side effect (RFC 9110 §13.2.2), as only it
+    /// knows the current tag. Boxed: most requests carry none, and `Args` moves often.
+    #[serde(skip)]
+    pub preconditions: Box<Preconditions>,
 }
 
 impl Default for Args {
@@ -39,6 +47,7 @@ impl Default for Args {
             post: Value::Object(Map::new()),
             meta: Map::new(),
             files: BTreeMap::new(),
+            preconditions: Box::default(),
         }
     }
 }

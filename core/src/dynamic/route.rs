@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::args::{parse_query, Args};
 use super::mask::{RouteHit, RouteTable};
-use crate::files::{if_none_match, ETag};
+use crate::files::{ETag, Preconditions, Verdict};
 use crate::http::error::HttpError;
 use crate::http::head::{Framing, MediaType, Method, RequestHead};
 use crate::http::response::{Body, Response};
@@ -69,8 +69,8 @@ impl Target {
 /// What to do with a request, decided from its head.
 #[derive(Debug)]
 pub(crate) enum Routed {
-    /// A route matched: run it with these args.
-    Matched(Target, Args),
+    /// A route matched: run it with these args (boxed: they are large, `None` is empty).
+    Matched(Target, Box<Args>),
     /// No dynamic route (or the argc check failed).
     None,
 }
@@ -79,7 +79,9 @@ impl DynamicRoutes {
     /// Routes by method and raw target (BEHAVIOUR.md: Dynamic routes; HEAD uses the GET routes).
     pub(crate) fn route(&self, head: &RequestHead) -> Routed {
         match self.table.find(head.method(), head.target()) {
-            Some(RouteHit::Matched { value, args, .. }) => Routed::Matched(value.clone(), args),
+            Some(RouteHit::Matched { value, args, .. }) => {
+                Routed::Matched(value.clone(), Box::new(args))
+            }
             Some(RouteHit::ArgcMismatch { .. }) | None => Routed::None,
         }
     }
@@ -99,6 +101,7 @@ impl DynamicRoutes {
                 if let Err(refusal) = parse_body(&mut request, &mut args) {
                     return Output::Respond(refusal.response());
                 }
+                *args.preconditions = Preconditions::from_head(&request.head);
                 Output::Respond(handler(&request, &mut args))
             }),
             Target::Worker(route) => Box::new(move || {
@@ -146,7 +149,10 @@ fn parse_body(request: &mut Request, args: &mut Args) -> Result<(), HttpError> {
 }
 
 /// A handler's body as a response: `status`, `content_type`, extra `fields`, and the
-/// original's validators: a CRC-32 ETag of the body and 304 on a matching `If-None-Match`.
+/// validators: a CRC-32 ETag of the body, against which a GET or HEAD evaluates its
+/// preconditions (304 on a matching `If-None-Match`, whatever the status, as the original
+/// does; 412 on a failed `If-Match` when the answer would be a 2xx). Other methods have
+/// run their side effect already: their handler evaluates `args.preconditions` itself.
 pub fn render(
     head: &RequestHead,
     status: u16,
@@ -157,13 +163,22 @@ pub fn render(
 ) -> Response {
     let etag = ETag::of(&body);
     let cache_control = format!("max-age={max_age}");
-    if head
-        .field_str("if-none-match")
-        .is_some_and(|v| if_none_match(v, &etag))
-    {
-        return Response::new(304, Body::Empty)
-            .with_field("ETag", etag.to_string())
-            .with_field("Cache-Control", cache_control);
+    let safe = matches!(head.method(), Method::Get | Method::Head);
+    let verdict = if safe {
+        Preconditions::from_head(head).evaluate(true, Some(&etag), None)
+    } else {
+        Verdict::Proceed
+    };
+    match verdict {
+        Verdict::NotModified => {
+            return Response::new(304, Body::Empty)
+                .with_field("ETag", etag.to_string())
+                .with_field("Cache-Control", cache_control);
+        }
+        Verdict::Failed if (200..300).contains(&status) => {
+            return HttpError::PreconditionFailed.response();
+        }
+        Verdict::Failed | Verdict::Proceed => {}
     }
     let mut response = Response::new(status, Body::Bytes(body));
     response.fields = fields;
@@ -208,6 +223,23 @@ mod tests {
         builder
             .route(Method::Get, "/api/:version/x", Some(0), echo())
             .route(Method::Post, "/api/echo", None, echo())
+            .route(
+                Method::Post,
+                "/api/precondition",
+                None,
+                Arc::new(|request: &Request, args: &mut Args| {
+                    let p = &args.preconditions;
+                    let tag = ETag::of(b"whatever");
+                    let if_match = p.if_match.as_ref().is_some_and(|l| l.matches_strong(&tag));
+                    let any = p.if_none_match == Some(crate::files::TagList::Any);
+                    let text = format!(
+                        "if-match {}, if-none-match {}",
+                        if if_match { "ok" } else { "no" },
+                        if any { "*" } else { "-" }
+                    );
+                    render(&request.head, 200, "text/plain", Vec::new(), text.into(), 0)
+                }),
+            )
             .route(
                 Method::Get,
                 "/panic",
@@ -291,5 +323,25 @@ mod tests {
             .unwrap();
         let req = format!("GET /api/v1/x HTTP/1.1\r\nHost: h\r\nIf-None-Match: {tag}\r\n\r\n");
         assert!(run(req.as_bytes()).starts_with("HTTP/1.1 304 Not Modified\r\n"));
+        // If-Match on a GET is checked against the answer's tag.
+        let req = format!("GET /api/v1/x HTTP/1.1\r\nHost: h\r\nIf-Match: \"{tag}\"\r\n\r\n");
+        assert!(run(req.as_bytes()).starts_with("HTTP/1.1 200 OK\r\n"));
+        let req = "GET /api/v1/x HTTP/1.1\r\nHost: h\r\nIf-Match: \"other\"\r\n\r\n";
+        assert!(run(req.as_bytes()).starts_with("HTTP/1.1 412 Precondition Failed\r\n"));
+    }
+
+    #[test]
+    fn unsafe_methods_hand_their_preconditions_to_the_handler() {
+        let body = "{}";
+        let tag = ETag::of(b"whatever");
+        let req = format!(
+            "POST /api/precondition HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nIf-Match: {tag}\r\nIf-None-Match: *\r\n\r\n{body}",
+            body.len()
+        );
+        let wire = run(req.as_bytes());
+        // The server did not answer 304 or 412 itself: the handler saw the fields.
+        assert!(wire.starts_with("HTTP/1.1 200 OK\r\n"), "{wire}");
+        assert!(wire.ends_with("if-match ok, if-none-match *"), "{wire}");
     }
 }

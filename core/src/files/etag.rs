@@ -106,6 +106,74 @@ pub fn if_none_match(header: &str, tag: &ETag) -> bool {
     }
 }
 
+/// A parsed `If-Match` or `If-None-Match` value (RFC 9110 13.1.1, 13.1.2): `*`, or a list
+/// of `"x"`, `W/"x"` and the bare `x` the original's clients send. Parsing stops at a
+/// malformed member (an unterminated quote); the members before it count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagList {
+    /// `*`: any current representation.
+    Any,
+    /// The listed tags, in order.
+    Tags(Vec<ListedTag>),
+}
+
+/// One member of a [`TagList`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedTag {
+    /// Sent as `W/"…"`: it never matches strongly.
+    pub weak: bool,
+    /// The opaque value, without `W/` and quotes.
+    pub opaque: String,
+}
+
+impl TagList {
+    /// Parses a field value; never fails (garbage is an empty list).
+    pub fn parse(header: &str) -> Self {
+        let mut tags = Vec::new();
+        let mut rest = header;
+        loop {
+            rest = rest.trim_start_matches(|c: char| c == ',' || c.is_ascii_whitespace());
+            if rest.is_empty() {
+                break;
+            }
+            if let Some(after) = rest.strip_prefix('*') {
+                if after.is_empty()
+                    || after.starts_with(|c: char| c == ',' || c.is_ascii_whitespace())
+                {
+                    return Self::Any;
+                }
+            }
+            let weak = rest.starts_with("W/");
+            let Some((opaque, after)) = next_tag(rest) else {
+                break;
+            };
+            tags.push(ListedTag {
+                weak,
+                opaque: opaque.to_owned(),
+            });
+            rest = after;
+        }
+        Self::Tags(tags)
+    }
+
+    /// Weak comparison, for `If-None-Match`: `*`, or a member with `tag`'s value.
+    pub fn matches_weak(&self, tag: &ETag) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Tags(tags) => tags.iter().any(|t| t.opaque == tag.bare()),
+        }
+    }
+
+    /// Strong comparison, for `If-Match`: `*`, or a member that is not weak with `tag`'s
+    /// value (our tags are all strong).
+    pub fn matches_strong(&self, tag: &ETag) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Tags(tags) => tags.iter().any(|t| !t.weak && t.opaque == tag.bare()),
+        }
+    }
+}
+
 /// Splits the next list member off `input` (which starts at a member): returns the tag's
 /// opaque value without `W/` and quotes, and the rest. `None` on an unterminated quote.
 fn next_tag(input: &str) -> Option<(&str, &str)> {
@@ -188,6 +256,48 @@ mod tests {
         assert!(!if_none_match("w/\"d4a1185\"", &tag));
         assert!(!if_none_match("\"a,d4a1185\"", &tag));
         assert!(!if_none_match("\"x\" \"d4a1185", &tag));
+    }
+
+    #[test]
+    fn tag_lists_parse_and_compare() {
+        let tag = ETag::of(b"hello world");
+        assert_eq!(TagList::parse("*"), TagList::Any);
+        assert_eq!(TagList::parse("\"a\", *"), TagList::Any);
+        assert_eq!(
+            TagList::parse(" W/\"a\", \"b\",c \"d"),
+            TagList::Tags(vec![
+                ListedTag {
+                    weak: true,
+                    opaque: "a".into()
+                },
+                ListedTag {
+                    weak: false,
+                    opaque: "b".into()
+                },
+                ListedTag {
+                    weak: false,
+                    opaque: "c".into()
+                },
+            ])
+        );
+        for (header, weak, strong) in [
+            ("\"d4a1185\"", true, true),
+            ("d4a1185", true, true),
+            ("W/\"d4a1185\"", true, false),
+            ("\"x\", \"d4a1185\"", true, true),
+            ("\"x\", W/\"d4a1185\"", true, false),
+            ("*", true, true),
+            ("\"D4A1185\"", false, false),
+            ("\"d4a1185", false, false),
+            ("", false, false),
+            ("\"*\"", false, false),
+        ] {
+            let list = TagList::parse(header);
+            assert_eq!(list.matches_weak(&tag), weak, "{header}");
+            assert_eq!(list.matches_strong(&tag), strong, "{header}");
+            // The one-pass If-None-Match check agrees with the parsed list.
+            assert_eq!(if_none_match(header, &tag), weak, "{header}");
+        }
     }
 
     #[test]

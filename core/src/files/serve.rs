@@ -10,11 +10,12 @@ use std::time::SystemTime;
 
 use super::byteranges;
 use super::cache::{CacheLimits, CachedFile, FileCache};
-use super::etag::{if_none_match, ETag, EtagHasher};
+use super::etag::{ETag, EtagHasher};
 use super::glob::FileFilter;
 use super::listing::{ListingFormat, SortOrder};
 use super::mime::content_type;
 use super::path::{is_hidden_name, redirect_location, sanitize, split_target, SafePath};
+use super::precondition::{Preconditions, Verdict};
 use super::range::{if_range_allows, parse_range, RangeOutcome};
 use crate::coding::{encode, is_compressible, AcceptEncoding, Coding, Compression};
 use crate::fs::{FileKind, FileSystem, Metadata, OpenFile};
@@ -514,11 +515,10 @@ impl StaticFiles {
 
     fn embedded(&self, head: &RequestHead, bytes: &'static [u8]) -> Response {
         let etag = ETag::of(bytes);
-        if head
-            .field_str("if-none-match")
-            .is_some_and(|v| if_none_match(v, &etag))
-        {
-            return self.not_modified(&etag, None, false);
+        match Preconditions::from_head(head).evaluate(true, Some(&etag), None) {
+            Verdict::Proceed => {}
+            Verdict::NotModified => return self.not_modified(&etag, None, false),
+            Verdict::Failed => return HttpError::PreconditionFailed.response(),
         }
         Response::new(200, Body::Bytes(bytes.to_vec()))
             .with_field("Content-Type", "image/vnd.microsoft.icon")
@@ -596,8 +596,12 @@ impl StaticFiles {
             }
         };
         let last_modified = httpdate::fmt_http_date(meta.modified);
-        if is_not_modified(head, &etag, meta.modified) {
-            return Ok(self.not_modified(&etag, Some(last_modified), self.varies(path)));
+        match Preconditions::from_head(head).evaluate(true, Some(&etag), Some(meta.modified)) {
+            Verdict::Proceed => {}
+            Verdict::NotModified => {
+                return Ok(self.not_modified(&etag, Some(last_modified), self.varies(path)))
+            }
+            Verdict::Failed => return Ok(HttpError::PreconditionFailed.response()),
         }
         let mut status = 200;
         let mut region = FileRegion {
@@ -732,8 +736,12 @@ impl StaticFiles {
             Err(TooSlow) => return Err(defer()),
         };
         let last_modified = httpdate::fmt_http_date(meta.modified);
-        if is_not_modified(head, &etag, meta.modified) {
-            return Ok(Some(self.not_modified(&etag, Some(last_modified), true)));
+        match Preconditions::from_head(head).evaluate(true, Some(&etag), Some(meta.modified)) {
+            Verdict::Proceed => {}
+            Verdict::NotModified => {
+                return Ok(Some(self.not_modified(&etag, Some(last_modified), true)))
+            }
+            Verdict::Failed => return Ok(Some(HttpError::PreconditionFailed.response())),
         }
         if meta.len > settings.inline_max && effort == Effort::Bounded {
             return Err(defer());
@@ -811,8 +819,12 @@ impl StaticFiles {
             Err(TooSlow) => return Some(Err(TooSlow)),
         };
         let last_modified = httpdate::fmt_http_date(meta.modified);
-        if is_not_modified(head, &etag, meta.modified) {
-            return Some(Ok(self.not_modified(&etag, Some(last_modified), true)));
+        match Preconditions::from_head(head).evaluate(true, Some(&etag), Some(meta.modified)) {
+            Verdict::Proceed => {}
+            Verdict::NotModified => {
+                return Some(Ok(self.not_modified(&etag, Some(last_modified), true)))
+            }
+            Verdict::Failed => return Some(Ok(HttpError::PreconditionFailed.response())),
         }
         let region = FileRegion {
             file,
@@ -967,39 +979,22 @@ fn variant_key(raw_path: &str, coding: Coding) -> String {
     format!("{raw_path}\0{}", coding.token())
 }
 
-/// The 200 or 304 a cache entry gives for `head`.
+/// The 200, 304 or 412 a cache entry gives for `head`.
 fn answer_from(entry: &CachedFile, head: &RequestHead) -> Response {
-    let (status, body, block) = if is_not_modified(head, &entry.etag, entry.meta.modified) {
-        (304, Body::Empty, &entry.not_modified)
-    } else {
-        (
+    let verdict =
+        Preconditions::from_head(head).evaluate(true, Some(&entry.etag), Some(entry.meta.modified));
+    let (status, body, block) = match verdict {
+        Verdict::Proceed => (
             200,
             Body::CachedFile(Arc::clone(&entry.content)),
             &entry.fields,
-        )
+        ),
+        Verdict::NotModified => (304, Body::Empty, &entry.not_modified),
+        Verdict::Failed => return HttpError::PreconditionFailed.response(),
     };
     let mut response = Response::new(status, body);
     response.field_block = Some(Arc::clone(block));
     response
-}
-
-/// Whether a conditional GET is answered 304: `If-None-Match` when present, else
-/// `If-Modified-Since` compared in whole seconds.
-fn is_not_modified(head: &RequestHead, etag: &ETag, modified: SystemTime) -> bool {
-    if let Some(inm) = head.field_str("if-none-match") {
-        return if_none_match(inm, etag);
-    }
-    let Some(since) = head
-        .field_str("if-modified-since")
-        .and_then(|v| httpdate::parse_http_date(v).ok())
-    else {
-        return false;
-    };
-    let secs = |t: SystemTime| {
-        t.duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-    };
-    secs(modified) <= secs(since)
 }
 
 /// The tag of `len` bytes of `file`, read in bounded chunks; `None` if it came up short.
@@ -1288,11 +1283,18 @@ mod tests {
             "If-None-Match: \"nope\"\r\n",
             "If-Modified-Since: Wed, 01 Jan 2020 00:00:00 GMT\r\n",
             "If-Modified-Since: Tue, 31 Dec 2019 23:59:59 GMT\r\n",
+            "If-Match: \"3610a686\"\r\n",
+            "If-Match: \"nope\"\r\n",
+            "If-Unmodified-Since: Wed, 01 Jan 2020 00:00:00 GMT\r\n",
+            "If-Unmodified-Since: Tue, 31 Dec 2019 23:59:59 GMT\r\n",
         ] {
             get(&cached, "/a.txt", "");
             let hit = get(&cached, "/a.txt", fields);
             let miss = get(&plain, "/a.txt", fields);
-            assert!(matches!(miss.body, Body::File(_) | Body::Empty), "{fields}");
+            assert!(
+                matches!(miss.body, Body::File(_) | Body::Empty) || miss.status == 412,
+                "{fields}"
+            );
             assert_eq!(wire(&hit), wire(&miss), "{fields}");
         }
         let not_modified = get(&cached, "/a.txt", "If-None-Match: 3610a686\r\n");

@@ -58,6 +58,9 @@ pub enum HttpError {
     ListingDenied,
     /// No range of a `Range` request can be served (416).
     RangeNotSatisfiable,
+    /// An `If-Match` or `If-Unmodified-Since` failed, or an `If-None-Match` matched on a
+    /// method other than GET and HEAD (412, RFC 9110 §13.2.2).
+    PreconditionFailed,
     /// A JSON body that does not parse; holds the parser's message (400).
     BadJson(String),
     /// A `multipart/form-data` body without a boundary parameter (400).
@@ -110,6 +113,7 @@ impl HttpError {
             Self::UnsupportedMethod(_) => 501,
             Self::NotFound | Self::ListingDenied => 404,
             Self::RangeNotSatisfiable => 416,
+            Self::PreconditionFailed => 412,
             Self::UploadTooLarge(_) => 413,
             Self::InsufficientStorage => 507,
             Self::BadGateway(_) => 502,
@@ -186,6 +190,7 @@ impl fmt::Display for HttpError {
             Self::NotFound => f.write_str("File not found"),
             Self::ListingDenied => f.write_str("No permission to list directory"),
             Self::RangeNotSatisfiable => f.write_str(reason_phrase(416)),
+            Self::PreconditionFailed => f.write_str(reason_phrase(412)),
             Self::BadJson(e) => write!(f, "request is not JSON formatted! ({e})"),
             Self::MissingBoundary => f.write_str("multipart body without boundary"),
             Self::InsufficientStorage => f.write_str("Insufficient Storage"),
