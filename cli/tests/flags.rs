@@ -757,3 +757,75 @@ fn loops_sets_the_event_loops_and_a_restart_with_them_refuses_nothing() {
     server.signal(libc::SIGTERM);
     assert!(server.wait_exit().success());
 }
+
+/// A `redis-server` on a free loopback port with a temporary folder, killed on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let dir = TempDir::with_files("redis");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&dir.0)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let deadline = std::time::Instant::now() + WAIT;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// With the `redis` feature the binary serves with a live Redis and refuses a URL that
+/// is not one; without it, `--redis` is a one-line error (exit 2).
+#[test]
+fn redis_needs_the_feature_and_a_redis_url() {
+    if !cfg!(feature = "redis") {
+        let out = run(&["--redis", "redis://127.0.0.1:1"]);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("`redis` feature"), "{stderr}");
+        return;
+    }
+    let redis = Redis::start();
+    let dir = TempDir::with_files("redis-flag");
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let server = serve(&dir.0, &["--redis", &url]);
+    assert_eq!(
+        get(server.addr, "/hello.txt", &[]).body,
+        "hello from disk\n"
+    );
+    let out = run(&["-p", "0", "--redis", "http://127.0.0.1:1"]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("redis://"), "{stderr}");
+}
