@@ -330,14 +330,17 @@ impl QuickServer {
 
     /// Forwards requests under `prefix` (which must start and end with `/`) to the
     /// `http://` upstream `url`, before every other route; the newest binding wins. The part
-    /// of the target after `prefix` is appended to the path of `url`.
+    /// of the target after `prefix` is appended to the path of `url`. Several upstreams,
+    /// separated by commas, take requests in turn; one that refuses a connection is
+    /// skipped for `Limits::upstream_down_time`.
     ///
     /// ```
     /// # use quick_server::QuickServer;
     /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
     /// // `/api/users?id=1` is fetched from `http://127.0.0.1:9000/v2/users?id=1`.
     /// server.bind_proxy("/api/", "http://127.0.0.1:9000/v2")?;
-    /// assert!(server.bind_proxy("/api/", "https://example.com").is_err());
+    /// server.bind_proxy("/lb/", "http://127.0.0.1:9001/,http://127.0.0.1:9002/")?;
+    /// assert!(server.bind_proxy("/api/", "ftp://example.com").is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn bind_proxy(
@@ -347,6 +350,15 @@ impl QuickServer {
     ) -> Result<&mut Self, quick_server_core::proxy::ProxyError> {
         self.builder.bind_proxy(prefix, url)?;
         Ok(self)
+    }
+
+    /// Logs every proxy exchange on the console (the original's `set_debug_proxy`):
+    /// `proxy <target> to <METHOD> <url>: headers=<JSON> payload=<bytes>`, then
+    /// `response <status> for <target> outlen=<n> headers=<JSON>`, then a summary with
+    /// the status, bytes each way and time.
+    pub fn debug_proxy(&mut self, on: bool) -> &mut Self {
+        self.builder.debug_proxy(on);
+        self
     }
 
     /// Serves only files matching the original's default patterns: `*.css *.csv *.eot *.gif

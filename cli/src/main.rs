@@ -91,8 +91,15 @@ const FLAGS: &[Flag] = &[
         short: None,
         long: "proxy",
         aliases: &[],
-        value: Some("PREFIX=URL"),
-        help: "forward PREFIX to an http:// upstream URL (repeatable)",
+        value: Some("PREFIX=URL[,URL..]"),
+        help: "forward PREFIX to http:// upstreams, in turn (repeatable)",
+    },
+    Flag {
+        short: None,
+        long: "proxy-debug",
+        aliases: &[],
+        value: None,
+        help: "log each proxied request: headers, payload, status, bytes, time",
     },
     Flag {
         short: None,
@@ -168,6 +175,7 @@ struct Cli {
     spa: Option<PathBuf>,
     /// `--proxy` bindings: prefix and upstream URL, in command-line order.
     proxies: Vec<(String, String)>,
+    proxy_debug: bool,
     listing: bool,
     compress: bool,
     all_files: bool,
@@ -216,6 +224,7 @@ fn parse() -> Result<Parsed, lexopt::Error> {
         self_signed: None,
         spa: None,
         proxies: Vec::new(),
+        proxy_debug: false,
         listing: true,
         compress: true,
         all_files: false,
@@ -272,6 +281,7 @@ fn parse() -> Result<Parsed, lexopt::Error> {
                 };
                 cli.proxies.push((prefix.to_owned(), url.to_owned()));
             }
+            "proxy-debug" => cli.proxy_debug = true,
             "no-listing" => cli.listing = false,
             "no-compress" => cli.compress = false,
             "all-files" => cli.all_files = true,
@@ -362,6 +372,7 @@ fn run(cli: Cli) -> Result<(), String> {
             .bind_proxy(prefix, url)
             .map_err(|e| format!("--proxy {prefix}={url}: {e}"))?;
     }
+    server.debug_proxy(cli.proxy_debug);
     #[cfg(feature = "redis")]
     if let Some(url) = &cli.redis {
         let state = quick_server::SharedState::open(url, Default::default())

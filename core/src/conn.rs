@@ -17,7 +17,7 @@ use crate::http::head::{Framing, HeadScanner, Method, RequestHead, Version};
 use crate::http::response::{self, Body, BodyPart, DateCache, FileRegion, Persistence, Response};
 use crate::job::{Completion, Job, JobId, JobKind, Output};
 use crate::log::{RequestRecord, SlowRequest};
-use crate::proxy::exchange::{Exchange, ProxyFailure, Release};
+use crate::proxy::exchange::{Exchange, ProxyFailure, Release, Request as ProxyRequest};
 use crate::request::{PeerInfo, Request};
 use crate::server::{Dispatch, Server};
 use crate::worker::route::WorkerRoute;
@@ -412,7 +412,12 @@ impl Connection {
             return;
         }
         match self.state {
-            State::Proxy { .. } => self.end_proxy(Err(ProxyFailure::Timeout), now),
+            State::Proxy {
+                ref mut exchange, ..
+            } => {
+                exchange.fail(ProxyFailure::Timeout, now);
+                self.settle_upstream(now);
+            }
             State::Delayed { .. } => self.answer_start(now),
             State::Waiting { .. } => self.report_slow(now),
             State::Head if self.head_started.is_some() => {
@@ -606,8 +611,15 @@ impl Connection {
             current.target.push_str(head.target());
             current.cors = self.server.cors_fields(&head);
         }
-        if let Some((route, target)) = self.server.proxy_for(&head) {
-            let exchange = Exchange::new(route, &target, &head, &self.peer.addr, self.peer.secure);
+        if let Some((route, rest)) = self.server.proxy_for(&head) {
+            let request = ProxyRequest {
+                head: &head,
+                rest,
+                peer: &self.peer.addr,
+                secure: self.peer.secure,
+                debug: self.server.debug_proxy(),
+            };
+            let exchange = Exchange::new(route, request, now);
             let reader = (!exchange.request_done()).then_some(reader);
             self.state = State::Proxy {
                 exchange: Box::new(exchange),
@@ -772,6 +784,11 @@ impl Connection {
             return;
         };
         let relayed = exchange.take_relayed();
+        if let Some(log) = self.server.request_log() {
+            for note in &relayed.notes {
+                log.note(note);
+            }
+        }
         if let Some((status, size)) = relayed.head {
             if relayed.close {
                 self.keep_alive = false;

@@ -38,6 +38,9 @@ pub struct Limits {
     /// Time an idle upstream connection is kept before it is closed instead of reused.
     /// Default 15 s, below the usual keep-alive timeout of back ends.
     pub upstream_idle_timeout: Duration,
+    /// How long an upstream that refused a connection is skipped by its binding's
+    /// round-robin. Default 10 s.
+    pub upstream_down_time: Duration,
     /// Buffered output above which the connection stops reading new requests. Default 256 KiB.
     pub max_pending_output: usize,
 }
@@ -59,6 +62,7 @@ impl Default for Limits {
             upstream_timeout: Duration::from_secs(30),
             upstream_max_idle: 16,
             upstream_idle_timeout: Duration::from_secs(15),
+            upstream_down_time: Duration::from_secs(10),
             max_pending_output: 256 * 1024,
         }
     }

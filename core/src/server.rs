@@ -19,6 +19,7 @@ use crate::http::response::{Body, Response};
 use crate::job::{Completion, JobKind, Output};
 use crate::limits::Limits;
 use crate::log::RequestLog;
+use crate::proxy::route::Rest;
 use crate::proxy::{ProxyError, ProxyRoute};
 use crate::request::{BodySink, PeerInfo, Request};
 use crate::worker::{WorkerDone, WorkerFn, WorkerRoute};
@@ -35,6 +36,8 @@ struct Shared {
     pre_middleware: Vec<PreMiddleware>,
     request_log: Option<Arc<dyn RequestLog>>,
     slow_threshold: Option<Duration>,
+    /// Proxy exchanges are logged in detail (the original's `set_debug_proxy`).
+    debug_proxy: bool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -43,6 +46,7 @@ impl std::fmt::Debug for Shared {
             .field("cors", &self.cors)
             .field("pre_middleware", &self.pre_middleware.len())
             .field("slow_threshold", &self.slow_threshold)
+            .field("debug_proxy", &self.debug_proxy)
             .finish_non_exhaustive()
     }
 }
@@ -212,7 +216,7 @@ impl Server {
 
     /// The proxy binding that takes this request, and the upstream target (BEHAVIOUR.md: Proxy;
     /// checked before dynamic routes and files, newest binding first).
-    pub(crate) fn proxy_for(&self, head: &RequestHead) -> Option<(&ProxyRoute, String)> {
+    pub(crate) fn proxy_for(&self, head: &RequestHead) -> Option<(&ProxyRoute, Rest)> {
         if !matches!(
             head.method(),
             Method::Get | Method::Head | Method::Post | Method::Put | Method::Delete
@@ -221,7 +225,7 @@ impl Server {
         }
         self.proxies
             .iter()
-            .find_map(|p| p.upstream_target(head.target()).map(|t| (p, t)))
+            .find_map(|p| p.rest(head.target()).map(|rest| (p, rest)))
     }
 
     /// The request log, if one is installed.
@@ -232,6 +236,11 @@ impl Server {
     /// How long a dynamic request may run before it is reported as slow.
     pub(crate) fn slow_threshold(&self) -> Option<Duration> {
         self.shared.slow_threshold
+    }
+
+    /// Whether proxy exchanges are logged in detail.
+    pub(crate) fn debug_proxy(&self) -> bool {
+        self.shared.debug_proxy && self.shared.request_log.is_some()
     }
 
     /// The CORS fields for a request's answer, first in the head.
@@ -411,6 +420,14 @@ impl ServerBuilder {
     /// Receives a record of every answered request.
     pub fn request_log(&mut self, log: Arc<dyn RequestLog>) -> &mut Self {
         self.shared.request_log = Some(log);
+        self
+    }
+
+    /// Logs each proxy exchange to the request log's notes: the request as sent upstream
+    /// (headers, payload), the response (status, length, headers), and its status,
+    /// bytes and time (the original's `set_debug_proxy`).
+    pub fn debug_proxy(&mut self, on: bool) -> &mut Self {
+        self.shared.debug_proxy = on;
         self
     }
 

@@ -973,8 +973,9 @@ fn serve_keep_alive(mut stream: TcpStream, number: usize, policy: Policy) {
             return; // read, then dropped unanswered
         }
         let body = format!("{number} {}", request.target);
+        let port = stream.local_addr().map_or(0, |a| a.port());
         let answer = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            "HTTP/1.1 200 OK\r\nX-Upstream: {port}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         if stream.write_all(answer.as_bytes()).is_err() {
@@ -1103,5 +1104,145 @@ fn a_connection_the_upstream_closed_while_idle_is_not_reused() {
             (response.status, response.text().as_str()),
             (200, "2 /up/b")
         );
+    });
+}
+
+/// Which upstream (its port) answered.
+fn upstream_port(response: &quick_server_tests::Response) -> u16 {
+    response
+        .header("x-upstream")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_default()
+}
+
+const KEEP: Policy = Policy {
+    answers: usize::MAX,
+    close_when_idle: false,
+};
+
+#[test]
+fn several_upstreams_take_requests_in_turn() {
+    let _gate = shared();
+    each_setup(|setup| {
+        let (a, b) = (
+            KeepAliveUpstream::start(KEEP),
+            KeepAliveUpstream::start(KEEP),
+        );
+        let urls = format!("{},{}", a.url(), b.url());
+        let proxy = Proxy::start(setup, Limits::default(), &[("/px/", &urls)]);
+        let ports: Vec<u16> = (0..6)
+            .map(|n| {
+                let response = proxy.connect().request(&get(&format!("/px/{n}")));
+                assert_eq!(response.status, 200, "{}", response.text());
+                upstream_port(&response)
+            })
+            .collect();
+        let (pa, pb) = (a.addr.port(), b.addr.port());
+        let expected = if ports[0] == pa { [pa, pb] } else { [pb, pa] };
+        assert_eq!(ports, expected.repeat(3), "alternating");
+        assert_eq!((a.accepted(), b.accepted()), (1, 1), "each kept alive");
+    });
+}
+
+/// A request log that keeps the notes (the proxy's debug lines).
+#[derive(Default)]
+struct Notes(Mutex<Vec<String>>);
+
+impl quick_server_core::log::RequestLog for Notes {
+    fn request(&self, _: &quick_server_core::log::RequestRecord<'_>) {}
+    fn slow(&self, _: &quick_server_core::log::SlowRequest<'_>) {}
+    fn note(&self, text: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(text.to_owned());
+    }
+}
+
+impl Notes {
+    fn lines(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A proxy for `/px/` to `urls` whose debug log goes to the returned notes.
+fn debug_proxy(setup: Setup, urls: &str) -> (TestServer, Arc<Notes>) {
+    let notes = Arc::new(Notes::default());
+    let (log, urls) = (Arc::clone(&notes), urls.to_owned());
+    let server = TestServer::start(setup, move |mut builder| {
+        builder
+            .request_log(log)
+            .debug_proxy(true)
+            .bind_proxy("/px/", &urls)
+            .expect("bind the proxy");
+        builder
+    });
+    (server, notes)
+}
+
+#[test]
+fn an_upstream_that_refuses_is_skipped_for_a_while() {
+    let _gate = shared();
+    let dead = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    each_setup(|setup| {
+        let live = KeepAliveUpstream::start(KEEP);
+        let urls = format!("http://127.0.0.1:{dead}/up,{}", live.url());
+        let (proxy, notes) = debug_proxy(setup, &urls);
+        for n in 0..6 {
+            let response = proxy.connect().request(&get(&format!("/px/{n}")));
+            assert_eq!(response.status, 200, "{}", response.text());
+            assert_eq!(upstream_port(&response), live.addr.port());
+        }
+        let refused = notes
+            .lines()
+            .iter()
+            .filter(|l| l.contains(&format!("127.0.0.1:{dead}")) && l.contains("refused"))
+            .count();
+        assert_eq!(refused, 1, "tried once, then skipped: {:?}", notes.lines());
+    });
+}
+
+#[test]
+fn the_debug_log_shows_each_exchange() {
+    let _gate = shared();
+    each_setup(|setup| {
+        let upstream = KeepAliveUpstream::start(KEEP);
+        let (proxy, notes) = debug_proxy(setup, &upstream.url());
+        let response = proxy.connect().request(&post("/px/echo?q=1", b"it's a=1"));
+        assert_eq!(response.status, 200);
+        let body = response.text();
+        let lines = notes.lines();
+        let url = format!("{}/echo?q=1", upstream.url());
+        let expected_request = format!(
+            "proxy /px/echo?q=1 to POST {url}: headers={{\"Host\":\"{}\",",
+            upstream.addr
+        );
+        assert!(lines[0].starts_with(&expected_request), "{lines:?}");
+        assert!(
+            lines[0].ends_with("\"Content-Length\":\"8\"} payload=b\"it's a=1\""),
+            "{lines:?}"
+        );
+        let port = upstream.addr.port();
+        assert_eq!(
+            lines[1],
+            format!(
+                "response 200 for /px/echo?q=1 outlen={} headers={{\"X-Upstream\":\"{port}\",\"Content-Length\":\"{}\"}}",
+                body.len(),
+                body.len()
+            )
+        );
+        let summary = format!(
+            "proxied POST /px/echo?q=1 to {url}: 200, 8 bytes in, {} bytes out, ",
+            body.len()
+        );
+        assert!(lines[2].starts_with(&summary), "{lines:?}");
+        assert!(lines[2].ends_with(" ms"), "{lines:?}");
+        assert_eq!(lines.len(), 3, "{lines:?}");
     });
 }

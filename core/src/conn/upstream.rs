@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::proxy::exchange::{Exchange, ProxyFailure};
+use crate::proxy::exchange::{Answer, Exchange};
 use crate::proxy::{Connect, Release};
 
 use super::{Connection, State};
@@ -61,10 +61,12 @@ impl<'a> Upstream<'a> {
         }
     }
 
-    /// The upstream could not be reached, or its socket failed.
+    /// The upstream could not be reached (it is then skipped for a while, and the
+    /// binding's next upstream is asked for), or its socket failed.
     pub fn failed(&mut self, now: Instant) {
+        let down_time = self.conn.server.limits.upstream_down_time;
         if let Some(exchange) = self.exchange_mut() {
-            exchange.fail(ProxyFailure::Unreachable);
+            exchange.failed(now, down_time);
             self.conn.settle_upstream(now);
         }
     }
@@ -125,15 +127,20 @@ impl<'a> Upstream<'a> {
         if n > 0 {
             *last_activity = now;
         }
-        let date = date.get(server.wall_time(now));
-        exchange.commit(n, server.server_header(), date, &server.limits);
+        let answer = Answer {
+            server: server.server_header(),
+            date: date.get(server.wall_time(now)),
+            limits: &server.limits,
+            now,
+        };
+        exchange.commit(n, &answer);
         self.conn.settle_upstream(now);
     }
 
     /// The upstream closed its side (a read returned 0).
     pub fn read_eof(&mut self, now: Instant) {
         if let Some(exchange) = self.exchange_mut() {
-            exchange.read_eof();
+            exchange.read_eof(now);
             self.conn.settle_upstream(now);
         }
     }

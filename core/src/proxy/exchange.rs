@@ -3,13 +3,17 @@
 //! the client's body as it arrives) for the upstream, reads the upstream's answer into its
 //! own buffer and re-frames it as bytes for the client.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use crate::http::body::BodyReader;
 use crate::http::error::HttpError;
 use crate::http::head::{Method, RequestHead, Version};
 use crate::limits::Limits;
 
+use super::debug::Debug;
 use super::forward::{self, ClientSide, RequestBody, MAX_RESPONSE_HEAD};
-use super::route::ProxyRoute;
+use super::route::{ProxyRoute, Rest, Upstreams};
 
 /// Request body bytes buffered for the upstream before the client is read again.
 const REQUEST_BUFFER: usize = 64 * 1024;
@@ -81,16 +85,43 @@ pub(crate) struct Relayed {
     pub(crate) close: bool,
     /// How the exchange ended, once it has.
     pub(crate) end: Option<Result<(), ProxyFailure>>,
+    /// Debug log lines (when the server logs the proxy).
+    pub(crate) notes: Vec<String>,
+}
+
+/// Who the exchange is for and what it asks, as the client sent it.
+#[derive(Debug)]
+pub(crate) struct Request<'a> {
+    /// The client's request head.
+    pub(crate) head: &'a RequestHead,
+    /// The part of its target the binding forwards.
+    pub(crate) rest: Rest,
+    /// The client address.
+    pub(crate) peer: &'a str,
+    /// Whether the client connection is TLS.
+    pub(crate) secure: bool,
+    /// Whether the proxy's debug log is on.
+    pub(crate) debug: bool,
 }
 
 /// A proxied request in flight.
 #[derive(Debug)]
 pub(crate) struct Exchange {
-    /// The upstream this exchange goes to.
-    upstream: Connect,
+    /// The binding's upstreams, and which one this exchange uses.
+    upstreams: Arc<Upstreams>,
+    current: usize,
+    /// Upstreams that refused this exchange's connection.
+    tried: Vec<usize>,
     /// A connect the transport has not taken yet.
     connect: Option<Connect>,
     connected: bool,
+    /// The method, the forwarded part of the target and the head after `Host`, to build
+    /// the request head again for another upstream or a retry.
+    method: String,
+    rest: Rest,
+    fields: Vec<u8>,
+    /// Bytes of `to_upstream` that are the request head, until any was sent.
+    head_len: usize,
     to_upstream: Vec<u8>,
     sent: usize,
     request_body: RequestBody,
@@ -106,42 +137,41 @@ pub(crate) struct Exchange {
     head_relayed: bool,
     /// The socket came from the pool of idle connections.
     reused: bool,
-    /// The request head again, for an idempotent request without a body, which may be
-    /// retried once on a fresh connection when a reused one turns out closed.
-    retry: Option<Vec<u8>>,
-    /// A socket to release before the retry's connect.
+    /// An idempotent request without a body: retried once on a fresh connection when a
+    /// reused one turns out closed.
+    retryable: bool,
+    /// A socket to release before the next connect.
     release: Option<Release>,
     /// The upstream keeps its connection after this response.
     persistent: bool,
     /// Bytes arrived after the end of the response: the connection is out of step.
     overrun: bool,
+    debug: Option<Box<Debug>>,
 }
 
 impl Exchange {
-    /// Starts an exchange for `head` forwarded to `route` at `target`.
-    pub(crate) fn new(
-        route: &ProxyRoute,
-        target: &str,
-        head: &RequestHead,
-        peer: &str,
-        secure: bool,
-    ) -> Self {
-        let (to_upstream, request_body) = forward::request_head(route, target, head, peer, secure);
+    /// Starts an exchange for `request` through `route`, at `now`.
+    pub(crate) fn new(route: &ProxyRoute, request: Request<'_>, now: Instant) -> Self {
+        let head = request.head;
+        let upstreams = Arc::clone(route.targets());
+        // A first pick always finds one: nothing was tried yet.
+        let current = upstreams.pick(now, &[]).unwrap_or(0);
+        let (fields, request_body) = forward::request_fields(head, request.peer, request.secure);
         let idempotent = matches!(
             head.method(),
-            Method::Get | Method::Head | Method::Options | Method::Put | Method::Delete
+            Method::Get | Method::Head | Method::Put | Method::Delete
         );
-        let retry = (idempotent && request_body == RequestBody::None).then(|| to_upstream.clone());
-        let upstream = Connect {
-            host: route.host().to_owned(),
-            port: route.port(),
-            fresh: false,
-        };
-        Self {
-            connect: Some(upstream.clone()),
-            upstream,
+        let mut exchange = Self {
+            connect: Some(upstreams.get(current).connect()),
+            upstreams,
+            current,
+            tried: Vec::new(),
             connected: false,
-            to_upstream,
+            method: head.method_str().to_owned(),
+            rest: request.rest,
+            fields,
+            head_len: 0,
+            to_upstream: Vec::new(),
             sent: 0,
             request_body,
             request_done: request_body == RequestBody::None,
@@ -157,11 +187,20 @@ impl Exchange {
             relayed: Relayed::default(),
             head_relayed: false,
             reused: false,
-            retry,
+            retryable: idempotent && request_body == RequestBody::None,
             release: None,
             persistent: false,
             overrun: false,
+            debug: request
+                .debug
+                .then(|| Box::new(Debug::new(head.method_str(), head.target(), now))),
+        };
+        exchange.to_upstream = exchange.request_head();
+        exchange.head_len = exchange.to_upstream.len();
+        if exchange.request_done {
+            exchange.note_request();
         }
+        exchange
     }
 
     // ----- the upstream socket -----
@@ -205,6 +244,9 @@ impl Exchange {
 
     /// `n` bytes of [`transmit`](Self::transmit) were written.
     pub(crate) fn transmitted(&mut self, n: usize) {
+        if n > 0 {
+            self.head_len = 0; // the head is on its way: it stays as it is
+        }
         self.sent = (self.sent + n).min(self.to_upstream.len());
         if self.sent == self.to_upstream.len() {
             self.to_upstream.clear();
@@ -228,54 +270,87 @@ impl Exchange {
 
     /// Takes `n` bytes read into [`read_buf`](Self::read_buf) and turns them into client
     /// bytes, with `server` and `date` for the client's response head.
-    pub(crate) fn commit(&mut self, n: usize, server: &str, date: &[u8], limits: &Limits) {
+    pub(crate) fn commit(&mut self, n: usize, answer: &Answer<'_>) {
         let input = std::mem::take(&mut self.input);
         let n = n.min(input.len());
         if n > 0 && self.wants_read() {
-            self.receive(&input[..n], server, date, limits);
+            self.receive(&input[..n], answer);
         }
         self.input = input;
     }
 
     /// The upstream closed its side: ends a close-delimited body, else fails.
-    pub(crate) fn read_eof(&mut self) {
+    pub(crate) fn read_eof(&mut self, now: Instant) {
         self.persistent = false;
         match &self.phase {
             Phase::Body {
                 body: BodyReader::UntilClose,
                 ..
-            } => self.finish_response(),
+            } => self.finish_response(now),
             Phase::Done | Phase::Failed(_) => {}
-            _ => self.fail(ProxyFailure::Unreachable),
+            _ => self.fail(ProxyFailure::Unreachable, now),
         }
+    }
+
+    /// The upstream socket failed. Before it connected, the upstream is skipped by the
+    /// binding for `down_time` and the next one not yet tried gets the request (nothing
+    /// of it was sent); after, the exchange fails.
+    pub(crate) fn failed(&mut self, now: Instant, down_time: Duration) {
+        if self.connected || !matches!(self.phase, Phase::Head) {
+            return self.fail(ProxyFailure::Unreachable, now);
+        }
+        self.upstreams.mark_down(self.current, now + down_time);
+        self.tried.push(self.current);
+        let Some(next) = self.upstreams.pick(now, &self.tried) else {
+            return self.fail(ProxyFailure::Unreachable, now);
+        };
+        if let Some(debug) = &self.debug {
+            let line = debug.failed(&self.url(), "refused, trying the next upstream", now);
+            self.relayed.notes.push(line);
+        }
+        self.current = next;
+        let head = self.request_head();
+        self.to_upstream
+            .splice(..self.head_len, head.iter().copied());
+        self.head_len = head.len();
+        self.release = Some(Release::Close);
+        self.connect = Some(self.upstreams.get(next).connect());
     }
 
     /// The exchange failed: what was not yet handed to the connection is dropped, so a
     /// client that saw no head gets an error answer instead.
-    pub(crate) fn fail(&mut self, failure: ProxyFailure) {
+    pub(crate) fn fail(&mut self, failure: ProxyFailure, now: Instant) {
         if matches!(self.phase, Phase::Done | Phase::Failed(_)) {
             return;
         }
         let nothing_back = matches!(self.phase, Phase::Head) && self.head_buf.is_empty();
-        if failure == ProxyFailure::Unreachable && self.reused && nothing_back {
-            if let Some(request) = self.retry.take() {
-                // The pooled connection was closed by the upstream in the meantime: the
-                // request was not processed, so it goes again on a new connection.
-                self.release = Some(Release::Close);
-                self.connect = Some(Connect {
-                    fresh: true,
-                    ..self.upstream.clone()
-                });
-                self.connected = false;
-                self.reused = false;
-                self.to_upstream = request;
-                self.sent = 0;
-                return;
-            }
+        if failure == ProxyFailure::Unreachable && self.reused && nothing_back && self.retryable {
+            // The pooled connection was closed by the upstream in the meantime: the
+            // request was not processed, so it goes again on a new connection.
+            self.retryable = false;
+            self.release = Some(Release::Close);
+            self.connect = Some(Connect {
+                fresh: true,
+                ..self.upstreams.get(self.current).connect()
+            });
+            self.connected = false;
+            self.reused = false;
+            self.to_upstream = self.request_head();
+            self.sent = 0;
+            return;
         }
         self.phase = Phase::Failed(failure);
         if !self.head_relayed {
-            self.relayed = Relayed::default();
+            let notes = std::mem::take(&mut self.relayed.notes);
+            self.relayed = Relayed {
+                notes,
+                ..Relayed::default()
+            };
+        }
+        if let Some(debug) = &self.debug {
+            let why = HttpError::from(failure).to_string();
+            let line = debug.failed(&self.url(), &why, now);
+            self.relayed.notes.push(line);
         }
     }
 
@@ -290,6 +365,9 @@ impl Exchange {
     pub(crate) fn push_body(&mut self, data: &[u8]) {
         if data.is_empty() {
             return;
+        }
+        if let Some(debug) = &mut self.debug {
+            debug.body(data);
         }
         if self.request_body == RequestBody::Chunked {
             self.to_upstream
@@ -307,6 +385,7 @@ impl Exchange {
             self.to_upstream.extend_from_slice(b"0\r\n\r\n");
         }
         self.request_done = true;
+        self.note_request();
     }
 
     /// Whether the client's request body has been fully forwarded into the buffer.
@@ -335,15 +414,37 @@ impl Exchange {
 
     // ----- internals -----
 
+    /// The request head for the current upstream.
+    fn request_head(&self) -> Vec<u8> {
+        let target = self.upstreams.get(self.current);
+        let mut head = forward::request_line(&self.method, &target.path(&self.rest), target);
+        head.extend_from_slice(&self.fields);
+        head
+    }
+
+    /// The current upstream URL, for the debug log.
+    fn url(&self) -> String {
+        let target = self.upstreams.get(self.current);
+        format!("http://{}{}", target.authority(), target.path(&self.rest))
+    }
+
+    /// Logs the request once its body is complete (the payload is known then).
+    fn note_request(&mut self) {
+        if let Some(debug) = &self.debug {
+            let line = debug.request_line(&self.request_head(), &self.url());
+            self.relayed.notes.push(line);
+        }
+    }
+
     /// Bytes waiting for the upstream socket.
     fn pending(&self) -> usize {
         self.to_upstream.len() - self.sent
     }
 
     /// Takes bytes from the upstream: the head until it is complete, then the body.
-    fn receive(&mut self, data: &[u8], server: &str, date: &[u8], limits: &Limits) {
+    fn receive(&mut self, data: &[u8], answer: &Answer<'_>) {
         if !matches!(self.phase, Phase::Head) {
-            return self.relay(data, limits);
+            return self.relay(data, answer);
         }
         self.head_buf.extend_from_slice(data);
         let client = ClientSide {
@@ -353,12 +454,15 @@ impl Exchange {
         let parsed = forward::response_head(
             &self.head_buf,
             client,
-            server,
-            date,
+            answer.server,
+            answer.date,
             &mut self.relayed.bytes,
         );
         match parsed {
             Ok(Some(head)) => {
+                if let Some(debug) = &mut self.debug {
+                    debug.response(head.status, &self.head_buf[..head.consumed]);
+                }
                 self.relayed.head = Some((head.status, head.length));
                 self.relayed.close = head.close;
                 self.persistent = head.persistent;
@@ -370,40 +474,43 @@ impl Exchange {
                             body,
                             chunked_out: head.chunked_out,
                         };
-                        self.relay(&rest, limits);
+                        self.relay(&rest, answer);
                     }
                     None => {
                         self.overrun = !rest.is_empty();
-                        self.phase = Phase::Done;
+                        self.finish_response(answer.now);
                     }
                 }
             }
             Ok(None) if self.head_buf.len() > MAX_RESPONSE_HEAD => {
-                self.fail(ProxyFailure::Malformed);
+                self.fail(ProxyFailure::Malformed, answer.now);
             }
             Ok(None) => {}
-            Err(_) => self.fail(ProxyFailure::Malformed),
+            Err(_) => self.fail(ProxyFailure::Malformed, answer.now),
         }
     }
 
     /// Decodes body bytes for the client; bytes after the end of the body are dropped (and
     /// the upstream connection is not reused).
-    fn relay(&mut self, data: &[u8], limits: &Limits) {
+    fn relay(&mut self, data: &[u8], answer: &Answer<'_>) {
         let Phase::Body { body, chunked_out } = &mut self.phase else {
             return;
         };
         let out = &mut self.relayed.bytes;
         let mut used = 0;
         loop {
-            let step = match body.step(&data[used..], limits) {
+            let step = match body.step(&data[used..], answer.limits) {
                 Ok(step) => step,
-                Err(_) => return self.fail(ProxyFailure::Malformed),
+                Err(_) => return self.fail(ProxyFailure::Malformed, answer.now),
             };
             emit(out, step.data, *chunked_out);
+            if let Some(debug) = &mut self.debug {
+                debug.relayed(step.data.len());
+            }
             used += step.consumed;
             if step.done {
                 self.overrun = used < data.len();
-                return self.finish_response();
+                return self.finish_response(answer.now);
             }
             if step.consumed == 0 || used == data.len() {
                 return;
@@ -411,9 +518,9 @@ impl Exchange {
         }
     }
 
-    /// The response body is complete: the client's framing is closed too (a HEAD
-    /// request never gets this far: its answer has no body).
-    fn finish_response(&mut self) {
+    /// The response is complete: the client's framing is closed too (a HEAD request's
+    /// answer has no body, so no terminating chunk).
+    fn finish_response(&mut self, now: Instant) {
         if let Phase::Body {
             chunked_out: true, ..
         } = self.phase
@@ -421,7 +528,24 @@ impl Exchange {
             self.relayed.bytes.extend_from_slice(b"0\r\n\r\n");
         }
         self.phase = Phase::Done;
+        if let Some(debug) = &self.debug {
+            let lines = debug.done(&self.url(), now);
+            self.relayed.notes.extend(lines);
+        }
     }
+}
+
+/// What the exchange needs from the connection to answer the client.
+#[derive(Debug)]
+pub(crate) struct Answer<'a> {
+    /// The `Server` field value.
+    pub(crate) server: &'a str,
+    /// The `Date` field value.
+    pub(crate) date: &'a [u8],
+    /// The limits (chunked framing).
+    pub(crate) limits: &'a Limits,
+    /// The time now.
+    pub(crate) now: Instant,
 }
 
 /// Appends a body piece for the client, as a chunk when `chunked`.
@@ -606,6 +730,45 @@ mod tests {
                 String::from_utf8_lossy(answer)
             );
         }
+    }
+
+    #[test]
+    fn a_refused_connect_moves_the_request_to_the_next_upstream() {
+        let now = Instant::now();
+        let mut builder =
+            Server::builder_with_fs((now, SystemTime::UNIX_EPOCH), Arc::new(MemoryFs::new()));
+        builder
+            .bind_proxy("/px/", "http://a:1/x,http://b:2/y")
+            .unwrap();
+        let mut c = Connection::new(builder.build(), PeerInfo::default(), now);
+        c.feed(
+            b"POST /px/p HTTP/1.1\r\nHost: f\r\nContent-Length: 2\r\n\r\nhi",
+            now,
+        );
+        let mut upstream = c.upstream().unwrap();
+        let first = upstream.poll_connect().unwrap();
+        assert_eq!((first.host.as_str(), first.port), ("a", 1));
+        upstream.failed(now);
+        assert_eq!(upstream.poll_release(), Some(Release::Close));
+        let second = upstream.poll_connect().expect("the next upstream");
+        assert_eq!((second.host.as_str(), second.port), ("b", 2));
+        upstream.connected(now);
+        let sent = upstream_output(&mut c, now);
+        assert!(
+            sent.starts_with("POST /y/p HTTP/1.1\r\nHost: b:2\r\n"),
+            "{sent}"
+        );
+        assert!(
+            sent.ends_with("\r\n\r\nhi"),
+            "the body follows the new head: {sent}"
+        );
+        // The next request skips `a` while it is down.
+        upstream_send(&mut c, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", now);
+        client_output(&mut c, now);
+        release(&mut c);
+        c.feed(b"GET /px/q HTTP/1.1\r\nHost: f\r\n\r\n", now);
+        let next = c.upstream().unwrap().poll_connect().unwrap();
+        assert_eq!(next.host, "b", "a is skipped");
     }
 
     #[test]

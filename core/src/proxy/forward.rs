@@ -5,7 +5,7 @@ use crate::http::body::BodyReader;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::head::{Framing, RequestHead};
 
-use super::route::ProxyRoute;
+use super::route::Target;
 
 /// Largest upstream response head accepted (502 beyond it).
 pub(crate) const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -36,24 +36,20 @@ pub(crate) enum RequestBody {
     Chunked,
 }
 
-/// The head of the request as the upstream gets it: the method, the rewritten `target`,
-/// the upstream's `Host`, the end-to-end fields, and the `X-Forwarded-*` fields.
-pub(crate) fn request_head(
-    route: &ProxyRoute,
-    target: &str,
+/// The request line and `Host` of the request as `upstream` gets it, at `path`.
+pub(crate) fn request_line(method: &str, path: &str, upstream: &Target) -> Vec<u8> {
+    let host = upstream.authority();
+    format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n").into_bytes()
+}
+
+/// The rest of the request head as the upstream gets it (after its `Host`): the
+/// end-to-end fields, the `X-Forwarded-*` fields and the body framing.
+pub(crate) fn request_fields(
     head: &RequestHead,
     peer: &str,
     secure: bool,
 ) -> (Vec<u8>, RequestBody) {
     let mut out = Vec::with_capacity(512);
-    let method = head.method_str();
-    out.extend_from_slice(
-        format!(
-            "{method} {target} HTTP/1.1\r\nHost: {}\r\n",
-            route.authority()
-        )
-        .as_bytes(),
-    );
     let listed = connection_options(head.fields());
     let mut forwarded_for = None;
     for (name, value) in head.fields() {

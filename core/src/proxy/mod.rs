@@ -2,10 +2,11 @@
 //! upstream, and the sans-IO client exchange the connection runs for a proxied request. The
 //! transport only opens the upstream socket and moves bytes.
 
+mod debug;
 pub(crate) mod exchange;
 mod forward;
 mod pool;
-mod route;
+pub(crate) mod route;
 
 pub use exchange::{Connect, Release};
 pub use pool::IdlePool;

@@ -1,15 +1,19 @@
-//! Proxy bindings: which targets go upstream and what path they get there (BEHAVIOUR.md: Proxy).
+//! Proxy bindings: which targets go upstream, to which of the binding's upstreams (in
+//! turn, skipping one that recently refused a connection), and what path they get there
+//! (BEHAVIOUR.md: Proxy).
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
-/// A prefix forwarded to an `http://` upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use super::exchange::Connect;
+
+/// A prefix forwarded to one or more `http://` upstreams.
+#[derive(Debug, Clone)]
 pub struct ProxyRoute {
     prefix: String,
-    host: String,
-    port: u16,
-    /// The upstream URL's path, without a trailing `/` (empty for the root).
-    base: String,
+    upstreams: Arc<Upstreams>,
 }
 
 /// Why a proxy binding was refused.
@@ -18,7 +22,7 @@ pub struct ProxyRoute {
 pub enum ProxyError {
     /// The prefix does not start and end with `/`.
     Prefix(String),
-    /// The upstream is not an `http://host[:port][/path]` URL.
+    /// An upstream is not an `http://host[:port][/path]` URL.
     Url(String),
 }
 
@@ -33,12 +37,87 @@ impl fmt::Display for ProxyError {
 
 impl std::error::Error for ProxyError {}
 
+/// One upstream of a binding.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    host: String,
+    port: u16,
+    /// The upstream URL's path, without a trailing `/` (empty for the root).
+    base: String,
+}
+
+/// The part of a request target a binding forwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rest {
+    /// What follows the prefix (query included).
+    Under(String),
+    /// The prefix without its trailing `/`.
+    Bare,
+}
+
+/// A binding's upstreams, taken in turn; one that refused a connection is skipped until
+/// its `down_until`.
+#[derive(Debug)]
+pub(crate) struct Upstreams {
+    targets: Vec<Target>,
+    next: AtomicUsize,
+    down_until: Mutex<Vec<Option<Instant>>>,
+}
+
 impl ProxyRoute {
-    /// Forwards requests under `prefix` to `url` (`http://host[:port][/path]`).
-    pub fn new(prefix: &str, url: &str) -> Result<Self, ProxyError> {
+    /// Forwards requests under `prefix` to `urls`: one `http://host[:port][/path]` URL,
+    /// or several separated by commas, taken in turn.
+    pub fn new(prefix: &str, urls: &str) -> Result<Self, ProxyError> {
         if prefix.is_empty() || !prefix.starts_with('/') || !prefix.ends_with('/') {
             return Err(ProxyError::Prefix(prefix.to_owned()));
         }
+        let targets = urls
+            .split(',')
+            .map(|url| Target::parse(url.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let count = targets.len();
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            upstreams: Arc::new(Upstreams {
+                targets,
+                next: AtomicUsize::new(0),
+                down_until: Mutex::new(vec![None; count]),
+            }),
+        })
+    }
+
+    /// The prefix this route forwards.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The upstreams as `(host, port)`, in turn order.
+    pub fn upstreams(&self) -> impl Iterator<Item = (&str, u16)> {
+        self.upstreams
+            .targets
+            .iter()
+            .map(|t| (t.host.as_str(), t.port))
+    }
+
+    /// The shared upstream state an exchange picks from.
+    pub(crate) fn targets(&self) -> &Arc<Upstreams> {
+        &self.upstreams
+    }
+
+    /// What of a raw request target this route forwards, if it takes it: the part after
+    /// the prefix, or the bare prefix (`/px` is taken by `/px/`, as the original retries
+    /// with a `/` appended; `/px?q` stays unmatched, as there).
+    pub(crate) fn rest(&self, target: &str) -> Option<Rest> {
+        if let Some(rest) = target.strip_prefix(self.prefix.as_str()) {
+            return Some(Rest::Under(rest.to_owned()));
+        }
+        (target == &self.prefix[..self.prefix.len() - 1]).then_some(Rest::Bare)
+    }
+}
+
+impl Target {
+    /// Parses `http://host[:port][/path]`.
+    fn parse(url: &str) -> Result<Self, ProxyError> {
         let bad = || ProxyError::Url(url.to_owned());
         let rest = url.strip_prefix("http://").ok_or_else(bad)?;
         let (authority, path) = match rest.find(['/', '?', '#']) {
@@ -53,30 +132,23 @@ impl ProxyRoute {
             _ => (authority, 80),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() || host.contains(['@', ' ']) || path.contains(['?', '#']) {
+        if host.is_empty() || host.contains(['@', ' ', ',']) || path.contains(['?', '#']) {
             return Err(bad());
         }
         Ok(Self {
-            prefix: prefix.to_owned(),
             host: host.to_owned(),
             port,
             base: path.trim_end_matches('/').to_owned(),
         })
     }
 
-    /// The prefix this route forwards.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// The upstream host name or address.
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    /// The upstream port.
-    pub fn port(&self) -> u16 {
-        self.port
+    /// Where to connect.
+    pub(crate) fn connect(&self) -> Connect {
+        Connect {
+            host: self.host.clone(),
+            port: self.port,
+            fresh: false,
+        }
     }
 
     /// `Host` value for the upstream request.
@@ -93,23 +165,54 @@ impl ProxyRoute {
         }
     }
 
-    /// The upstream target for a raw request target, if this route takes it: the part after
-    /// the prefix goes below the upstream path, the query once (the original doubles it).
-    pub(crate) fn upstream_target(&self, target: &str) -> Option<String> {
-        if let Some(rest) = target.strip_prefix(self.prefix.as_str()) {
-            return Some(format!("{}/{rest}", self.base));
+    /// The upstream target: the forwarded part goes below the upstream path, the query
+    /// once (the original's duplicated query is fixed).
+    pub(crate) fn path(&self, rest: &Rest) -> String {
+        match rest {
+            Rest::Under(rest) => format!("{}/{rest}", self.base),
+            Rest::Bare if self.base.is_empty() => "/".to_owned(),
+            Rest::Bare => self.base.clone(),
         }
-        // `/px` is taken by the prefix `/px/` (the original retries with a `/` appended;
-        // `/px?q` stays unmatched, as there).
-        if target == &self.prefix[..self.prefix.len() - 1] {
-            let base = if self.base.is_empty() {
-                "/"
-            } else {
-                self.base.as_str()
-            };
-            return Some(base.to_owned());
+    }
+}
+
+impl Upstreams {
+    /// Upstream `i`.
+    pub(crate) fn get(&self, i: usize) -> &Target {
+        &self.targets[i % self.targets.len()]
+    }
+
+    /// The next upstream in turn that is not in `tried`: one that is up if any, else one
+    /// that is down (better tried than refused outright); `None` once all were tried.
+    pub(crate) fn pick(&self, now: Instant, tried: &[usize]) -> Option<usize> {
+        let n = self.targets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let down = self
+            .down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let untried = (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|i| !tried.contains(i));
+        let mut fallback = None;
+        for i in untried {
+            if down[i].is_none_or(|until| now >= until) {
+                return Some(i);
+            }
+            fallback = fallback.or(Some(i));
         }
-        None
+        fallback
+    }
+
+    /// Upstream `i` refused a connection: skip it until `until`.
+    pub(crate) fn mark_down(&self, i: usize, until: Instant) {
+        let mut down = self
+            .down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = down.get_mut(i) {
+            *slot = Some(until);
+        }
     }
 }
 
@@ -117,17 +220,31 @@ impl ProxyRoute {
 mod tests {
     use super::*;
 
+    use std::time::Duration;
+
+    fn first(r: &ProxyRoute) -> &Target {
+        r.targets().get(0)
+    }
+
+    /// The upstream target `r` gives `target`, through its first upstream.
+    fn upstream_target(r: &ProxyRoute, target: &str) -> Option<String> {
+        r.rest(target).map(|rest| first(r).path(&rest))
+    }
+
     #[test]
     fn parses_upstream_urls() {
         let r = ProxyRoute::new("/px/", "http://h:1/up").unwrap();
-        assert_eq!(
-            (r.host(), r.port(), r.authority()),
-            ("h", 1, "h:1".to_owned())
-        );
+        assert_eq!(r.upstreams().collect::<Vec<_>>(), [("h", 1)]);
+        assert_eq!(first(&r).authority(), "h:1");
         let r = ProxyRoute::new("/px/", "http://127.0.0.1").unwrap();
-        assert_eq!((r.port(), r.authority()), (80, "127.0.0.1".to_owned()));
+        assert_eq!(r.upstreams().collect::<Vec<_>>(), [("127.0.0.1", 80)]);
+        assert_eq!(first(&r).authority(), "127.0.0.1");
         let r = ProxyRoute::new("/px/", "http://[::1]:9000/").unwrap();
-        assert_eq!((r.host(), r.authority()), ("::1", "[::1]:9000".to_owned()));
+        assert_eq!(r.upstreams().collect::<Vec<_>>(), [("::1", 9000)]);
+        assert_eq!(first(&r).authority(), "[::1]:9000");
+        let r = ProxyRoute::new("/px/", "http://a:1/x, http://b:2/").unwrap();
+        assert_eq!(r.upstreams().collect::<Vec<_>>(), [("a", 1), ("b", 2)]);
+        assert_eq!(r.targets().get(1).path(&Rest::Under("q".into())), "/q");
         for bad in [
             "https://h/",
             "h:1",
@@ -135,34 +252,36 @@ mod tests {
             "http://h:x/",
             "http://h/?q",
             "http://u@h/",
+            "http://a:1/,",
+            "http://a:1/,https://b/",
         ] {
             assert!(ProxyRoute::new("/px/", bad).is_err(), "{bad}");
         }
         assert_eq!(
-            ProxyRoute::new("px", "http://h/"),
-            Err(ProxyError::Prefix("px".into()))
+            ProxyRoute::new("px", "http://h/").unwrap_err(),
+            ProxyError::Prefix("px".into())
         );
     }
 
     #[test]
     fn rewrites_targets_like_the_original() {
         let r = ProxyRoute::new("/px/", "http://h:1/up").unwrap();
-        assert_eq!(r.upstream_target("/px/a/b").as_deref(), Some("/up/a/b"));
+        assert_eq!(upstream_target(&r, "/px/a/b").as_deref(), Some("/up/a/b"));
         assert_eq!(
-            r.upstream_target("/px/a/b?x=1").as_deref(),
+            upstream_target(&r, "/px/a/b?x=1").as_deref(),
             Some("/up/a/b?x=1")
         );
-        assert_eq!(r.upstream_target("/px/").as_deref(), Some("/up/"));
-        assert_eq!(r.upstream_target("/px").as_deref(), Some("/up"));
+        assert_eq!(upstream_target(&r, "/px/").as_deref(), Some("/up/"));
+        assert_eq!(upstream_target(&r, "/px").as_deref(), Some("/up"));
         assert_eq!(
-            r.upstream_target("/px?y=2"),
+            upstream_target(&r, "/px?y=2"),
             None,
             "verified behaviour of the original"
         );
-        assert_eq!(r.upstream_target("/pxa"), None);
-        assert_eq!(r.upstream_target("/other"), None);
+        assert_eq!(upstream_target(&r, "/pxa"), None);
+        assert_eq!(upstream_target(&r, "/other"), None);
         let root = ProxyRoute::new("/api/", "http://h:1").unwrap();
-        assert_eq!(root.upstream_target("/api/v1").as_deref(), Some("/v1"));
-        assert_eq!(root.upstream_target("/api").as_deref(), Some("/"));
+        assert_eq!(upstream_target(&root, "/api/v1").as_deref(), Some("/v1"));
+        assert_eq!(upstream_target(&root, "/api").as_deref(), Some("/"));
     }
 }
