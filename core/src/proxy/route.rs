@@ -284,4 +284,26 @@ mod tests {
         assert_eq!(upstream_target(&root, "/api/v1").as_deref(), Some("/v1"));
         assert_eq!(upstream_target(&root, "/api").as_deref(), Some("/"));
     }
+
+    #[test]
+    fn upstreams_take_turns_and_one_that_refused_is_skipped_for_a_while() {
+        let r = ProxyRoute::new("/px/", "http://a:1/,http://b:2/,http://c:3/").unwrap();
+        let up = r.targets();
+        let now = Instant::now();
+        let turns: Vec<_> = (0..6).map(|_| up.pick(now, &[]).unwrap()).collect();
+        assert_eq!(turns, [0, 1, 2, 0, 1, 2]);
+        let until = now + Duration::from_secs(10);
+        up.mark_down(1, until);
+        let turns: Vec<_> = (0..4).map(|_| up.pick(now, &[]).unwrap()).collect();
+        assert_eq!(turns, [0, 2, 2, 0], "b is skipped while down");
+        assert_eq!(
+            up.pick(until, &[0, 2]),
+            Some(1),
+            "and back once its time is over"
+        );
+        up.mark_down(0, until);
+        up.mark_down(2, until);
+        assert!(up.pick(now, &[]).is_some(), "all down: one is tried anyway");
+        assert_eq!(up.pick(now, &[0, 1, 2]), None, "all tried");
+    }
 }
