@@ -23,6 +23,8 @@ pub struct Tuning {
     pub max_connections: Option<usize>,
     /// Grace period of a shutdown.
     pub shutdown_grace: Duration,
+    /// Event loops (mio; std has none).
+    pub loops: Option<usize>,
 }
 
 impl Default for Tuning {
@@ -31,6 +33,7 @@ impl Default for Tuning {
             threads: Some(4),
             max_connections: None,
             shutdown_grace: Duration::from_secs(2),
+            loops: None,
         }
     }
 }
@@ -111,7 +114,7 @@ impl TestServer {
                 let defaults = quick_server_mio::Options::default();
                 let options = quick_server_mio::Options {
                     tls,
-                    loops: defaults.loops,
+                    loops: tuning.loops.unwrap_or(defaults.loops),
                     threads: tuning.threads.unwrap_or(defaults.threads),
                     max_connections: tuning.max_connections.unwrap_or(defaults.max_connections),
                     shutdown_grace: tuning.shutdown_grace,
