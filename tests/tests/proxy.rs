@@ -141,18 +141,14 @@ impl Proxy {
             .iter()
             .map(|(p, u)| ((*p).to_owned(), (*u).to_owned()))
             .collect();
-        let server = TestServer::start_tuned(
-            setup,
-            tuning,
-            move |mut builder: ServerBuilder| {
-                builder.limits(limits);
-                builder.files().bind_path("/", root).expect("bind /");
-                for (prefix, url) in &routes {
-                    builder.bind_proxy(prefix, url).expect("bind a proxy");
-                }
-                builder
-            },
-        );
+        let server = TestServer::start_tuned(setup, tuning, move |mut builder: ServerBuilder| {
+            builder.limits(limits);
+            builder.files().bind_path("/", root).expect("bind /");
+            for (prefix, url) in &routes {
+                builder.bind_proxy(prefix, url).expect("bind a proxy");
+            }
+            builder
+        });
         Self {
             server,
             _files: files,
