@@ -270,6 +270,11 @@ struct Routing {
     pre: PreChain,
     tokens: TokenHandle,
     cache: CacheSlot,
+    /// Worker routes registered so far.
+    workers: usize,
+    /// Where worker tasks live when they are shared.
+    #[cfg(feature = "redis")]
+    shared: Option<crate::SharedState>,
 }
 
 impl fmt::Debug for QuickServer {
@@ -966,11 +971,16 @@ impl QuickServer {
         self.routing.tokens.clone()
     }
 
-    /// Keeps tokens in Redis from now on, shared by every instance started with the same
-    /// Redis and key prefix (see the crate's guide, "Several instances").
+    /// Keeps tokens and the tasks of the worker routes registered from now on in Redis,
+    /// shared by every instance started with the same Redis and key prefix (see the
+    /// crate's guide, "Several instances"). Call it before registering workers.
     #[cfg(feature = "redis")]
     pub fn shared_state(&mut self, state: crate::SharedState) -> &mut Self {
+        if self.routing.workers > 0 {
+            msg("shared_state after worker routes: their tasks stay in this process");
+        }
         self.routing.tokens.set_store(Box::new(state.token_store()));
+        self.routing.shared = Some(state);
         self
     }
 
@@ -1052,6 +1062,15 @@ impl QuickServer {
             section.to_owned(),
             cache_id,
         );
+        self.routing.workers += 1;
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.routing.shared {
+            self.builder
+                .worker_in(mask, work, Arc::new(shared.tasks(mask)));
+        } else {
+            self.builder.worker(mask, work);
+        }
+        #[cfg(not(feature = "redis"))]
         self.builder.worker(mask, work);
         if !self.routing.scope.is_empty() {
             let chain = self.routing.scope.clone();

@@ -149,7 +149,10 @@ pub use quick_server_core::Method;
 pub use quick_server_core::{InvalidOrigin, Limits, Request};
 pub use restart::{has_been_restarted, is_original, set_error_exit_code, set_restart_exit_code};
 #[cfg(feature = "redis")]
-pub use shared::{SharedState, SharedStateError, SharedStateOptions, POOL_SIZE, REDIS_TIMEOUT};
+pub use shared::{
+    SharedState, SharedStateError, SharedStateOptions, POOL_SIZE, REDIS_TIMEOUT, STOP_POLL,
+    WORKER_LEASE,
+};
 pub use tls::{load_tls, TlsError};
 pub use tokens::{create_token, TokenHandle};
 pub use transport::{listen, start, Running, ShutdownHandle, Transport, TransportOptions};

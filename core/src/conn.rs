@@ -439,6 +439,15 @@ impl Connection {
         else {
             return;
         };
+        if route.is_remote() {
+            // The answer needs a round trip to the store: it leaves as a job.
+            let id = self.next_id();
+            let work = Box::new(move || Output::Respond(route.answer_start(key, now)));
+            self.jobs
+                .push_back(Job::request(id, JobKind::Request, work));
+            self.state = State::Waiting { id, head_only };
+            return;
+        }
         let response = route.answer_start(key, now);
         self.deliver(response, head_only, now);
         self.process(now);

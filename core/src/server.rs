@@ -22,7 +22,7 @@ use crate::log::RequestLog;
 use crate::proxy::route::Rest;
 use crate::proxy::{ProxyError, ProxyRoute};
 use crate::request::{BodySink, PeerInfo, Request};
-use crate::worker::{WorkerDone, WorkerFn, WorkerRoute};
+use crate::worker::{MemoryTasks, TaskStore, WorkerDone, WorkerFn, WorkerRoute};
 use std::sync::atomic::AtomicUsize;
 
 /// Code run before routing for every GET/HEAD/POST/PUT/DELETE request (the original's
@@ -381,9 +381,21 @@ impl ServerBuilder {
     /// Registers a worker at `mask`: a POST route (argc 0) speaking the start/get/stop/cargo
     /// protocol (BEHAVIOUR.md: Workers), whose computations run as background jobs.
     pub fn worker(&mut self, mask: &str, work: WorkerFn) -> &mut Self {
+        self.worker_in(mask, work, Arc::new(MemoryTasks::new()))
+    }
+
+    /// Like [`worker`](Self::worker), keeping the tasks in `store` (for example in Redis,
+    /// shared by several instances).
+    pub fn worker_in(
+        &mut self,
+        mask: &str,
+        work: WorkerFn,
+        store: Arc<dyn TaskStore>,
+    ) -> &mut Self {
         let route = Arc::new(WorkerRoute::new(
             mask,
             work,
+            store,
             Arc::clone(&self.max_chunk_size),
         ));
         self.workers.push(Arc::clone(&route));

@@ -6,7 +6,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use quick_server_tests::{have_redis, json_of, Instance, RedisServer};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Skips (with a note) when `redis-server` is not installed; `tests/run` installs it.
 macro_rules! need_redis {
@@ -141,4 +141,88 @@ fn redis_stopped_mid_run_answers_503_in_time_and_recovers() {
         (response.status == 200).then(|| json_of(&response))
     });
     assert_eq!(answer, json!({"count": 6}), "nothing lost");
+}
+
+/// The reply of a worker action, asserting a 200.
+fn act(instance: &Instance, body: Value) -> Value {
+    let response = instance.post("/api/sleep", &body);
+    assert_eq!(response.status, 200, "{}", response.text());
+    json_of(&response)
+}
+
+fn start(instance: &Instance, payload: Value) -> Value {
+    let reply = act(instance, json!({"action": "start", "payload": payload}));
+    reply["token"].clone()
+}
+
+/// Polls `get` on `instance` until the task is done; returns the result's JSON.
+fn collect(instance: &Instance, token: &Value) -> Value {
+    eventually(Duration::from_secs(20), || {
+        let reply = act(instance, json!({"action": "get", "token": token}));
+        if reply["continue"] == json!(true) {
+            return None;
+        }
+        assert_eq!(reply["done"], json!(true), "{reply}");
+        Some(serde_json::from_str(reply["result"].as_str().expect("a text")).expect("JSON"))
+    })
+}
+
+#[test]
+fn start_on_one_instance_get_and_stop_on_others() {
+    need_redis!();
+    let redis = RedisServer::start(false);
+    let url = redis.url();
+    let [a, b, c] = [0, 1, 2].map(|_| Instance::start(Some(&url), &[]));
+
+    // Started on A, collected on B: A ran it.
+    let token = start(&a, json!({"seconds": 0.3, "echo": "x"}));
+    let running = act(&c, json!({"action": "get", "token": token}));
+    assert_eq!(running["continue"], json!(true), "{running}");
+    let result = collect(&b, &token);
+    assert_eq!(result, json!({"echo": "x", "pid": a.pid()}));
+    let gone = act(&c, json!({"action": "get", "token": token}));
+    assert_eq!(gone["done"], json!(false), "collected once: {gone}");
+
+    // Started on A, stopped on C: the job on A sees its cancel flag and ends early,
+    // which removes the task's key.
+    let token = start(&a, json!({"seconds": 60, "echo": "long"}));
+    let key = format!("qs:cluster:w:/api/sleep:{}", token.as_str().expect("a key"));
+    assert_eq!(redis.command(&["EXISTS", &key]).unwrap(), ":1");
+    let stopped = act(&c, json!({"action": "stop", "token": token}));
+    assert_eq!(
+        stopped,
+        json!({"continue": false, "done": true, "result": null, "token": token})
+    );
+    let stopped_at = Instant::now();
+    eventually(Duration::from_secs(5), || {
+        (redis.command(&["EXISTS", &key]).unwrap() == ":0").then_some(())
+    });
+    assert!(stopped_at.elapsed() < Duration::from_secs(5));
+    let after = act(&b, json!({"action": "get", "token": token}));
+    assert_eq!(after["done"], json!(false), "{after}");
+    assert_eq!(after["continue"], json!(false), "{after}");
+}
+
+#[test]
+fn a_task_of_a_killed_instance_is_lost_within_the_lease() {
+    need_redis!();
+    let redis = RedisServer::start(false);
+    let url = redis.url();
+    let mut a = Instance::start(Some(&url), &[]);
+    let b = Instance::start(Some(&url), &[]);
+    let token = start(&a, json!({"seconds": 120, "echo": "doomed"}));
+    let killed = Instant::now();
+    a.kill();
+    let response = eventually(Duration::from_secs(25), || {
+        let response = b.post("/api/sleep", &json!({"action": "get", "token": token}));
+        (response.status != 200).then_some(response)
+    });
+    let took = killed.elapsed();
+    assert_eq!(response.status, 500, "{}", response.text());
+    assert!(response.reason.contains("LostTask"), "{}", response.reason);
+    // The default lease is 10 s; well within 15 s plus the polling step.
+    assert!(took < Duration::from_secs(16), "lost after {took:?}");
+    // Reported once, then the task is unknown.
+    let after = act(&b, json!({"action": "get", "token": token}));
+    assert_eq!(after["done"], json!(false), "{after}");
 }

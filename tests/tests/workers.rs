@@ -11,15 +11,43 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use quick_server::{Abort, CancelFlag, QuickCache, ResultCache, WorkerFailure, WORKER_JS};
+use quick_server::{
+    Abort, CancelFlag, QuickCache, QuickServer, ResultCache, SharedState, SharedStateOptions,
+    WorkerFailure, WORKER_JS,
+};
 use quick_server_core::worker::WorkerFn;
 use quick_server_core::{Connection, PeerInfo, Server, Transmit};
 use quick_server_tests::{
-    each_setup, get, json_of, post_json, Client, FacadeServer, Response, TempDir,
+    each_setup, get, have_redis, json_of, post_json, Client, FacadeServer, RedisServer, Response,
+    Setup, TempDir,
 };
 use serde_json::{json, Value};
 
 /// Sends one protocol message on `client`.
+/// A facade server whose tasks (and tokens) live in `redis` when given, under a key
+/// prefix of their own.
+fn builder(setup: Setup, redis: Option<&RedisServer>) -> QuickServer {
+    let mut qs = FacadeServer::builder();
+    if let Some(redis) = redis {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let options = SharedStateOptions {
+            key_prefix: Some(format!("{setup:?}{}:", NEXT.fetch_add(1, Ordering::SeqCst))),
+            ..SharedStateOptions::default()
+        };
+        qs.shared_state(SharedState::open(&redis.url(), options).expect("a Redis URL"));
+    }
+    qs
+}
+
+/// Runs `test` with a fresh real Redis, or says it skipped without `redis-server`.
+fn with_redis(test: impl FnOnce(&RedisServer)) {
+    if !have_redis() {
+        eprintln!("redis-server not installed: skipped");
+        return;
+    }
+    test(&RedisServer::start(false));
+}
+
 fn send(client: &mut Client, url: &str, body: Value) -> Response {
     client.request(&post_json(url, &body))
 }
@@ -69,8 +97,17 @@ fn double(payload: Value, _: &CancelFlag) -> Result<Value, Abort> {
 
 #[test]
 fn normal_and_immediate_jobs() {
-    each_setup(|setup| {
-        let mut qs = FacadeServer::builder();
+    each_setup(|setup| normal_and_immediate_jobs_suite(setup, None));
+}
+
+#[test]
+fn normal_and_immediate_jobs_in_redis() {
+    with_redis(|redis| each_setup(|setup| normal_and_immediate_jobs_suite(setup, Some(redis))));
+}
+
+fn normal_and_immediate_jobs_suite(setup: Setup, redis: Option<&RedisServer>) {
+    {
+        let mut qs = builder(setup, redis);
         qs.json_worker("/api/double/:kind", None, double)
             .json_worker("/api/now", None, |payload: Value, _: &CancelFlag| {
                 Ok::<_, Abort>(payload)
@@ -139,7 +176,7 @@ fn normal_and_immediate_jobs() {
             ));
             assert_eq!(again, unknown(token));
         }
-    });
+    }
 }
 
 /// A job that runs until cancelled (5 s at most) and records that it saw the flag.
@@ -171,9 +208,25 @@ fn eventually(flag: &AtomicBool) -> bool {
 
 #[test]
 fn stop_cancels_a_running_job_and_unknown_tokens_are_fine() {
-    each_setup(|setup| {
+    each_setup(|setup| stop_cancels_a_running_job_and_unknown_tokens_are_fine_suite(setup, None));
+}
+
+#[test]
+fn stop_cancels_a_running_job_and_unknown_tokens_are_fine_in_redis() {
+    with_redis(|redis| {
+        each_setup(|setup| {
+            stop_cancels_a_running_job_and_unknown_tokens_are_fine_suite(setup, Some(redis))
+        })
+    });
+}
+
+fn stop_cancels_a_running_job_and_unknown_tokens_are_fine_suite(
+    setup: Setup,
+    redis: Option<&RedisServer>,
+) {
+    {
         let saw = Arc::new(AtomicBool::new(false));
-        let mut qs = FacadeServer::builder();
+        let mut qs = builder(setup, redis);
         qs.json_worker("/api/long", None, until_cancelled(Arc::clone(&saw)));
         let server = FacadeServer::start(setup, qs);
         let mut client = server.connect();
@@ -233,14 +286,25 @@ fn stop_cancels_a_running_job_and_unknown_tokens_are_fine() {
             ));
             assert_eq!(answer, unknown(token));
         }
-    });
+    }
 }
 
 #[test]
 fn numeric_tokens_are_their_decimal_string() {
-    each_setup(|setup| {
+    each_setup(|setup| numeric_tokens_are_their_decimal_string_suite(setup, None));
+}
+
+#[test]
+fn numeric_tokens_are_their_decimal_string_in_redis() {
+    with_redis(|redis| {
+        each_setup(|setup| numeric_tokens_are_their_decimal_string_suite(setup, Some(redis)))
+    });
+}
+
+fn numeric_tokens_are_their_decimal_string_suite(setup: Setup, redis: Option<&RedisServer>) {
+    {
         let saw = Arc::new(AtomicBool::new(false));
-        let mut qs = FacadeServer::builder();
+        let mut qs = builder(setup, redis);
         qs.json_worker("/api/long", None, until_cancelled(Arc::clone(&saw)));
         let server = FacadeServer::start(setup, qs);
         let mut client = server.connect();
@@ -262,13 +326,24 @@ fn numeric_tokens_are_their_decimal_string() {
         ));
         assert_eq!(stopped["token"], json!(number));
         assert!(eventually(&saw), "stopped through the numeric token");
-    });
+    }
 }
 
 #[test]
 fn big_results_are_split_into_one_shot_cargo() {
-    each_setup(|setup| {
-        let mut qs = FacadeServer::builder();
+    each_setup(|setup| big_results_are_split_into_one_shot_cargo_suite(setup, None));
+}
+
+#[test]
+fn big_results_are_split_into_one_shot_cargo_in_redis() {
+    with_redis(|redis| {
+        each_setup(|setup| big_results_are_split_into_one_shot_cargo_suite(setup, Some(redis)))
+    });
+}
+
+fn big_results_are_split_into_one_shot_cargo_suite(setup: Setup, redis: Option<&RedisServer>) {
+    {
+        let mut qs = builder(setup, redis);
         let chunk = qs.max_chunk_size();
         qs.json_worker("/api/big", None, |payload: Value, _: &CancelFlag| {
             let len = payload["len"].as_u64().unwrap_or(0) as usize;
@@ -341,13 +416,24 @@ fn big_results_are_split_into_one_shot_cargo() {
             json!({"action": "start", "payload": {"len": 35}}),
         ));
         assert_eq!(start["continue"], false);
-    });
+    }
 }
 
 #[test]
 fn job_errors_and_protocol_faults() {
-    each_setup(|setup| {
-        let mut qs = FacadeServer::builder();
+    each_setup(|setup| job_errors_and_protocol_faults_suite(setup, None));
+}
+
+#[test]
+fn job_errors_and_protocol_faults_in_redis() {
+    with_redis(|redis| {
+        each_setup(|setup| job_errors_and_protocol_faults_suite(setup, Some(redis)))
+    });
+}
+
+fn job_errors_and_protocol_faults_suite(setup: Setup, redis: Option<&RedisServer>) {
+    {
+        let mut qs = builder(setup, redis);
         qs.json_worker(
             "/api/fail",
             None,
@@ -418,7 +504,7 @@ fn job_errors_and_protocol_faults() {
             send(&mut client, "/api/fail/more", json!({"action": "start"})).status,
             404
         );
-    });
+    }
 }
 
 /// A slow job counting its runs, cached by `payload.n`; stops early when cancelled.

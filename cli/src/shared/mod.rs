@@ -3,6 +3,7 @@
 //! process. Calls go through a bounded pool of blocking connections with named timeouts;
 //! the server's event loop never makes them (they run in request and worker jobs).
 
+mod tasks;
 mod tokens;
 
 use std::fmt;
@@ -13,6 +14,8 @@ use std::time::Duration;
 use quick_server_core::store::StoreError;
 use redis::ConnectionLike;
 
+pub(crate) use tasks::RedisTasks;
+pub use tasks::STOP_POLL;
 pub(crate) use tokens::RedisTokenStore;
 
 /// Connections a server keeps to Redis at most; a request waits for a free one up to
@@ -22,6 +25,10 @@ pub const POOL_SIZE: u32 = 16;
 /// How long a Redis connect, command or wait for a pooled connection may take before the
 /// request answers 503. A request makes at most two such waits.
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// How long a worker task stays "running" after its instance stopped renewing the lease
+/// (it crashed or restarted); past it, `get` answers that the task was lost.
+pub const WORKER_LEASE: Duration = Duration::from_secs(10);
 
 /// Settings of [`SharedState::open`]; every field has a named default.
 #[derive(Debug, Clone)]
@@ -33,6 +40,8 @@ pub struct SharedStateOptions {
     pub pool_size: u32,
     /// See [`REDIS_TIMEOUT`].
     pub timeout: Duration,
+    /// See [`WORKER_LEASE`].
+    pub lease: Duration,
 }
 
 impl Default for SharedStateOptions {
@@ -41,6 +50,7 @@ impl Default for SharedStateOptions {
             key_prefix: None,
             pool_size: POOL_SIZE,
             timeout: REDIS_TIMEOUT,
+            lease: WORKER_LEASE,
         }
     }
 }
@@ -72,6 +82,7 @@ impl std::error::Error for SharedStateError {}
 #[derive(Clone)]
 pub struct SharedState {
     redis: Arc<Redis>,
+    owner: Arc<tasks::Owner>,
 }
 
 impl fmt::Debug for SharedState {
@@ -112,6 +123,7 @@ impl SharedState {
                 prefix,
                 down: AtomicBool::new(false),
             }),
+            owner: Arc::new(tasks::Owner::new(options.lease)),
         })
     }
 
@@ -122,6 +134,11 @@ impl SharedState {
 
     pub(crate) fn token_store(&self) -> RedisTokenStore {
         RedisTokenStore::new(Arc::clone(&self.redis))
+    }
+
+    /// The task store of the worker route at `mask`.
+    pub(crate) fn tasks(&self, mask: &str) -> RedisTasks {
+        RedisTasks::new(Arc::clone(&self.redis), Arc::clone(&self.owner), mask)
     }
 }
 

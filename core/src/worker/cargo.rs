@@ -3,6 +3,19 @@
 
 use std::num::NonZeroUsize;
 
+use super::error::WorkerError;
+
+/// How a finished result of `text` is delivered with `max_chunk_size`: `None` inline,
+/// else the cargo pieces in order; a size of 0 cannot split and is an error.
+pub fn cargo_pieces(text: &str, max_chunk_size: usize) -> Result<Option<Vec<&str>>, WorkerError> {
+    if !exceeds_chars(text, max_chunk_size) {
+        return Ok(None);
+    }
+    let size =
+        NonZeroUsize::new(max_chunk_size).ok_or(WorkerError::InvalidChunkSize(max_chunk_size))?;
+    Ok(Some(split_chars(text, size)))
+}
+
 /// Whether `text` has more than `max` characters (Unicode scalar values, like Python's
 /// `len`), without counting past `max`.
 pub(super) fn exceeds_chars(text: &str, max: usize) -> bool {
@@ -32,6 +45,14 @@ mod tests {
 
     fn size(n: usize) -> NonZeroUsize {
         NonZeroUsize::new(n).unwrap()
+    }
+
+    #[test]
+    fn pieces_only_past_the_size() {
+        assert_eq!(cargo_pieces("abc", 3), Ok(None));
+        assert_eq!(cargo_pieces("abcd", 3), Ok(Some(vec!["abc", "d"])));
+        assert_eq!(cargo_pieces("", 0), Ok(None));
+        assert_eq!(cargo_pieces("a", 0), Err(WorkerError::InvalidChunkSize(0)));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 use std::error::Error;
 use std::fmt;
 
+use crate::store::StoreError;
+
 /// How a job ended when it did not produce a result.
 ///
 /// `status` is set when the job asked for a specific error page (the original's
@@ -48,6 +50,11 @@ pub enum WorkerError {
     PayloadNotObject,
     /// The collected job failed.
     Job(WorkerFailure),
+    /// The task's instance stopped (crashed or restarted) before the task ended; holds
+    /// the key.
+    Lost(String),
+    /// The task store (Redis) failed.
+    Store(StoreError),
 }
 
 impl WorkerError {
@@ -57,6 +64,7 @@ impl WorkerError {
             Self::Job(WorkerFailure {
                 status: Some(code), ..
             }) => *code,
+            Self::Store(error) => error.status(),
             _ => 500,
         }
     }
@@ -75,6 +83,11 @@ impl fmt::Display for WorkerError {
                 f.write_str("TypeError: payload must be a JSON object to take mask captures")
             }
             Self::Job(failure) => failure.fmt(f),
+            Self::Lost(key) => write!(
+                f,
+                "LostTask: the server running task {key} stopped before it ended"
+            ),
+            Self::Store(error) => error.fmt(f),
         }
     }
 }
@@ -126,5 +139,11 @@ mod tests {
         assert_eq!(crash.status(), 500);
         assert_eq!(crash.to_string(), "ZeroDivisionError: division by zero");
         assert_eq!(WorkerError::MissingAction.status(), 500);
+        let down = WorkerError::Store(StoreError::Unavailable("refused".into()));
+        assert_eq!(down.status(), 503);
+        assert_eq!(
+            WorkerError::Lost("7".into()).to_string(),
+            "LostTask: the server running task 7 stopped before it ended"
+        );
     }
 }

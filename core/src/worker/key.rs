@@ -10,18 +10,18 @@ pub struct TaskKey(u32);
 
 impl TaskKey {
     /// Wraps a raw number; used when a key is derived from a seed.
-    pub(super) fn new(value: u32) -> Self {
+    pub fn new(value: u32) -> Self {
         Self(value)
     }
 
     /// The key after this one, wrapping at `u32::MAX`; used to probe for an unused key.
-    pub(super) fn next(self) -> Self {
+    pub fn next(self) -> Self {
         Self(self.0.wrapping_add(1))
     }
 
     /// Reads a key from its canonical decimal text (`"42"`, not `"042"` or `"+42"`), so
     /// that only the exact strings the server handed out name a task, as in the original.
-    pub(super) fn parse_canonical(text: &str) -> Option<Self> {
+    pub fn parse_canonical(text: &str) -> Option<Self> {
         let canonical = !text.is_empty()
             && text.bytes().all(|b| b.is_ascii_digit())
             && (text == "0" || !text.starts_with('0'));
@@ -32,7 +32,7 @@ impl TaskKey {
     }
 
     /// A seed derived from this key, scattered by CRC-32; used for the keys of its cargo.
-    pub(super) fn scattered(self) -> Self {
+    pub fn scattered(self) -> Self {
         Self(crc32fast::hash(&self.0.to_be_bytes()))
     }
 }

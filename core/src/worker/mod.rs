@@ -20,20 +20,25 @@
 //! marks a running task cancelled, the job may poll [`WorkerRegistry::is_cancelled`]
 //! (through the lead's cancel flag), and whatever it returns is discarded.
 
+mod cancel;
 mod cargo;
 mod error;
 mod key;
 mod protocol;
 mod registry;
 pub(crate) mod route;
+mod store;
 
 use std::time::Duration;
 
+pub use cancel::CancelFlag;
+pub use cargo::cargo_pieces;
 pub use error::{WorkerError, WorkerFailure};
 pub use key::{clock_seed, TaskKey};
 pub use protocol::{apply_segments, Command, Reply, Token};
 pub use registry::{Finished, Purged, Stopped, TaskOutcome, WorkerRegistry};
-pub use route::{CancelFlag, WorkerDone, WorkerFn, WorkerRoute};
+pub use route::{WorkerDone, WorkerFn, WorkerRoute};
+pub use store::{MemoryTasks, TaskStore};
 
 /// How long a finished task whose result was never collected is kept (BEHAVIOUR.md: Workers ›
 /// Result retention).

@@ -124,7 +124,7 @@ impl Token {
     }
 
     /// The token as text for error messages: a string as is, anything else as JSON.
-    pub(super) fn text(&self) -> String {
+    pub fn text(&self) -> String {
         match &self.value {
             Value::String(text) => text.clone(),
             other => other.to_string(),
@@ -158,22 +158,22 @@ pub struct Reply {
 
 impl Reply {
     /// Answer for a task that is unknown, collected or purged.
-    pub(super) fn unknown(token: &Token) -> Self {
+    pub fn unknown(token: &Token) -> Self {
         Self::new(token, false, false, Value::Null)
     }
 
     /// Answer for a task that is still running.
-    pub(super) fn running(token: &Token) -> Self {
+    pub fn running(token: &Token) -> Self {
         Self::new(token, true, false, Value::Null)
     }
 
     /// Answer for `stop`, whatever the task's state was.
-    pub(super) fn stopped(token: &Token) -> Self {
+    pub fn stopped(token: &Token) -> Self {
         Self::new(token, false, true, Value::Null)
     }
 
     /// Answer delivering `result` (a text, chunk keys or a chunk).
-    pub(super) fn finished(token: &Token, continue_: bool, result: Value) -> Self {
+    pub fn finished(token: &Token, continue_: bool, result: Value) -> Self {
         Self::new(token, continue_, true, result)
     }
 

@@ -1,18 +1,17 @@
-//! The worker route kind: a POST mask whose requests drive a [`WorkerRegistry`]. `start`
+//! The worker route kind: a POST mask whose requests drive a [`TaskStore`]. `start`
 //! hands the computation out as a background [`Job`](crate::Job); the connection answers it
 //! after [`START_WAIT`](super::START_WAIT) like a `get`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
 use super::{apply_segments, clock_seed, Command, Purged, Reply, TaskKey, TaskOutcome, Token};
-use super::{WorkerError, WorkerFailure, WorkerRegistry};
+use super::{CancelFlag, TaskStore, WorkerError, WorkerFailure};
 use crate::dynamic::json_dumps;
 use crate::http::error::HttpError;
 use crate::http::response::{Body, Response};
@@ -22,26 +21,13 @@ use crate::panic::panic_message;
 /// result's JSON text out. The facade wraps typed user functions into this shape.
 pub type WorkerFn = Arc<dyn Fn(Value, &CancelFlag) -> Result<String, WorkerFailure> + Send + Sync>;
 
-/// Cooperative cancellation: set when a client sends `stop` for a running task.
-#[derive(Debug, Clone, Default)]
-pub struct CancelFlag(Arc<AtomicBool>);
-
-impl CancelFlag {
-    /// Whether the task was stopped; a long computation should check it and return early.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-/// A finished background computation, to record in its route's registry.
+/// A finished background computation, to record in its route's store (a remote store
+/// has recorded it already, off the event loop).
 pub struct WorkerDone {
     route: Arc<WorkerRoute>,
     key: TaskKey,
-    outcome: TaskOutcome,
+    outcome: Option<TaskOutcome>,
+    log: Option<String>,
 }
 
 impl fmt::Debug for WorkerDone {
@@ -50,11 +36,6 @@ impl fmt::Debug for WorkerDone {
             .field("key", &self.key)
             .finish_non_exhaustive()
     }
-}
-
-struct Tasks {
-    registry: WorkerRegistry,
-    flags: HashMap<TaskKey, CancelFlag>,
 }
 
 /// What a worker request leads to.
@@ -69,11 +50,11 @@ pub(crate) enum Answer {
     },
 }
 
-/// One worker mask: its computation and its tasks.
+/// One worker mask: its computation and the store of its tasks.
 pub struct WorkerRoute {
     mask: String,
     work: WorkerFn,
-    tasks: Mutex<Tasks>,
+    store: Arc<dyn TaskStore>,
     max_chunk_size: Arc<AtomicUsize>,
 }
 
@@ -86,25 +67,24 @@ impl fmt::Debug for WorkerRoute {
 }
 
 impl WorkerRoute {
-    pub(crate) fn new(mask: &str, work: WorkerFn, max_chunk_size: Arc<AtomicUsize>) -> Self {
-        let tasks = Tasks {
-            registry: WorkerRegistry::new(),
-            flags: HashMap::new(),
-        };
+    pub(crate) fn new(
+        mask: &str,
+        work: WorkerFn,
+        store: Arc<dyn TaskStore>,
+        max_chunk_size: Arc<AtomicUsize>,
+    ) -> Self {
         Self {
             mask: mask.to_owned(),
             work,
-            tasks: Mutex::new(tasks),
+            store,
             max_chunk_size,
         }
     }
 
-    fn tasks(&self) -> MutexGuard<'_, Tasks> {
-        // A panic while holding the lock cannot leave the registry half-updated: every
-        // mutation is a single map operation. Recover the guard rather than propagate.
-        self.tasks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Whether answering needs network round trips (a remote store), so never on the
+    /// event loop.
+    pub(crate) fn is_remote(&self) -> bool {
+        self.store.is_remote()
     }
 
     /// Handles one worker request (BEHAVIOUR.md: Workers › Actions) at `now`; `wall` seeds new task
@@ -135,18 +115,11 @@ impl WorkerRoute {
                 if let Err(e) = apply_segments(&mut payload, pairs) {
                     return Answer::Respond(error_page(&e));
                 }
-                return self.start(payload, wall);
+                return self.start(payload, now, wall);
             }
-            Command::Get { token } => self.tasks().registry.get(&token, max_chunk, now),
-            Command::Stop { token } => {
-                let mut tasks = self.tasks();
-                let stopped = tasks.registry.stop(&token);
-                if let Some(flag) = token.key().and_then(|k| tasks.flags.remove(&k)) {
-                    flag.cancel();
-                }
-                Ok(stopped.reply)
-            }
-            Command::Cargo { token } => self.tasks().registry.cargo(&token),
+            Command::Get { token } => self.store.get(&token, max_chunk, now),
+            Command::Stop { token } => self.store.stop(&token),
+            Command::Cargo { token } => self.store.cargo(&token),
         };
         Answer::Respond(match reply {
             Ok(reply) => reply_response(reply),
@@ -154,17 +127,18 @@ impl WorkerRoute {
         })
     }
 
-    fn start(self: &Arc<Self>, payload: Value, wall: SystemTime) -> Answer {
+    /// Registers the task and hands out its computation. With a remote store the job
+    /// records its own outcome when it ends, at the request's `now` (a remote store keeps
+    /// time by its own clock), so the event loop never waits on the store.
+    fn start(self: &Arc<Self>, payload: Value, now: Instant, wall: SystemTime) -> Answer {
         let seed = clock_seed(
             wall.duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or(Duration::ZERO),
         );
         let flag = CancelFlag::default();
-        let key = {
-            let mut tasks = self.tasks();
-            let key = tasks.registry.start(seed);
-            tasks.flags.insert(key, flag.clone());
-            key
+        let key = match self.store.start(seed, flag.clone()) {
+            Ok(key) => key,
+            Err(e) => return Answer::Respond(error_page(&e)),
         };
         let route = Arc::clone(self);
         let job = Box::new(move || {
@@ -177,10 +151,27 @@ impl WorkerRoute {
                     message: panic_message(&*panic),
                 }),
             };
+            let log = failure_log(&route.mask, key, &outcome);
+            if route.is_remote() {
+                let log = match route.store.finish(key, outcome, now) {
+                    Ok(_) => log,
+                    Err(e) => Some(format!(
+                        "Error recording worker for {} ({key}): {e}",
+                        route.mask
+                    )),
+                };
+                return WorkerDone {
+                    route,
+                    key,
+                    outcome: None,
+                    log,
+                };
+            }
             WorkerDone {
                 route,
                 key,
-                outcome,
+                outcome: Some(outcome),
+                log,
             }
         });
         Answer::Started {
@@ -193,7 +184,7 @@ impl WorkerRoute {
     /// The answer to `start` once the wait is over: a `get` for the new key.
     pub(crate) fn answer_start(&self, key: TaskKey, now: Instant) -> Response {
         let max_chunk = self.max_chunk_size.load(Ordering::Relaxed);
-        match self.tasks().registry.get(&Token::from(key), max_chunk, now) {
+        match self.store.get(&Token::from(key), max_chunk, now) {
             Ok(reply) => reply_response(reply),
             Err(e) => error_page(&e),
         }
@@ -201,29 +192,38 @@ impl WorkerRoute {
 
     /// The next purge deadline.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.tasks().registry.poll_timeout()
+        self.store.poll_timeout()
     }
 
     /// Purges what expired by `now`; returns what to log.
     pub(crate) fn handle_timeout(&self, now: Instant) -> Vec<Purged> {
-        self.tasks().registry.handle_timeout(now)
+        self.store.handle_timeout(now)
     }
 }
 
 impl WorkerDone {
-    /// Records the outcome at `now`; returns the log line for a failed computation.
+    /// Records the outcome at `now` unless the job did already; returns the log line for
+    /// a failed computation.
     pub(crate) fn record(self, now: Instant) -> Option<String> {
-        let message = match &self.outcome {
-            TaskOutcome::Failed(f) if f.status.is_none() => Some(format!(
-                "Error in worker for {} ({}): {}",
-                self.route.mask, self.key, f.message
-            )),
-            _ => None,
-        };
-        let mut tasks = self.route.tasks();
-        tasks.flags.remove(&self.key);
-        tasks.registry.finish(self.key, self.outcome, now);
-        message
+        if let Some(outcome) = self.outcome {
+            if let Err(e) = self.route.store.finish(self.key, outcome, now) {
+                return Some(format!(
+                    "Error recording worker for {} ({}): {e}",
+                    self.route.mask, self.key
+                ));
+            }
+        }
+        self.log
+    }
+}
+
+/// The log line for a computation that failed without asking for an error page.
+fn failure_log(mask: &str, key: TaskKey, outcome: &TaskOutcome) -> Option<String> {
+    match outcome {
+        TaskOutcome::Failed(f) if f.status.is_none() => {
+            Some(format!("Error in worker for {mask} ({key}): {}", f.message))
+        }
+        _ => None,
     }
 }
 
