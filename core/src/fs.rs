@@ -358,6 +358,18 @@ impl MemoryFs {
         );
     }
 
+    /// Replaces the content of the file at `path` keeping its metadata, as a write within
+    /// the same clock tick as the last change looks on disk.
+    #[cfg(test)]
+    pub(crate) fn overwrite_in_tick(&mut self, path: impl AsRef<Path>, data: impl Into<Vec<u8>>) {
+        if let Some(file) = self.files.get_mut(path.as_ref()) {
+            *file = Arc::new(MemoryFile {
+                data: data.into(),
+                ..**file
+            });
+        }
+    }
+
     /// Removes the file or link at `path`.
     pub fn remove(&mut self, path: impl AsRef<Path>) {
         self.files.remove(path.as_ref());

@@ -116,10 +116,15 @@ impl FileCache {
         limits.max_entries > 0
             && meta.kind == FileKind::File
             && meta.len <= limits.max_file_size
-            && meta
-                .changed
-                .checked_add(SETTLE_TIME)
-                .is_some_and(|settled| settled <= wall)
+            && Self::settled(meta, wall)
+    }
+
+    /// Whether a file with `meta` has not changed for [`SETTLE_TIME`] at the wall time
+    /// `wall`, so what was read of it cannot be undone by a write its metadata misses.
+    pub(crate) fn settled(meta: &Metadata, wall: SystemTime) -> bool {
+        meta.changed
+            .checked_add(SETTLE_TIME)
+            .is_some_and(|settled| settled <= wall)
     }
 
     /// Whether a compressed form of `encoded_len` bytes of a file with `meta` may be

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -95,6 +96,9 @@ pub struct StaticFiles {
     pub compression: Compression,
     /// Each file's tag and the metadata of the version it was computed from.
     etags: Mutex<HashMap<PathBuf, (Metadata, ETag)>>,
+    /// The newest wall time a request brought, in nanoseconds since the epoch: a tag is
+    /// remembered only for a file that settled before it (see [`FileCache::settled`]).
+    newest_wall: AtomicU64,
     cache: FileCache,
 }
 
@@ -215,6 +219,7 @@ impl StaticFiles {
             cache_limits: CacheLimits::default(),
             compression: Compression::default(),
             etags: Mutex::new(HashMap::new()),
+            newest_wall: AtomicU64::new(0),
             cache: FileCache::default(),
         }
     }
@@ -261,6 +266,10 @@ impl StaticFiles {
     /// which the caller completes with [`finish`](Self::finish) in a job, so an event
     /// loop never reads a large file.
     pub fn serve(&self, head: &RequestHead, wall: SystemTime) -> Result<Response, Deferred> {
+        let nanos = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.newest_wall.fetch_max(nanos, Ordering::Relaxed);
         let target = head.target();
         let (raw_path, query, _) = split_target(target);
         if let Some(response) = self.cached_answer(head, raw_path) {
@@ -934,7 +943,9 @@ impl StaticFiles {
     /// The CRC-32 ETag of a file version, computed once per path and metadata (size,
     /// modification and change time, serial number: a rewrite that keeps the size and
     /// sets the modification time back still moves the change time), from `content` when
-    /// the file was read whole, else by reading `file`.
+    /// the file was read whole, else by reading `file`. The tag of a file that changed
+    /// lately is not remembered: a rewrite within the same clock tick would leave the
+    /// metadata equal.
     fn etag(
         &self,
         path: &Path,
@@ -958,6 +969,11 @@ impl StaticFiles {
                 None => return Ok(None),
             },
         };
+        let newest_wall = SystemTime::UNIX_EPOCH
+            + std::time::Duration::from_nanos(self.newest_wall.load(Ordering::Relaxed));
+        if !FileCache::settled(&meta, newest_wall) {
+            return Ok(Some(etag));
+        }
         if let Ok(mut cache) = self.etags.lock() {
             if cache.len() >= ETAG_CACHE_ENTRIES {
                 cache.clear();
@@ -1400,6 +1416,24 @@ mod tests {
             get(&files, "/a.txt", "If-None-Match: \"3610a686\"\r\n").status,
             200
         );
+    }
+
+    #[test]
+    fn tags_of_files_changed_lately_are_not_remembered() {
+        let (mut files, fs) = site(&[("/www/a.txt", "hello")]);
+        files.cache_limits.max_entries = 0; // only the tag cache is at work
+        let changed = fs.metadata(Path::new("/www/a.txt")).unwrap().changed;
+        let soon = changed + SETTLE_TIME - Duration::from_nanos(1);
+        let tag_at = |wall: SystemTime| {
+            let response = files.serve(&head("/a.txt", ""), wall).unwrap();
+            let tag = response.fields.iter().find(|(n, _)| n == "ETag");
+            tag.map(|(_, v)| v.clone())
+        };
+        assert_eq!(tag_at(soon), Some(ETag::of(b"hello").to_string()));
+        // Rewritten within the same clock tick: the metadata cannot tell.
+        fs.edit(|tree| tree.overwrite_in_tick("/www/a.txt", "HELLO"));
+        assert_eq!(tag_at(soon), Some(ETag::of(b"HELLO").to_string()));
+        assert_eq!(tag_at(later()), Some(ETag::of(b"HELLO").to_string()));
     }
 
     #[test]
