@@ -73,6 +73,9 @@ CONNECTION = {
                                    body=(b"--b\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n" + b"x" * 150)[:150]),
     "dyn-get": req(b"GET /api/a/../b?q=%41#frag HTTP/1.1", b"Host: x") + req(b"HEAD /api HTTP/1.1", b"Host: x"),
     "garbage": b"\x00\xff\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    "get-byteranges": req(b"GET /big.bin HTTP/1.1", b"Host: x", b"Range: bytes=0-9,100-199,-5"),
+    "get-if-match": req(b"GET /a.txt HTTP/1.1", b"Host: x", b"If-Match: \"x\", *",
+                        b"If-Unmodified-Since: Wed, 01 Jan 2020 00:00:00 GMT"),
 }
 
 # Schedule seeds (first two bytes, little-endian): even = plain splits compared with the
@@ -141,6 +144,10 @@ RANGE = {
     "too-many": range_seed(1000, b"bytes=" + b",".join(b"%d-%d" % (i, i) for i in range(20))),
     "whitespace": range_seed(100, b" Bytes = 1-2 ,\t3-4"),
     "sign": range_seed(100, b"bytes=+1-2"),
+    "coalesced": range_seed(100, b"bytes=0-2,2-3,10-11,12-12"),
+    "unordered": range_seed(100, b"bytes=50-59,0-9,-5"),
+    "at-cap": range_seed(1000, b"bytes=" + b",".join(b"%d-%d" % (2 * i, 2 * i) for i in range(16))),
+    "overlap-killer": range_seed(10, b"bytes=0-,1-,2-,3-"),
 }
 
 
