@@ -1,7 +1,7 @@
 //! `multipart`: the streaming `multipart/form-data` parser never panics, its events are
 //! well-formed, and they do not depend on how the body is split.
 
-use quick_server_core::dynamic::{Event, MultipartParser};
+use quick_server_core::fuzzing::{Event, MultipartParser};
 
 /// Boundaries the body may use; the first byte of the input picks one.
 const BOUNDARIES: [&str; 4] = [

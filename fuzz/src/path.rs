@@ -2,7 +2,7 @@
 
 use std::path::{Component, Path};
 
-use quick_server_core::files::{redirect_location, sanitize, split_target};
+use quick_server_core::fuzzing::{redirect_location, sanitize, split_target};
 
 /// The input is a request target (lossily decoded as UTF-8).
 pub fn check(data: &[u8]) {

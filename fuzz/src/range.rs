@@ -1,9 +1,8 @@
 //! `range`: `Range` evaluation never panics and only returns ranges inside the
 //! representation; several come sorted, apart and within the caps.
 
-use quick_server_core::files::{
-    parse_range, unsatisfiable_content_range, RangeOutcome, MAX_RANGES,
-};
+use quick_server_core::files::MAX_RANGES;
+use quick_server_core::fuzzing::{parse_range, unsatisfiable_content_range, RangeOutcome};
 
 /// The first 8 bytes (little-endian, zero-padded) are the representation length; the rest
 /// is the header value (lossily decoded as UTF-8).

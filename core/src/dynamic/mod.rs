@@ -5,16 +5,14 @@
 mod args;
 mod json;
 mod mask;
-mod multipart;
+pub(crate) mod multipart;
 pub(crate) mod route;
 pub(crate) mod upload;
 
 pub use args::{parse_query, Args};
 pub use json::{json_compact, json_dumps, JsonError};
 pub use mask::{Mask, MaskMatch, RouteHit, RouteTable};
-pub use multipart::{
-    boundary_from_content_type, Event, MultipartError, MultipartParser, MAX_HEADER_BYTES,
-    MAX_HEADER_LINES,
-};
+pub(crate) use multipart::boundary_from_content_type;
+pub use multipart::MultipartError;
 pub use route::{render, Handler};
 pub use upload::Upload;

@@ -10,9 +10,9 @@ use std::fmt;
 use memchr::memmem;
 
 /// Longest part header block (all lines of one part, line endings included).
-pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 8 * 1024;
 /// Most header lines in one part.
-pub const MAX_HEADER_LINES: usize = 32;
+pub(crate) const MAX_HEADER_LINES: usize = 32;
 /// Input is processed in steps of this size (the reference's multipart read buffer).
 const STEP: usize = 10 * 1024;
 /// Longest boundary line, or rest of a delimiter line, before it is rejected.
@@ -24,7 +24,7 @@ const QUOTE_LIMIT: usize = 128;
 /// text after the first `;`). The reference only accepts parameters *starting* with
 /// `boundary=` and keeps quotes; we find the `boundary` parameter anywhere (name
 /// case-insensitive) and strip surrounding double quotes. Empty boundaries give `None`.
-pub fn boundary_from_content_type(params: &str) -> Option<&str> {
+pub(crate) fn boundary_from_content_type(params: &str) -> Option<&str> {
     params.split(';').find_map(|param| {
         let (name, value) = param.split_once('=')?;
         if !name.trim().eq_ignore_ascii_case("boundary") {
@@ -88,9 +88,9 @@ pub enum MultipartError {
         /// The configured maximum.
         max: u64,
     },
-    /// A part header block longer than [`MAX_HEADER_BYTES`].
+    /// A part header block longer than `MAX_HEADER_BYTES` (8 KiB).
     HeadersTooLarge,
-    /// A part with more than [`MAX_HEADER_LINES`] header lines.
+    /// A part with more than `MAX_HEADER_LINES` (32) header lines.
     TooManyHeaders,
     /// A part header line without `:`.
     MalformedHeader {

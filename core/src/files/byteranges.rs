@@ -13,7 +13,7 @@ use crate::http::response::{BodyPart, FileRegion};
 ///
 /// The core has no randomness; a boundary naming the content's CRC-32 cannot be predicted
 /// from outside the content, and ordinary files do not hold their own checksum.
-pub fn boundary(etag: &ETag) -> String {
+pub(crate) fn boundary(etag: &ETag) -> String {
     let tag: String = etag
         .bare()
         .chars()
@@ -23,14 +23,14 @@ pub fn boundary(etag: &ETag) -> String {
 }
 
 /// The `Content-Type` of a byteranges body with `boundary`.
-pub fn content_type(boundary: &str) -> String {
+pub(crate) fn content_type(boundary: &str) -> String {
     format!("multipart/byteranges; boundary={boundary}")
 }
 
 /// The body: for each range (disjoint, ascending) a delimiter and the part's
 /// `Content-Type` and `Content-Range`, then that range of `file` (of `len` bytes in all)
 /// as a region; a closing delimiter ends it.
-pub fn body(
+pub(crate) fn body(
     file: &Arc<dyn OpenFile>,
     len: u64,
     ranges: &[ByteRange],

@@ -25,7 +25,7 @@ pub const SETTLE_TIME: Duration = Duration::from_secs(2);
 
 /// A compressed form takes at most this fraction of [`CacheLimits::max_bytes`]: one big
 /// bundle cannot push every small file out.
-pub const ENCODED_SHARE: usize = 8;
+pub(crate) const ENCODED_SHARE: usize = 8;
 
 /// Bounds of the small-file cache. `max_entries: 0` turns it off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -366,7 +366,7 @@ fn render_json(entries: &[DirEntry]) -> String {
 }
 
 /// Escapes `& < > " '` for use in HTML text and attribute values.
-pub fn html_escape(text: &str) -> String {
+pub(crate) fn html_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -51,7 +51,7 @@ pub fn sanitize(raw_path: &str) -> Result<SafePath, PathError> {
 /// Whether a single (decoded) file or folder name is hidden, i.e. starts with a dot.
 ///
 /// Hidden names are never served (a 404).
-pub fn is_hidden_name(name: &str) -> bool {
+pub(crate) fn is_hidden_name(name: &str) -> bool {
     name.starts_with('.')
 }
 

@@ -90,7 +90,7 @@ pub struct StaticFiles {
     /// The original's file fallback hook: called with the normalised path of a request
     /// that would get 404; the file it names is served without the white/black lists.
     pub fallback_hook: Option<FallbackHook>,
-    /// Bounds of the small-file cache (see [`super::cache`]).
+    /// Bounds of the small-file cache (see [`CacheLimits`](crate::files::CacheLimits)).
     pub cache_limits: CacheLimits,
     /// When answers are compressed (files here, in-memory answers by the connection).
     pub compression: Compression,
@@ -108,7 +108,7 @@ pub struct StaticFiles {
 pub struct FallbackHook(pub Arc<FallbackFn>);
 
 /// The function inside a [`FallbackHook`].
-pub type FallbackFn = dyn Fn(&str) -> Option<PathBuf> + Send + Sync;
+pub(crate) type FallbackFn = dyn Fn(&str) -> Option<PathBuf> + Send + Sync;
 
 impl std::fmt::Debug for FallbackHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -2,7 +2,7 @@
 
 pub(crate) mod body;
 pub(crate) mod chunked;
-pub mod error;
-pub mod head;
+pub(crate) mod error;
+pub(crate) mod head;
 pub(crate) mod qvalue;
-pub mod response;
+pub(crate) mod response;

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use crate::fs::OpenFile;
 
 /// The content type of error pages (the original's spelling, no space).
-pub const ERROR_PAGE_TYPE: &str = "text/html;charset=utf-8";
+pub(crate) const ERROR_PAGE_TYPE: &str = "text/html;charset=utf-8";
 
 /// What a route answers: status, extra fields and a body. `Server`, `Date`,
 /// `Content-Length` and `Connection` are added by the connection when it writes the head.
@@ -260,7 +260,7 @@ impl DateCache {
 }
 
 /// The standard reason phrase (the original's table), `???` when unknown.
-pub fn reason_phrase(status: u16) -> &'static str {
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         101 => "Switching Protocols",
@@ -304,7 +304,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
 
 /// The standard long explanation used in error pages (BEHAVIOUR.md: Error pages), `???` when
 /// unknown.
-pub fn explanation(status: u16) -> &'static str {
+pub(crate) fn explanation(status: u16) -> &'static str {
     match status {
         400 => "Bad request syntax or unsupported method",
         401 => "No permission -- see authorization schemes",
