@@ -1130,6 +1130,56 @@ fn multiple_ranges_answer_multipart_byteranges() {
     });
 }
 
+/// Python's `email` package, a MIME parser of its own, reads our byteranges answer back.
+/// Skipped (with a notice) without `python3`.
+#[test]
+fn python_email_parses_the_byteranges() {
+    const SCRIPT: &str = "import email, sys\n\
+        raw = sys.stdin.buffer.read()\n\
+        msg = email.message_from_bytes(raw)\n\
+        assert msg.is_multipart(), msg.get_content_type()\n\
+        for part in msg.get_payload():\n\
+        \x20   print(part['Content-Range'], part.get_content_type(), part.get_payload(decode=True).decode())\n";
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("skipped: python3 is not installed");
+        return;
+    }
+    each_setup(|setup| {
+        let site = site(setup, &[("www/d.txt", DIGITS.as_bytes())], |_, _| {});
+        let r = site.send(&request("GET", "/d.txt", &[("Range", "bytes=-3,0-1,5-6")]));
+        assert_eq!(r.status, 206);
+        let mut message = format!(
+            "Content-Type: {}\r\n\r\n",
+            r.header("content-type").expect("a type")
+        )
+        .into_bytes();
+        message.extend_from_slice(&r.body);
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", SCRIPT])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start python3");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &message)
+            .expect("feed python3");
+        let output = child.wait_with_output().expect("python3 output");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "bytes 0-1/20 text/plain 01\nbytes 5-6/20 text/plain 56\nbytes 17-19/20 text/plain hij\n"
+        );
+    });
+}
+
 #[test]
 fn too_many_ranges_or_too_many_bytes_answer_the_whole_file() {
     each_setup(|setup| {
