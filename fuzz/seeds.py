@@ -213,8 +213,41 @@ MULTIPART = {
     "delimiter-suffix": mp(0, 22, (FIELD, b"v"), (FIELD, b"w")).replace(b"\r\n--b\r\n", b"\r\n--bx\r\n"),
 }
 
+# upstream: selector (bits 0-1 request GET/HEAD/POST/GET 1.0, bit 2 unused, bit 3
+# timeout), split seed, then the upstream's answer.
+def up(answer, request=0, timeout=False, seed=7):
+    return bytes([request | (8 if timeout else 0), seed]) + answer
+
+
+UPSTREAM = {
+    "sized": up(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\n\r\nhello"),
+    "sized-head": up(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", request=1),
+    "chunked": up(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"),
+    "chunked-bad": up(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n"),
+    "chunked-cut": up(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n50\r\nhello"),
+    "until-close": up(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close"),
+    "until-close-http10-client": up(b"HTTP/1.1 200 OK\r\n\r\nstream", request=3),
+    "cut-body": up(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
+    "cut-head": up(b"HTTP/1.1 200 OK\r\nContent-Len"),
+    "garbage": up(b"NOT HTTP AT ALL\r\n\r\n"),
+    "empty": up(b""),
+    "interim-then-final": up(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", request=2),
+    "no-content": up(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"),
+    "not-modified": up(b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"),
+    "two-lengths": up(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc"),
+    "both-framings": up(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+    "hop-by-hop": up(b"HTTP/1.1 200 OK\r\nConnection: X-A, close\r\nX-A: 1\r\nKeep-Alive: 5\r\nContent-Length: 1\r\n\r\nz"),
+    "extra-after-body": up(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nzHTTP/1.1 200 OK\r\n\r\n"),
+    "oversize-head": up(b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"a" * 70000 + b"\r\n\r\n"),
+    "stalled-timeout": up(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc", timeout=True),
+    "head-timeout": up(b"HTTP/1.1 20", timeout=True),
+    "bare-lf": up(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok"),
+    "reason-missing": up(b"HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n", seed=1),
+}
+
 TARGETS = {
     "connection": connection(),
+    "upstream": UPSTREAM,
     "path": PATH,
     "range": RANGE,
     "etag_match": ETAG,

@@ -59,6 +59,11 @@ fn etag_match_corpus() {
 }
 
 #[test]
+fn upstream_corpus() {
+    assert!(replay("upstream", targets::upstream::check) >= 10);
+}
+
+#[test]
 fn multipart_corpus() {
     assert!(replay("multipart", targets::multipart::check) >= 10);
 }

@@ -12,3 +12,4 @@ pub mod etag_match;
 pub mod multipart;
 pub mod path;
 pub mod range;
+pub mod upstream;
