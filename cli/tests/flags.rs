@@ -518,9 +518,14 @@ fn tls_self_signed_with_a_folder_writes_the_certificate_and_reuses_it() {
     assert_eq!(mode & 0o077, 0, "{mode:o}");
 }
 
-/// An upstream answering each request with the target it was sent; stops when dropped
-/// with the test.
+/// An upstream answering each request with the target it was sent; it runs until the
+/// test process ends.
 fn upstream() -> SocketAddr {
+    named_upstream("")
+}
+
+/// [`upstream`] whose answers start with `name`.
+fn named_upstream(name: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
@@ -533,7 +538,7 @@ fn upstream() -> SocketAddr {
             }
             let head = String::from_utf8_lossy(&head);
             let target = head.split(' ').nth(1).unwrap_or("").to_owned();
-            let body = format!("upstream saw {target}");
+            let body = format!("{name}upstream saw {target}");
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -555,6 +560,47 @@ fn proxy_forwards_a_prefix_to_its_upstream() {
     assert_eq!(
         get(server.addr, "/hello.txt", &[]).body,
         "hello from disk\n"
+    );
+}
+
+#[test]
+fn proxy_with_several_upstreams_takes_them_in_turn() {
+    let dir = TempDir::with_files("proxy-several");
+    let (a, b) = (named_upstream("a "), named_upstream("b "));
+    let binding = format!("/api/=http://{a}/,http://{b}/");
+    let server = serve(&dir.0, &["--proxy", &binding]);
+    let bodies: Vec<String> = (0..4)
+        .map(|_| get(server.addr, "/api/x", &[]).body)
+        .collect();
+    let (first, second) = (&bodies[0], &bodies[1]);
+    assert_ne!(first, second, "{bodies:?}");
+    assert_eq!(bodies[2..], [first.clone(), second.clone()], "{bodies:?}");
+    for body in &bodies {
+        assert!(
+            body == "a upstream saw /x" || body == "b upstream saw /x",
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn proxy_debug_logs_each_proxied_request() {
+    let dir = TempDir::with_files("proxy-debug");
+    let up = upstream();
+    let binding = format!("/api/=http://{up}/");
+    let quiet = serve(&dir.0, &["--proxy", &binding]);
+    assert_eq!(get(quiet.addr, "/api/q", &[]).status, 200);
+    let loud = serve(&dir.0, &["--proxy", &binding, "--proxy-debug"]);
+    assert_eq!(get(loud.addr, "/api/users?id=1", &[]).status, 200);
+    let line = loud.expect("proxy /api/users?id=1 to GET ");
+    assert!(line.contains(&format!("http://{up}/users?id=1")), "{line}");
+    assert!(line.contains("headers="), "{line}");
+    loud.expect("response ");
+    // Without the flag: no such line.
+    assert!(
+        !quiet.seen().iter().any(|l| l.contains("proxy /api/q")),
+        "{:#?}",
+        quiet.seen()
     );
 }
 
