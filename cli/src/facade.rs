@@ -971,15 +971,17 @@ impl QuickServer {
         self.routing.tokens.clone()
     }
 
-    /// Keeps tokens and the tasks of the worker routes registered from now on in Redis,
-    /// shared by every instance started with the same Redis and key prefix (see the
-    /// crate's guide, "Several instances"). Call it before registering workers.
+    /// Keeps tokens, the worker result cache and the tasks of the worker routes
+    /// registered from now on in Redis, shared by every instance started with the same
+    /// Redis and key prefix (see the crate's guide, "Several instances"). Call it before
+    /// registering workers; it replaces a cache installed before.
     #[cfg(feature = "redis")]
     pub fn shared_state(&mut self, state: crate::SharedState) -> &mut Self {
         if self.routing.workers > 0 {
             msg("shared_state after worker routes: their tasks stay in this process");
         }
         self.routing.tokens.set_store(Box::new(state.token_store()));
+        self.routing.cache.set(Arc::new(state.cache()));
         self.routing.shared = Some(state);
         self
     }

@@ -150,8 +150,8 @@ pub use quick_server_core::{InvalidOrigin, Limits, Request};
 pub use restart::{has_been_restarted, is_original, set_error_exit_code, set_restart_exit_code};
 #[cfg(feature = "redis")]
 pub use shared::{
-    SharedState, SharedStateError, SharedStateOptions, POOL_SIZE, REDIS_TIMEOUT, STOP_POLL,
-    WORKER_LEASE,
+    RedisCache, SharedState, SharedStateError, SharedStateOptions, CACHE_MAX_ENTRY, CACHE_QUOTA,
+    POOL_SIZE, REDIS_TIMEOUT, STOP_POLL, WORKER_LEASE,
 };
 pub use tls::{load_tls, TlsError};
 pub use tokens::{create_token, TokenHandle};

@@ -150,9 +150,17 @@ fn act(instance: &Instance, body: Value) -> Value {
     json_of(&response)
 }
 
-fn start(instance: &Instance, payload: Value) -> Value {
+/// Starts a job that runs for a while (its start answer must not carry the result).
+fn start_long(instance: &Instance, payload: Value) -> Value {
     let reply = act(instance, json!({"action": "start", "payload": payload}));
+    assert_eq!(reply["continue"], json!(true), "still running: {reply}");
     reply["token"].clone()
+}
+
+/// The result of a start answer that was done at once.
+fn result_of(reply: &Value) -> Value {
+    assert_eq!(reply["done"], json!(true), "{reply}");
+    serde_json::from_str(reply["result"].as_str().expect("a text")).expect("JSON")
 }
 
 /// Polls `get` on `instance` until the task is done; returns the result's JSON.
@@ -175,7 +183,7 @@ fn start_on_one_instance_get_and_stop_on_others() {
     let [a, b, c] = [0, 1, 2].map(|_| Instance::start(Some(&url), &[]));
 
     // Started on A, collected on B: A ran it.
-    let token = start(&a, json!({"seconds": 0.3, "echo": "x"}));
+    let token = start_long(&a, json!({"seconds": 0.3, "echo": "x"}));
     let running = act(&c, json!({"action": "get", "token": token}));
     assert_eq!(running["continue"], json!(true), "{running}");
     let result = collect(&b, &token);
@@ -185,7 +193,7 @@ fn start_on_one_instance_get_and_stop_on_others() {
 
     // Started on A, stopped on C: the job on A sees its cancel flag and ends early,
     // which removes the task's key.
-    let token = start(&a, json!({"seconds": 60, "echo": "long"}));
+    let token = start_long(&a, json!({"seconds": 60, "echo": "long"}));
     let key = format!("qs:cluster:w:/api/sleep:{}", token.as_str().expect("a key"));
     assert_eq!(redis.command(&["EXISTS", &key]).unwrap(), ":1");
     let stopped = act(&c, json!({"action": "stop", "token": token}));
@@ -210,7 +218,7 @@ fn a_task_of_a_killed_instance_is_lost_within_the_lease() {
     let url = redis.url();
     let mut a = Instance::start(Some(&url), &[]);
     let b = Instance::start(Some(&url), &[]);
-    let token = start(&a, json!({"seconds": 120, "echo": "doomed"}));
+    let token = start_long(&a, json!({"seconds": 120, "echo": "doomed"}));
     let killed = Instant::now();
     a.kill();
     let response = eventually(Duration::from_secs(25), || {
@@ -225,4 +233,75 @@ fn a_task_of_a_killed_instance_is_lost_within_the_lease() {
     // Reported once, then the task is unknown.
     let after = act(&b, json!({"action": "get", "token": token}));
     assert_eq!(after["done"], json!(false), "{after}");
+}
+
+#[test]
+fn a_cached_result_answers_the_start_on_every_instance() {
+    need_redis!();
+    let redis = RedisServer::start(false);
+    let url = redis.url();
+    let a = Instance::start(Some(&url), &[]);
+    let b = Instance::start(Some(&url), &[]);
+    let payload = json!({"seconds": 0.5, "echo": "cached", "cache": true});
+    let token = start_long(&a, payload.clone());
+    assert_eq!(collect(&a, &token)["pid"], json!(a.pid()));
+    // The same payload, keys in another order, on B: answered by the start itself.
+    let reordered = json!({"cache": true, "echo": "cached", "seconds": 0.5});
+    let reply = act(&b, json!({"action": "start", "payload": reordered}));
+    assert_eq!(result_of(&reply), json!({"echo": "cached", "pid": a.pid()}));
+    // Without "cache" the job runs again, here on B.
+    let reply = act(
+        &b,
+        json!({"action": "start", "payload": {"seconds": 0, "echo": "cached"}}),
+    );
+    assert_eq!(result_of(&reply)["pid"], json!(b.pid()));
+}
+
+#[test]
+fn a_restart_keeps_finished_results_and_the_cache() {
+    need_redis!();
+    let redis = RedisServer::start(false);
+    let a = Instance::start(Some(&redis.url()), &[]);
+    let token = start_long(&a, json!({"seconds": 0.2, "echo": "kept"}));
+    let cached = json!({"seconds": 0, "echo": "warm", "cache": true});
+    let warm = act(&a, json!({"action": "start", "payload": cached}));
+    let old_pid = a.pid();
+    assert_eq!(result_of(&warm)["pid"], json!(old_pid));
+    thread::sleep(Duration::from_millis(500));
+    let a = a.restart();
+    assert_eq!(collect(&a, &token), json!({"echo": "kept", "pid": old_pid}));
+    let reply = act(&a, json!({"action": "start", "payload": cached}));
+    assert_eq!(result_of(&reply)["pid"], json!(old_pid), "from the cache");
+}
+
+#[test]
+fn the_redis_cache_keeps_its_budget_oldest_out_first() {
+    need_redis!();
+    use quick_server::{ResultCache, SharedState, SharedStateOptions};
+    let redis = RedisServer::start(false);
+    let options = SharedStateOptions {
+        key_prefix: Some("budget:".into()),
+        cache_quota: 100,
+        cache_max_entry: 60,
+        ..SharedStateOptions::default()
+    };
+    let cache = SharedState::open(&redis.url(), options).unwrap().cache();
+    let forty = "x".repeat(40);
+    cache.put("a", "1", &forty);
+    cache.put("b", "2", &forty);
+    assert_eq!(cache.get("a", "1").as_deref(), Some(forty.as_str()));
+    cache.put("a", "3", &forty);
+    assert_eq!(cache.get("a", "1"), None, "the oldest went out");
+    assert!(cache.get("b", "2").is_some() && cache.get("a", "3").is_some());
+    assert_eq!(redis.command(&["GET", "budget:c:total"]).unwrap(), "$2");
+    cache.put("a", "big", &"y".repeat(61));
+    assert_eq!(cache.get("a", "big"), None, "larger than the entry limit");
+    assert_eq!(cache.list_sections(), ["a", "b"]);
+    cache.clean_cache("a");
+    assert_eq!(cache.get("a", "3"), None);
+    assert_eq!(cache.list_sections(), ["b"]);
+    // Rewriting an entry counts its size once.
+    cache.put("b", "2", "short");
+    cache.put("b", "2", "short");
+    assert_eq!(cache.get("b", "2").as_deref(), Some("short"));
 }

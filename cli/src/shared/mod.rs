@@ -3,6 +3,7 @@
 //! process. Calls go through a bounded pool of blocking connections with named timeouts;
 //! the server's event loop never makes them (they run in request and worker jobs).
 
+mod cache;
 mod tasks;
 mod tokens;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use quick_server_core::store::StoreError;
 use redis::ConnectionLike;
 
+pub use cache::{RedisCache, CACHE_MAX_ENTRY, CACHE_QUOTA};
 pub(crate) use tasks::RedisTasks;
 pub use tasks::STOP_POLL;
 pub(crate) use tokens::RedisTokenStore;
@@ -42,6 +44,10 @@ pub struct SharedStateOptions {
     pub timeout: Duration,
     /// See [`WORKER_LEASE`].
     pub lease: Duration,
+    /// Byte budget of the result cache, see [`RedisCache`] and [`CACHE_QUOTA`].
+    pub cache_quota: u64,
+    /// Largest result the cache keeps, in bytes; see [`CACHE_MAX_ENTRY`].
+    pub cache_max_entry: u64,
 }
 
 impl Default for SharedStateOptions {
@@ -51,6 +57,8 @@ impl Default for SharedStateOptions {
             pool_size: POOL_SIZE,
             timeout: REDIS_TIMEOUT,
             lease: WORKER_LEASE,
+            cache_quota: CACHE_QUOTA,
+            cache_max_entry: CACHE_MAX_ENTRY,
         }
     }
 }
@@ -83,6 +91,8 @@ impl std::error::Error for SharedStateError {}
 pub struct SharedState {
     redis: Arc<Redis>,
     owner: Arc<tasks::Owner>,
+    cache_quota: u64,
+    cache_max_entry: u64,
 }
 
 impl fmt::Debug for SharedState {
@@ -124,6 +134,8 @@ impl SharedState {
                 down: AtomicBool::new(false),
             }),
             owner: Arc::new(tasks::Owner::new(options.lease)),
+            cache_quota: options.cache_quota,
+            cache_max_entry: options.cache_max_entry,
         })
     }
 
@@ -134,6 +146,15 @@ impl SharedState {
 
     pub(crate) fn token_store(&self) -> RedisTokenStore {
         RedisTokenStore::new(Arc::clone(&self.redis))
+    }
+
+    /// The worker result cache in this Redis (see [`RedisCache`] for its policy).
+    pub fn cache(&self) -> RedisCache {
+        RedisCache::new(
+            Arc::clone(&self.redis),
+            self.cache_quota,
+            self.cache_max_entry,
+        )
     }
 
     /// The task store of the worker route at `mask`.
