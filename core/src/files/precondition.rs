@@ -41,9 +41,9 @@ impl Preconditions {
                 .and_then(|v| httpdate::parse_http_date(v.trim()).ok())
         };
         Self {
-            if_match: head.field_str("if-match").map(TagList::parse),
+            if_match: tag_list(head, "if-match"),
             if_unmodified_since: date("if-unmodified-since"),
-            if_none_match: head.field_str("if-none-match").map(TagList::parse),
+            if_none_match: tag_list(head, "if-none-match"),
             if_modified_since: date("if-modified-since"),
         }
     }
@@ -88,6 +88,21 @@ impl Preconditions {
         }
         Verdict::Proceed
     }
+}
+
+/// The tags of every `name` field line, as one list (`None` without such a line). A line
+/// that is not UTF-8 counts as an empty list.
+fn tag_list(head: &RequestHead, name: &str) -> Option<TagList> {
+    let mut lines = head.fields_named(name).peekable();
+    lines.peek()?;
+    let mut tags = Vec::new();
+    for line in lines {
+        match TagList::parse(std::str::from_utf8(line).unwrap_or_default()) {
+            TagList::Any => return Some(TagList::Any),
+            TagList::Tags(more) => tags.extend(more),
+        }
+    }
+    Some(TagList::Tags(tags))
 }
 
 /// Whole seconds since the epoch (0 before it).
@@ -150,6 +165,18 @@ mod tests {
                 "{value}"
             );
         }
+    }
+
+    #[test]
+    fn a_tag_list_may_span_several_field_lines() {
+        let split = "If-Match: \"a\"\r\nIf-Match: \"d4a1185\"\r\n";
+        assert_eq!(verdict(split, false), Proceed);
+        let split = "If-None-Match: \"a\"\r\nIf-None-Match: W/\"d4a1185\"\r\n";
+        assert_eq!(verdict(split, true), NotModified);
+        assert_eq!(
+            verdict("If-Match: \"a\"\r\nIf-Match: \"b\"\r\n", true),
+            Failed
+        );
     }
 
     #[test]

@@ -299,6 +299,16 @@ impl RequestHead {
             .map(|(_, v)| raw(v))
     }
 
+    /// Every field line named `name`, in order: a list-valued field may be split over
+    /// several lines (RFC 9110 §5.3).
+    pub fn fields_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let raw = |r: &Range<usize>| self.raw.get(r.clone()).unwrap_or_default();
+        self.fields
+            .iter()
+            .filter(move |(n, _)| raw(n).eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |(_, v)| raw(v))
+    }
+
     /// The first field named `name` as text, if it is valid UTF-8.
     pub fn field_str(&self, name: &str) -> Option<&str> {
         self.field(name).and_then(|v| std::str::from_utf8(v).ok())
