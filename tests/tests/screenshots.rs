@@ -213,6 +213,16 @@ fn directory_listing_renders_in_chromium() {
     // The dark rendering differs from the light one.
     assert_ne!(sizes[0], sizes[1]);
     assert_ne!(sizes[2], sizes[3]);
+    // A folder below the root: breadcrumbs and the parent row.
+    assert_screenshot_in(
+        Window {
+            dark: true,
+            ..DESKTOP
+        },
+        &format!("{base}/sub%20folder/"),
+        &shots,
+        "listing-sub-dark.png",
+    );
 }
 
 /// A server like `example2` for the demo page: its two workers and `worker.js`.

@@ -39,6 +39,7 @@ const STYLE: &str = "\
 body{margin:0 auto;max-width:64rem;padding:1rem;color:var(--fg);background:var(--bg);\
 font:15px/1.5 system-ui,-apple-system,\"Segoe UI\",Roboto,sans-serif}\n\
 h1{font-size:1.3rem;font-weight:600;margin:.5rem 0 1rem;overflow-wrap:anywhere}\n\
+h1 a{margin:0 .1em;text-decoration:underline;text-decoration-color:var(--line);text-underline-offset:.25em}\n\
 a{color:var(--link);text-decoration:none}a:hover{text-decoration:underline}\n\
 table{width:100%;border-collapse:collapse;table-layout:fixed}\n\
 th,td{padding:.45rem .6rem;border-bottom:1px solid var(--line);text-align:left;\
@@ -287,19 +288,34 @@ fn render_html(
     out
 }
 
-/// Appends `/` and each of `folders` (the path below the root) followed by `/`; those
-/// `served` at their depth (0 is the root) link to themselves relatively, the last one
-/// (the listed folder) always.
+/// Appends `/` and each of `folders` (the path below the root) followed by `/`; the
+/// root and each folder `served` at its depth (0 is the root) link to themselves
+/// relatively, the last one (the listed folder) always. Separators stay outside the links
+/// so that each crumb reads as its own link.
 fn push_breadcrumbs(out: &mut String, folders: &[&str], served: impl Fn(usize) -> bool) {
-    let names = std::iter::once(String::new()).chain(folders.iter().map(|f| html_escape(f)));
-    for (depth, name) in names.enumerate() {
+    let link = |depth: usize| {
         let up = folders.len() - depth;
         if up == 0 {
-            let _ = write!(out, "<a href=\"./\">{name}/</a>");
-        } else if served(depth) {
-            let _ = write!(out, "<a href=\"{}\">{name}/</a>", "../".repeat(up));
+            Some(String::from("./"))
         } else {
-            let _ = write!(out, "{name}/");
+            served(depth).then(|| "../".repeat(up))
+        }
+    };
+    match link(0) {
+        Some(href) => {
+            let _ = write!(out, "<a href=\"{href}\">/</a>");
+        }
+        None => out.push('/'),
+    }
+    for (index, folder) in folders.iter().enumerate() {
+        let name = html_escape(folder);
+        match link(index + 1) {
+            Some(href) => {
+                let _ = write!(out, "<a href=\"{href}\">{name}</a>/");
+            }
+            None => {
+                let _ = write!(out, "{name}/");
+            }
         }
     }
 }
@@ -677,7 +693,7 @@ mod tests {
         assert!(page.contains("prefers-color-scheme:dark"));
         assert!(page.contains("<title>Directory listing for /sub/</title>"));
         assert!(page.contains(
-            "<h1>Directory listing for <a href=\"../\">/</a><a href=\"./\">sub/</a></h1>"
+            "<h1>Directory listing for <a href=\"../\">/</a><a href=\"./\">sub</a>/</h1>"
         ));
         let rows: Vec<&str> = page.lines().filter(|l| l.starts_with("<tr ")).collect();
         assert_eq!(
@@ -733,8 +749,8 @@ mod tests {
     fn breadcrumbs_climb_one_level_each() {
         let page = render_html("/a/b c/<d>/", &[true; 3], &[], SortOrder::default());
         assert!(page.contains(
-            "<h1>Directory listing for <a href=\"../../../\">/</a><a href=\"../../\">a/</a>\
-             <a href=\"../\">b c/</a><a href=\"./\">&lt;d&gt;/</a></h1>"
+            "<h1>Directory listing for <a href=\"../../../\">/</a><a href=\"../../\">a</a>/\
+             <a href=\"../\">b c</a>/<a href=\"./\">&lt;d&gt;</a>/</h1>"
         ));
         assert!(page.contains("<tr class=\"up\"><td><a href=\"../\">../</a>"));
         // Folders a GET would not serve (an unbound root, say) are not links.
@@ -745,7 +761,7 @@ mod tests {
             SortOrder::default(),
         );
         assert!(page.contains(
-            "<h1>Directory listing for /<a href=\"../../\">a/</a>b c/<a href=\"./\">&lt;d&gt;/</a></h1>"
+            "<h1>Directory listing for /<a href=\"../../\">a</a>/b c/<a href=\"./\">&lt;d&gt;</a>/</h1>"
         ));
         assert!(!page.contains("class=\"up\""), "no parent row: {page}");
     }
