@@ -1,7 +1,8 @@
 //! Issue 17's directory listing over both transports, plain and TLS: only entries a GET
 //! serves are listed (hidden names, white and black lists, symlink policies), sorting in
 //! both orders, the JSON form, hostile names, the parent link and breadcrumbs, bad
-//! queries, and a big folder listed off the event loop while other clients are served.
+//! queries, compression, and a big folder listed off the event loop while other clients
+//! are served.
 //!
 //! `listing_latency` (ignored; run with `--ignored --nocapture`, best in release) measures
 //! a small file's latency while two clients list a 20,000-file folder.
@@ -15,6 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use quick_server_core::coding::Compression;
 use quick_server_core::files::{StaticFiles, SymlinkPolicy, INLINE_LISTING_ENTRIES};
 use quick_server_core::fs::{DirEntry, DiskFs, FileSystem, Metadata, OpenFile, TempFile};
 use quick_server_core::Server;
@@ -434,6 +436,60 @@ fn json_listing_has_the_same_entries() {
             page.header("content-security-policy"),
             Some("default-src 'none'; style-src 'unsafe-inline'")
         );
+    });
+}
+
+#[test]
+fn a_listing_is_compressed_and_varies_on_both_fields() {
+    each_setup(|setup| {
+        let dir = TempDir::new();
+        for i in 0..INLINE_LISTING_ENTRIES + 10 {
+            dir.write(&format!("big/f{i:04}.txt"), "x");
+        }
+        dir.write("few/a.txt", "a");
+        let root = dir.path().to_owned();
+        let server = TestServer::start(setup, move |mut builder| {
+            builder.compression(Compression::on());
+            let files = builder.files();
+            files.bind_path("/", &root).expect("bind");
+            files.directory_listing = true;
+            builder
+        });
+        // A big folder (listed in a job) and a small one (listed inline), both formats.
+        for (target, accept) in [
+            ("/big/", "text/html"),
+            ("/big/", "application/json"),
+            ("/few/?sort=size", "text/html"),
+        ] {
+            let request = format!(
+                "GET {target} HTTP/1.1\r\nHost: t\r\nAccept: {accept}\r\nAccept-Encoding: gzip\r\n\r\n"
+            );
+            let r = server
+                .send_raw(request.as_bytes())
+                .pop()
+                .expect("an answer");
+            assert_eq!(r.status, 200, "{target} {accept}");
+            let vary: Vec<&str> = r
+                .headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("vary"))
+                .flat_map(|(_, v)| v.split(','))
+                .map(str::trim)
+                .collect();
+            assert!(
+                vary.contains(&"Accept") && vary.contains(&"Accept-Encoding"),
+                "{target} {accept}: {vary:?}"
+            );
+            assert_eq!(
+                r.header("content-encoding"),
+                Some("gzip"),
+                "{target} {accept}"
+            );
+            assert!(
+                r.body.starts_with(&[0x1f, 0x8b]),
+                "{target} {accept}: gzip bytes"
+            );
+        }
     });
 }
 
