@@ -279,32 +279,15 @@ fn text_of(value: Value) -> Option<Vec<u8>> {
 pub(crate) mod tests {
     use super::*;
     use crate::{CancelFlag, QuickServer};
-    use quick_server_core::{Connection, PeerInfo, Server, Transmit};
+    use quick_server_core::testing::Pair;
+    use quick_server_core::Server;
     use serde_json::json;
     use std::time::Instant;
 
     /// Feeds `input` to a connection of `server`, runs request jobs inline and returns
     /// everything written.
     pub(crate) fn exchange(server: Arc<Server>, input: &[u8]) -> String {
-        let now = Instant::now();
-        let mut conn = Connection::new(server, PeerInfo::default(), now);
-        conn.feed(input, now);
-        let mut wire = Vec::new();
-        loop {
-            if let Some(job) = conn.poll_job() {
-                conn.complete(job.run(), now);
-                continue;
-            }
-            match conn.poll_transmit() {
-                Some(Transmit::Bytes(bytes)) => {
-                    wire.extend_from_slice(bytes);
-                    let n = bytes.len();
-                    conn.transmitted(n, now);
-                }
-                _ => break,
-            }
-        }
-        String::from_utf8_lossy(&wire).into_owned()
+        Pair::new(server, Instant::now()).exchange(input)
     }
 
     fn get(server: &Arc<Server>, target: &str) -> String {

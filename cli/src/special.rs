@@ -80,29 +80,13 @@ fn absolute(path: &Path) -> PathBuf {
 mod tests {
     use std::time::Instant;
 
-    use quick_server_core::{Connection, PeerInfo, Transmit};
+    use quick_server_core::testing::Pair;
 
     use super::*;
 
     /// One request through a connection of `server`, jobs run inline.
     fn get(server: QuickServer, request: &[u8]) -> String {
-        let now = Instant::now();
-        let mut conn = Connection::new(server.into_server(), PeerInfo::default(), now);
-        conn.feed(request, now);
-        let mut wire = Vec::new();
-        loop {
-            if let Some(job) = conn.poll_job() {
-                conn.complete(job.run(), now);
-                continue;
-            }
-            let Some(Transmit::Bytes(bytes)) = conn.poll_transmit() else {
-                break;
-            };
-            wire.extend_from_slice(bytes);
-            let n = bytes.len();
-            conn.transmitted(n, now);
-        }
-        String::from_utf8_lossy(&wire).into_owned()
+        Pair::new(server.into_server(), Instant::now()).exchange(request)
     }
 
     #[test]

@@ -124,6 +124,8 @@ pub mod proxy;
 mod request;
 mod server;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tokens;
 pub mod worker;
 

@@ -480,7 +480,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::conn::{Connection, Transmit};
+    use crate::conn::Connection;
     use crate::dynamic::Args;
     use crate::fs::MemoryFs;
     use crate::log::{RequestRecord, SlowRequest};
@@ -518,20 +518,7 @@ mod tests {
     /// Feeds `input` and drains, running jobs inline, at time `now`.
     fn run(conn: &mut Connection, input: &[u8], now: Instant) -> String {
         conn.feed(input, now);
-        let mut wire = Vec::new();
-        loop {
-            if let Some(job) = conn.poll_job() {
-                conn.complete(job.run(), now);
-                continue;
-            }
-            let Some(Transmit::Bytes(b)) = conn.poll_transmit() else {
-                break;
-            };
-            wire.extend_from_slice(b);
-            let n = b.len();
-            conn.transmitted(n, now);
-        }
-        String::from_utf8_lossy(&wire).into_owned()
+        String::from_utf8_lossy(&crate::testing::drain(conn, now, None)).into_owned()
     }
 
     #[test]
@@ -681,25 +668,7 @@ mod tests {
         background: &mut Vec<crate::Job>,
     ) -> String {
         conn.feed(input, now);
-        let mut wire = Vec::new();
-        loop {
-            if let Some(job) = conn.poll_job() {
-                match job.kind() {
-                    crate::JobKind::Request | crate::JobKind::Inline => {
-                        conn.complete(job.run(), now)
-                    }
-                    crate::JobKind::Background => background.push(job),
-                }
-                continue;
-            }
-            let Some(Transmit::Bytes(b)) = conn.poll_transmit() else {
-                break;
-            };
-            wire.extend_from_slice(b);
-            let n = b.len();
-            conn.transmitted(n, now);
-        }
-        String::from_utf8_lossy(&wire).into_owned()
+        String::from_utf8_lossy(&crate::testing::drain(conn, now, Some(background))).into_owned()
     }
 
     fn token_of(wire: &str) -> String {

@@ -16,7 +16,7 @@ use quick_server::{
     WorkerFailure, WORKER_JS,
 };
 use quick_server_core::worker::WorkerFn;
-use quick_server_core::{Connection, PeerInfo, Server, Transmit};
+use quick_server_core::{Connection, PeerInfo, Server};
 use quick_server_tests::{
     each_setup, get, have_redis, json_of, post_json, Client, FacadeServer, RedisServer, Response,
     Setup, TempDir,
@@ -665,21 +665,7 @@ fn worker_js_is_served_with_etag() {
 
 /// Everything written by `conn` until it has nothing more, running request jobs inline.
 fn drain(conn: &mut Connection, now: Instant) -> Vec<u8> {
-    let mut wire = Vec::new();
-    loop {
-        if let Some(job) = conn.poll_job() {
-            conn.complete(job.run(), now);
-            continue;
-        }
-        match conn.poll_transmit() {
-            Some(Transmit::Bytes(bytes)) => {
-                wire.extend_from_slice(bytes);
-                let n = bytes.len();
-                conn.transmitted(n, now);
-            }
-            _ => return wire,
-        }
-    }
+    quick_server_core::testing::drain(conn, now, None)
 }
 
 fn body_json(wire: &[u8]) -> Value {

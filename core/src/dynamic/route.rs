@@ -193,10 +193,8 @@ mod tests {
     use std::time::{Instant, SystemTime};
 
     use super::*;
-    use crate::conn::{Connection, Transmit};
     use crate::dynamic::json_dumps;
     use crate::fs::MemoryFs;
-    use crate::request::PeerInfo;
     use crate::server::Server;
 
     fn echo() -> Handler {
@@ -247,24 +245,7 @@ mod tests {
                 Arc::new(|_: &Request, _: &mut Args| panic!("boom")),
             )
             .max_file_size(8);
-        let mut conn = Connection::new(builder.build(), PeerInfo::default(), now);
-        conn.feed(input, now);
-        let mut wire = Vec::new();
-        loop {
-            if let Some(job) = conn.poll_job() {
-                conn.complete(job.run(), now);
-                continue;
-            }
-            let n = match conn.poll_transmit() {
-                Some(Transmit::Bytes(b)) => {
-                    wire.extend_from_slice(b);
-                    b.len()
-                }
-                _ => break,
-            };
-            conn.transmitted(n, now);
-        }
-        String::from_utf8_lossy(&wire).into_owned()
+        crate::testing::Pair::new(builder.build(), now).exchange(input)
     }
 
     #[test]
