@@ -120,9 +120,10 @@ impl std::fmt::Debug for FallbackHook {
 const INLINE_HASH_MAX: u64 = 256 * 1024;
 
 /// Most entries of a folder read on the caller's thread for a listing; a bigger folder is
-/// listed from a job. Each entry costs a few `stat` calls (its own, and the checks a GET
-/// of it takes).
-pub const INLINE_LISTING_ENTRIES: usize = 128;
+/// listed from a job. Each entry costs three `stat` calls or so (its own, and the checks a
+/// GET of it takes) and a row, some microseconds: the budget keeps an inline listing to a
+/// fraction of a millisecond.
+pub const INLINE_LISTING_ENTRIES: usize = 64;
 
 /// An answer that needs work growing with the size of what it serves (hashing a big
 /// file seen for the first time; compressing one; listing a big folder).
