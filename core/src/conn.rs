@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::coding::answer::{self, Plan};
-use crate::coding::AcceptEncoding;
+use crate::coding::{AcceptEncoding, Compression};
 use crate::dynamic::route::Routed;
+use crate::files::TagList;
 use crate::http::body::BodyReader;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::error::HttpError;
@@ -98,6 +99,56 @@ enum Out {
     File(FileRegion),
 }
 
+/// What a request asks of its answer's representation, kept for compressing the answer.
+#[derive(Debug, Clone, Default)]
+struct Wanted {
+    /// The codings it accepts.
+    accept: AcceptEncoding,
+    /// Its `If-None-Match`, on a GET or HEAD while compression is on.
+    if_none_match: Option<TagList>,
+}
+
+impl Wanted {
+    fn of(head: &RequestHead, settings: &Compression) -> Self {
+        let safe = matches!(head.method(), Method::Get | Method::Head);
+        Self {
+            accept: AcceptEncoding::parse(head.field_str("accept-encoding")),
+            if_none_match: head
+                .field_str("if-none-match")
+                .filter(|_| safe && settings.enabled)
+                .map(TagList::parse),
+        }
+    }
+
+    /// Compresses `response` as `plan` says. A coded answer whose tag the request's
+    /// `If-None-Match` lists becomes a 304: the route could only compare the identity tag,
+    /// the client holds the coded one (docs/BEHAVIOUR.md, "Compression").
+    fn apply(&self, response: Response, plan: Plan, settings: &Compression) -> Response {
+        let response = answer::apply(response, plan, settings);
+        let (Plan::Encode(_), Some(TagList::Tags(held))) = (plan, &self.if_none_match) else {
+            return response;
+        };
+        let is = |name: &str, wanted: &str| name.eq_ignore_ascii_case(wanted);
+        let sent = response.fields.iter().find(|(n, _)| is(n, "etag"));
+        let matched = sent.is_some_and(|(_, tag)| match TagList::parse(tag) {
+            TagList::Tags(sent) => sent
+                .first()
+                .is_some_and(|s| held.iter().any(|h| h.opaque == s.opaque)),
+            TagList::Any => false,
+        });
+        if !matched {
+            return response;
+        }
+        let mut not_modified = Response::new(304, Body::Empty);
+        not_modified.fields = response
+            .fields
+            .into_iter()
+            .filter(|(n, _)| is(n, "etag") || is(n, "cache-control") || is(n, "vary"))
+            .collect();
+        not_modified
+    }
+}
+
 /// A server-side HTTP/1.x connection. See the crate docs for the drain loop a transport
 /// runs around it.
 #[derive(Debug)]
@@ -137,8 +188,8 @@ pub struct Connection {
     shutting_down: bool,
     /// Whether a response was ever queued (a fresh connection has none).
     served_any: bool,
-    /// The codings the request being answered accepts.
-    accept: AcceptEncoding,
+    /// What the request being answered asks of its answer's representation.
+    wanted: Wanted,
     /// What becomes of the upstream socket of the last exchange, until the transport
     /// takes it.
     released: Option<Release>,
@@ -199,7 +250,7 @@ impl Connection {
             read_closed: false,
             shutting_down: false,
             served_any: false,
-            accept: AcceptEncoding::default(),
+            wanted: Wanted::default(),
             released: None,
         }
     }
@@ -728,18 +779,18 @@ impl Connection {
             return self.refuse(refusal, false, head_only, now);
         }
         let wall = self.server.wall_time(now);
-        self.accept = AcceptEncoding::parse(request.head.field_str("accept-encoding"));
+        self.wanted = Wanted::of(&request.head, self.server.compression());
         match Server::dispatch(&self.server, request, routed, now, wall) {
             Dispatch::Respond(response) => self.deliver(response, head_only, now),
             Dispatch::Run(JobKind::Request, work) => {
                 // Already off the event loop: compress the answer there too.
-                let (accept, settings) = (self.accept, *self.server.compression());
+                let (wanted, settings) = (self.wanted.clone(), *self.server.compression());
                 self.run(
                     JobKind::Request,
                     Box::new(move || match work() {
                         Output::Respond(response) => {
-                            let plan = answer::plan(&response, &accept, &settings);
-                            Output::Respond(answer::apply(response, plan, &settings))
+                            let plan = answer::plan(&response, &wanted.accept, &settings);
+                            Output::Respond(wanted.apply(response, plan, &settings))
                         }
                         other => other,
                     }),
@@ -762,14 +813,18 @@ impl Connection {
     /// job, so the event loop never compresses a large body.
     fn deliver(&mut self, response: Response, head_only: bool, now: Instant) {
         let settings = *self.server.compression();
-        match answer::plan(&response, &self.accept, &settings) {
+        match answer::plan(&response, &self.wanted.accept, &settings) {
             Plan::Encode(coding) if response.body.len() > settings.inline_max => {
+                let wanted = self.wanted.clone();
                 let work = move || {
-                    Output::Respond(answer::apply(response, Plan::Encode(coding), &settings))
+                    Output::Respond(wanted.apply(response, Plan::Encode(coding), &settings))
                 };
                 self.run(JobKind::Request, Box::new(work), head_only);
             }
-            plan => self.send(answer::apply(response, plan, &settings), head_only, now),
+            plan => {
+                let response = self.wanted.apply(response, plan, &settings);
+                self.send(response, head_only, now);
+            }
         }
     }
 

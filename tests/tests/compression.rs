@@ -319,6 +319,14 @@ fn handler_and_worker_answers_are_compressed() {
                 assert_eq!(response.header("content-encoding"), Some(token), "{target}");
                 assert_eq!(response.header("vary"), Some("Accept-Encoding"));
                 assert_eq!(read(&response), *want, "{target} {token}");
+                // The coded answer's tag revalidates it.
+                let tag = response.header("etag").expect("a tag").to_owned();
+                assert!(tag.ends_with(&format!("-{token}\"")), "{tag}");
+                let fields = format!("{fields}If-None-Match: {tag}\r\n");
+                let again = client.request(&get_with(target, &fields));
+                assert_eq!(again.status, 304, "{setup} {target} {token}");
+                assert_eq!(again.header("etag"), Some(tag.as_str()));
+                assert_eq!(again.header("vary"), Some("Accept-Encoding"));
             }
             let plain = client.request(&get(target));
             assert_eq!(plain.header("content-encoding"), None);
