@@ -127,6 +127,7 @@ pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tokens;
+pub mod wire;
 pub mod worker;
 
 pub use conn::{Connection, Transmit, Upstream};

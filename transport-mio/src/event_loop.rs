@@ -18,16 +18,12 @@ use crate::pool::{Done, Jobs};
 use crate::session::{Context, Next, Session};
 use crate::slab::{Key, Side, Slab, LISTENER, WAKER};
 use crate::timers::Timers;
-use crate::tls::{Tls, FILE_CHUNK};
+use crate::tls::Tls;
 use crate::upstream::Pool;
+use quick_server_core::wire::{BUSY_ANSWER as BUSY, FILE_CHUNK, REFUSE_TIME};
 
 /// Readiness events taken per wake-up.
 const EVENTS_PER_POLL: usize = 1024;
-/// The answer to a connection beyond `max_connections`.
-const BUSY: &[u8] =
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-/// Longest time a refused TLS connection may take (handshake and answer).
-const REFUSE_TIME: Duration = Duration::from_secs(1);
 /// Refused TLS connections being answered at once; beyond, they are closed unanswered.
 const REFUSING_MAX: usize = 64;
 /// Pause before accepting again after the process ran out of descriptors or memory.

@@ -4,7 +4,7 @@
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -20,10 +20,7 @@ use crate::timers::TimerSlot;
 use crate::tls::Tls;
 use crate::upstream::{Link, Pool, Upstream};
 
-/// How long a closing connection keeps reading (and discarding) after our last byte left.
-const LINGER_TIME: Duration = Duration::from_secs(1);
-/// How much a closing connection discards before it gives up waiting for the peer's FIN.
-const LINGER_BYTES: usize = 64 * 1024;
+use quick_server_core::wire::{LINGER_BYTES, LINGER_TIME};
 
 /// What the loop lends a session for one drive.
 pub(crate) struct Context<'a> {

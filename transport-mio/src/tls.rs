@@ -15,8 +15,7 @@ use rustls::{ServerConfig, ServerConnection};
 
 use crate::socket::Socket;
 
-/// Largest piece of a file read for one trip through rustls.
-pub(crate) const FILE_CHUNK: usize = 64 * 1024;
+use quick_server_core::wire::FILE_CHUNK;
 /// Cap on rustls's outgoing buffer: a chunk plus a head and record overhead.
 const BUFFER_LIMIT: usize = FILE_CHUNK + 16 * 1024;
 

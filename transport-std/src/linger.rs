@@ -6,12 +6,11 @@ use std::io::Read;
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-/// Longest time spent reading after the answer.
-pub(crate) const LINGER_TIME: Duration = Duration::from_secs(1);
+use quick_server_core::wire::LINGER_BYTES;
+pub(crate) use quick_server_core::wire::LINGER_TIME;
+
 /// Longest linger after a 503 for a connection over the limit.
 pub(crate) const REJECT_LINGER_TIME: Duration = Duration::from_millis(50);
-/// Most bytes read and discarded after the answer.
-const LINGER_BYTES: usize = 64 * 1024;
 
 /// Shuts down the sending side, then reads and discards until the peer closes, `time`
 /// passes or `LINGER_BYTES` were read.

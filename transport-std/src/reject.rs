@@ -7,16 +7,13 @@ use std::net::TcpStream;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use quick_server_core::wire::{BUSY_ANSWER, REFUSE_TIME};
 
 use crate::control::Control;
 use crate::wire::{End, Wire};
 
-/// The whole answer: no body, and the connection closes.
-const OVERLOADED: &[u8] =
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-/// Longest time one rejection (handshake and answer) may take.
-const REJECT_TIME: Duration = Duration::from_secs(1);
 /// Connections waiting to be rejected; beyond, they are closed unanswered.
 const QUEUE: usize = 64;
 
@@ -42,13 +39,13 @@ fn run(sockets: &Receiver<TcpStream>, tls: Option<&Arc<rustls::ServerConfig>>, c
 
 /// Answers 503 (after the handshake, under TLS) and closes.
 fn reject(socket: TcpStream, tls: Option<&Arc<rustls::ServerConfig>>) {
-    let deadline = Instant::now() + REJECT_TIME;
+    let deadline = Instant::now() + REFUSE_TIME;
     let Ok(mut wire) = Wire::new(socket, tls) else {
         return;
     };
     let end = match wire
         .handshake(deadline)
-        .and_then(|()| wire.write_all(OVERLOADED, deadline))
+        .and_then(|()| wire.write_all(BUSY_ANSWER, deadline))
     {
         Ok(()) => End::Rejected,
         Err(_) => End::Abort,

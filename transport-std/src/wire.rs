@@ -11,11 +11,10 @@ use quick_server_core::{Connection, FileRegion, Transmit};
 
 use crate::linger::{linger, LINGER_TIME, REJECT_LINGER_TIME};
 use crate::sendfile::{is_unsupported, sendfile};
+use quick_server_core::wire::FILE_CHUNK;
+
 use crate::socket::Socket;
 use crate::tls::TlsSession;
-
-/// Largest piece of a file read into memory at once (no `sendfile`, or TLS).
-const FILE_CHUNK: usize = 64 * 1024;
 
 /// What one read step brought.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
