@@ -4,12 +4,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
 use mio::{Events, Poll};
 use quick_server_core::{Completion, Connection, PeerInfo, Server};
 use rustls::ServerConfig;
@@ -340,8 +342,12 @@ impl EventLoop {
     fn begin_shutdown(&mut self, now: Instant) {
         self.grace_end = Some(now + self.grace);
         self.accept_retry = None;
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
+        if let Some(listener) = self.listener.take() {
+            // Registered by descriptor (`sys::register_exclusive`), so removed by
+            // descriptor: mio's own deregister refuses, in debug builds, a source it did
+            // not register. The socket stays open in the other loops and for a restart.
+            let fd = listener.as_raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         }
         for key in self.sessions.keys() {
             self.step(key, Input::Shutdown, now);
