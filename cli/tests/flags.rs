@@ -227,13 +227,28 @@ fn read_cert(path: &Path) -> CertificateDer<'static> {
     CertificateDer::from_pem_file(path).expect("a PEM certificate")
 }
 
-/// The names of the threads of process `pid` (as the kernel keeps them: 15 bytes).
+/// The names of the threads of process `pid` (as the kernel keeps them: 15 bytes), once
+/// two readings 100 ms apart agree: a new thread names itself once it runs.
 fn thread_names(pid: u32) -> Vec<String> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc");
-    tasks
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .map(|name| name.trim_end().to_owned())
-        .collect()
+    let read = || {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc");
+        let mut names: Vec<String> = tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim_end().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut names = read();
+    loop {
+        thread::sleep(std::time::Duration::from_millis(100));
+        let again = read();
+        if again == names || std::time::Instant::now() > deadline {
+            return again;
+        }
+        names = again;
+    }
 }
 
 fn count(names: &[String], name: &str) -> usize {
