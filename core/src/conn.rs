@@ -19,6 +19,7 @@ use crate::http::response::{self, Body, BodyPart, DateCache, FileRegion, Persist
 use crate::job::{Completion, Job, JobId, JobKind, Output};
 use crate::log::{RequestRecord, SlowRequest};
 use crate::proxy::exchange::{Exchange, ProxyFailure, Release, Request as ProxyRequest};
+use crate::proxy::forward;
 use crate::request::{PeerInfo, Request};
 use crate::server::{Dispatch, Server};
 use crate::worker::route::WorkerRoute;
@@ -438,6 +439,9 @@ impl Connection {
             }),
             State::Body { .. } => Some(self.last_activity + limits.body_timeout),
             State::Delayed { until, .. } => Some(*until),
+            State::Proxy { exchange, .. } if exchange.is_tunnel() => {
+                Some(self.last_activity + limits.tunnel_idle_timeout)
+            }
             State::Proxy { .. } => Some(self.last_activity + limits.upstream_timeout),
             State::Waiting { .. } => match (&self.current, self.server.slow_threshold()) {
                 (Some(c), Some(threshold)) if !c.reported_slow => Some(c.started + threshold),
@@ -672,12 +676,27 @@ impl Connection {
             current.cors = self.server.cors_fields(&head);
         }
         if let Some((route, rest)) = self.server.proxy_for(&head) {
+            let tunnel = match forward::upgrade_of(&head) {
+                Some(_) => match self.server.tunnel_slot() {
+                    Some(slot) => Some(slot),
+                    None => {
+                        let body_left = !matches!(reader, BodyReader::Length(0));
+                        let full = HttpError::Refused {
+                            status: 503,
+                            message: "Too many tunnels".into(),
+                        };
+                        return self.refuse(full, body_left, false, now);
+                    }
+                },
+                None => None,
+            };
             let request = ProxyRequest {
                 head: &head,
                 rest,
                 peer: &self.peer.addr,
                 secure: self.peer.secure,
                 debug: self.server.debug_proxy(),
+                tunnel,
             };
             let exchange = Exchange::new(route, request, now);
             let reader = (!exchange.request_done()).then_some(reader);
@@ -848,6 +867,12 @@ impl Connection {
             return;
         };
         let relayed = exchange.take_relayed();
+        if relayed.tunnel {
+            // From now on the client's bytes go upstream as they are, until a close.
+            if let State::Proxy { reader, .. } = &mut self.state {
+                *reader = Some(BodyReader::UntilClose);
+            }
+        }
         if let Some(log) = self.server.request_log() {
             for note in &relayed.notes {
                 log.note(note);

@@ -41,6 +41,12 @@ pub struct Limits {
     /// How long an upstream that refused a connection is skipped by its binding's
     /// round-robin. Default 10 s.
     pub upstream_down_time: Duration,
+    /// Upgraded connections (WebSocket) tunnelled through the proxy at once; more are
+    /// answered 503. Default 256.
+    pub max_tunnels: usize,
+    /// Time a tunnel may go without a byte either way before both sides close. Default
+    /// 300 s.
+    pub tunnel_idle_timeout: Duration,
     /// Buffered output above which the connection stops reading new requests. Default 256 KiB.
     pub max_pending_output: usize,
 }
@@ -63,6 +69,8 @@ impl Default for Limits {
             upstream_max_idle: 16,
             upstream_idle_timeout: Duration::from_secs(15),
             upstream_down_time: Duration::from_secs(10),
+            max_tunnels: 256,
+            tunnel_idle_timeout: Duration::from_secs(300),
             max_pending_output: 256 * 1024,
         }
     }

@@ -19,6 +19,7 @@ use crate::http::response::{Body, Response};
 use crate::job::{Completion, JobKind, Output};
 use crate::limits::Limits;
 use crate::log::RequestLog;
+use crate::proxy::exchange::TunnelSlot;
 use crate::proxy::route::Rest;
 use crate::proxy::{ProxyError, ProxyRoute};
 use crate::request::{BodySink, PeerInfo, Request};
@@ -77,6 +78,8 @@ pub struct Server {
     shared: Shared,
     workers: Vec<Arc<WorkerRoute>>,
     proxies: Vec<ProxyRoute>,
+    /// Proxy tunnels open now (see `Limits::max_tunnels`).
+    tunnels: Arc<AtomicUsize>,
 }
 
 /// Configures a [`Server`].
@@ -236,6 +239,11 @@ impl Server {
     /// How long a dynamic request may run before it is reported as slow.
     pub(crate) fn slow_threshold(&self) -> Option<Duration> {
         self.shared.slow_threshold
+    }
+
+    /// A place for one more proxy tunnel, if `Limits::max_tunnels` allows it.
+    pub(crate) fn tunnel_slot(&self) -> Option<TunnelSlot> {
+        TunnelSlot::take(&self.tunnels, self.limits.max_tunnels)
     }
 
     /// Whether proxy exchanges are logged in detail.
@@ -471,6 +479,7 @@ impl ServerBuilder {
             shared: self.shared,
             workers: self.workers,
             proxies: self.proxies,
+            tunnels: Arc::new(AtomicUsize::new(0)),
         })
     }
 }

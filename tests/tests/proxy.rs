@@ -1263,3 +1263,83 @@ fn the_debug_log_shows_each_exchange() {
         assert_eq!(lines.len(), 3, "{lines:?}");
     });
 }
+
+/// A masked WebSocket text frame, as a client sends it.
+fn masked_text(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// A WebSocket upstream: answers the upgrade with 101, echoes one text frame unmasked,
+/// sends a close frame and closes.
+fn websocket_echo(request: RawRequest, stream: &mut TcpStream, _: &AtomicBool) {
+    let head = request.head.to_ascii_lowercase();
+    if !(head.contains("\r\nconnection: upgrade\r\n")
+        && head.contains("\r\nupgrade: websocket\r\n"))
+    {
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        return;
+    }
+    let switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: echo\r\n\r\n";
+    if stream.write_all(switch).is_err() {
+        return;
+    }
+    let mut frame = request.rest;
+    let mut chunk = [0u8; 256];
+    while frame.len() < 2 || frame.len() < 6 + usize::from(frame[1] & 0x7f) {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => frame.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let len = usize::from(frame[1] & 0x7f);
+    let mask = [frame[2], frame[3], frame[4], frame[5]];
+    let payload: Vec<u8> = frame[6..6 + len]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ mask[i % 4])
+        .collect();
+    let mut echo = vec![0x81, len as u8];
+    echo.extend_from_slice(&payload);
+    echo.extend_from_slice(&[0x88, 0x00]);
+    let _ = stream.write_all(&echo);
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+#[test]
+fn a_websocket_echo_passes_through_the_proxy() {
+    let _gate = shared();
+    let upstream = RawUpstream::start(IpAddr::V4(Ipv4Addr::LOCALHOST), Arc::new(websocket_echo))
+        .expect("start the WebSocket upstream");
+    each_setup(|setup| {
+        let proxy = Proxy::start(setup, Limits::default(), &[("/px/", &upstream.url())]);
+        let mut client = proxy.connect();
+        client
+            .send(
+                b"GET /px/chat HTTP/1.1\r\nHost: front.test\r\nConnection: Upgrade\r\n\
+                  Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                  Sec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .unwrap();
+        let switched = client.read_head_response().unwrap();
+        assert_eq!(switched.status, 101);
+        assert_eq!(switched.header("upgrade"), Some("websocket"));
+        assert_eq!(switched.header("sec-websocket-accept"), Some("echo"));
+        client.send(&masked_text(b"hello, tunnel")).unwrap();
+        let rest = client.read_to_close().unwrap();
+        let mut expected = vec![0x81, 13];
+        expected.extend_from_slice(b"hello, tunnel");
+        expected.extend_from_slice(&[0x88, 0x00]);
+        assert_eq!(rest, expected, "the echo, then the upstream's close");
+        assert!(client.is_closed(), "the upstream closed: so did the proxy");
+
+        // Without `Connection: upgrade`, `Upgrade` is hop-by-hop and stays here.
+        let plain = proxy
+            .connect()
+            .request(b"GET /px/chat HTTP/1.1\r\nHost: front.test\r\nUpgrade: websocket\r\n\r\n");
+        assert_eq!(plain.status, 400, "the upstream saw no upgrade");
+    });
+}

@@ -3,6 +3,7 @@
 //! the client's body as it arrives) for the upstream, reads the upstream's answer into its
 //! own buffer and re-frames it as bytes for the client.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,8 @@ enum Phase {
     Head,
     /// Relaying the body; `chunked_out` re-frames it as chunked for the client.
     Body { body: BodyReader, chunked_out: bool },
+    /// After `101 Switching Protocols`: bytes pass both ways as they are.
+    Tunnel,
     /// The response has been relayed completely.
     Done,
     /// The exchange failed.
@@ -87,6 +90,8 @@ pub(crate) struct Relayed {
     pub(crate) end: Option<Result<(), ProxyFailure>>,
     /// Debug log lines (when the server logs the proxy).
     pub(crate) notes: Vec<String>,
+    /// The exchange became a tunnel: the client's further bytes go upstream as they are.
+    pub(crate) tunnel: bool,
 }
 
 /// Who the exchange is for and what it asks, as the client sent it.
@@ -102,6 +107,9 @@ pub(crate) struct Request<'a> {
     pub(crate) secure: bool,
     /// Whether the proxy's debug log is on.
     pub(crate) debug: bool,
+    /// For an upgrade request, its place among the server's tunnels (without one the
+    /// upgrade is not passed on).
+    pub(crate) tunnel: Option<TunnelSlot>,
 }
 
 /// A proxied request in flight.
@@ -147,6 +155,8 @@ pub(crate) struct Exchange {
     /// Bytes arrived after the end of the response: the connection is out of step.
     overrun: bool,
     debug: Option<Box<Debug>>,
+    /// Held while an upgrade may become, or is, a tunnel.
+    _tunnel: Option<TunnelSlot>,
 }
 
 impl Exchange {
@@ -156,7 +166,9 @@ impl Exchange {
         let upstreams = Arc::clone(route.targets());
         // A first pick always finds one: nothing was tried yet.
         let current = upstreams.pick(now, &[]).unwrap_or(0);
-        let (fields, request_body) = forward::request_fields(head, request.peer, request.secure);
+        let upgrade = request.tunnel.as_ref().and(forward::upgrade_of(head));
+        let (fields, request_body) =
+            forward::request_fields(head, request.peer, request.secure, upgrade);
         let idempotent = matches!(
             head.method(),
             Method::Get | Method::Head | Method::Put | Method::Delete
@@ -183,6 +195,7 @@ impl Exchange {
                 keep_alive: head.keep_alive(),
                 http10: head.version() == Version::Http10,
                 request_done: false,
+                upgrade: upgrade.is_some(),
             },
             relayed: Relayed::default(),
             head_relayed: false,
@@ -194,6 +207,7 @@ impl Exchange {
             debug: request
                 .debug
                 .then(|| Box::new(Debug::new(head.method_str(), head.target(), now))),
+            _tunnel: request.tunnel,
         };
         exchange.to_upstream = exchange.request_head();
         exchange.head_len = exchange.to_upstream.len();
@@ -256,7 +270,12 @@ impl Exchange {
 
     /// Whether response bytes are expected from the upstream socket.
     pub(crate) fn wants_read(&self) -> bool {
-        self.connected && matches!(self.phase, Phase::Head | Phase::Body { .. })
+        self.connected && matches!(self.phase, Phase::Head | Phase::Body { .. } | Phase::Tunnel)
+    }
+
+    /// Whether the exchange is a tunnel now.
+    pub(crate) fn is_tunnel(&self) -> bool {
+        matches!(self.phase, Phase::Tunnel)
     }
 
     /// A buffer to read upstream bytes into; empty when none are expected.
@@ -287,6 +306,7 @@ impl Exchange {
                 body: BodyReader::UntilClose,
                 ..
             } => self.finish_response(now),
+            Phase::Tunnel => self.phase = Phase::Done,
             Phase::Done | Phase::Failed(_) => {}
             _ => self.fail(ProxyFailure::Unreachable, now),
         }
@@ -407,7 +427,7 @@ impl Exchange {
         relayed.end = match self.phase {
             Phase::Done => Some(Ok(())),
             Phase::Failed(failure) => Some(Err(failure)),
-            Phase::Head | Phase::Body { .. } => None,
+            Phase::Head | Phase::Body { .. } | Phase::Tunnel => None,
         };
         relayed
     }
@@ -468,6 +488,12 @@ impl Exchange {
                 self.persistent = head.persistent;
                 let rest = self.head_buf.split_off(head.consumed);
                 self.head_buf = Vec::new();
+                if head.tunnel {
+                    self.phase = Phase::Tunnel;
+                    self.request_body = RequestBody::Raw;
+                    self.relayed.tunnel = true;
+                    return self.relay(&rest, answer);
+                }
                 match head.body {
                     Some(body) => {
                         self.phase = Phase::Body {
@@ -493,6 +519,9 @@ impl Exchange {
     /// Decodes body bytes for the client; bytes after the end of the body are dropped (and
     /// the upstream connection is not reused).
     fn relay(&mut self, data: &[u8], answer: &Answer<'_>) {
+        if let Phase::Tunnel = self.phase {
+            return self.relayed.bytes.extend_from_slice(data);
+        }
         let Phase::Body { body, chunked_out } = &mut self.phase else {
             return;
         };
@@ -546,6 +575,27 @@ pub(crate) struct Answer<'a> {
     pub(crate) limits: &'a Limits,
     /// The time now.
     pub(crate) now: Instant,
+}
+
+/// A place among the tunnels a server allows at once, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct TunnelSlot(Arc<AtomicUsize>);
+
+impl TunnelSlot {
+    /// Takes a place in `open` if fewer than `max` are taken.
+    pub(crate) fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Self(Arc::clone(open)))
+    }
+}
+
+impl Drop for TunnelSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Appends a body piece for the client, as a chunk when `chunked`.
@@ -769,6 +819,79 @@ mod tests {
         c.feed(b"GET /px/q HTTP/1.1\r\nHost: f\r\n\r\n", now);
         let next = c.upstream().unwrap().poll_connect().unwrap();
         assert_eq!(next.host, "b", "a is skipped");
+    }
+
+    #[test]
+    fn an_upgrade_becomes_a_tunnel_until_a_side_closes() {
+        let (mut c, now) = conn();
+        c.feed(b"GET /px/ws HTTP/1.1\r\nHost: f\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n", now);
+        c.upstream().unwrap().connected(now);
+        let sent = upstream_output(&mut c, now);
+        assert!(
+            sent.contains("Sec-WebSocket-Key: k\r\n")
+                && sent.ends_with("Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
+            "{sent}"
+        );
+        upstream_send(
+            &mut c,
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: a\r\n\r\nfrom-up",
+            now,
+        );
+        let wire = client_output(&mut c, now);
+        assert!(
+            wire.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+            "{wire}"
+        );
+        assert!(
+            wire.ends_with("Sec-WebSocket-Accept: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nfrom-up"),
+            "{wire}"
+        );
+        c.feed(b"\x81\x05hello", now);
+        assert_eq!(
+            upstream_output(&mut c, now),
+            "\u{fffd}\u{5}hello",
+            "as they are"
+        );
+        let limits = crate::limits::Limits::default();
+        assert_eq!(c.poll_timeout(), Some(now + limits.tunnel_idle_timeout));
+        upstream_send(&mut c, b"more", now);
+        assert_eq!(client_output(&mut c, now), "more");
+        c.upstream().unwrap().read_eof(now);
+        assert!(c.is_closed(), "the upstream closed: so does the client");
+        assert_eq!(release(&mut c), Some(Release::Close));
+    }
+
+    #[test]
+    fn a_switch_nobody_asked_for_is_refused_and_tunnels_are_counted() {
+        let (mut c, now) = conn();
+        let (wire, _) = one_get(
+            &mut c,
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+            now,
+        );
+        assert!(wire.starts_with("HTTP/1.1 502 "), "{wire}");
+
+        let now = Instant::now();
+        let mut builder =
+            Server::builder_with_fs((now, SystemTime::UNIX_EPOCH), Arc::new(MemoryFs::new()));
+        builder.limits(crate::limits::Limits {
+            max_tunnels: 1,
+            ..crate::limits::Limits::default()
+        });
+        builder.bind_proxy("/px/", "http://up.test:9/").unwrap();
+        let server = builder.build();
+        let upgrade =
+            b"GET /px/ws HTTP/1.1\r\nHost: f\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let mut first = Connection::new(Arc::clone(&server), PeerInfo::default(), now);
+        first.feed(upgrade, now);
+        assert!(first.upstream().is_some());
+        let mut second = Connection::new(Arc::clone(&server), PeerInfo::default(), now);
+        second.feed(upgrade, now);
+        assert!(client_output(&mut second, now).starts_with("HTTP/1.1 503 "));
+        drop(first);
+        let mut third = Connection::new(server, PeerInfo::default(), now);
+        third.feed(upgrade, now);
+        assert!(third.upstream().is_some(), "the place was given back");
     }
 
     #[test]

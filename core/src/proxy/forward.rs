@@ -34,6 +34,8 @@ pub(crate) enum RequestBody {
     Length,
     /// Chunked framing: each piece is re-chunked.
     Chunked,
+    /// A tunnel after `101 Switching Protocols`: bytes pass as they are, until a close.
+    Raw,
 }
 
 /// The request line and `Host` of the request as `upstream` gets it, at `path`.
@@ -42,12 +44,23 @@ pub(crate) fn request_line(method: &str, path: &str, upstream: &Target) -> Vec<u
     format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n").into_bytes()
 }
 
+/// The protocol a request asks to switch to (`Connection: upgrade` with `Upgrade`), as
+/// a WebSocket handshake does.
+pub(crate) fn upgrade_of(head: &RequestHead) -> Option<&str> {
+    let asked = connection_options(head.fields())
+        .iter()
+        .any(|t| t == "upgrade");
+    head.field_str("upgrade").filter(|_| asked)
+}
+
 /// The rest of the request head as the upstream gets it (after its `Host`): the
-/// end-to-end fields, the `X-Forwarded-*` fields and the body framing.
+/// end-to-end fields, the `X-Forwarded-*` fields, the upgrade asked for (if it is to
+/// pass) and the body framing.
 pub(crate) fn request_fields(
     head: &RequestHead,
     peer: &str,
     secure: bool,
+    upgrade: Option<&str>,
 ) -> (Vec<u8>, RequestBody) {
     let mut out = Vec::with_capacity(512);
     let listed = connection_options(head.fields());
@@ -80,6 +93,9 @@ pub(crate) fn request_fields(
     out.extend_from_slice(format!("X-Forwarded-Proto: {proto}\r\n").as_bytes());
     if let Some(host) = head.field_str("host") {
         out.extend_from_slice(format!("X-Forwarded-Host: {host}\r\n").as_bytes());
+    }
+    if let Some(protocol) = upgrade {
+        out.extend_from_slice(format!("Connection: Upgrade\r\nUpgrade: {protocol}\r\n").as_bytes());
     }
     let body = match head.framing() {
         Framing::Chunked => {
@@ -132,6 +148,8 @@ pub(crate) struct ClientSide {
     pub(crate) http10: bool,
     /// The client's request body has been read whole.
     pub(crate) request_done: bool,
+    /// The client asked for an upgrade that may pass (a `101` answer opens a tunnel).
+    pub(crate) upgrade: bool,
 }
 
 /// A final response head, re-written for the client.
@@ -152,6 +170,9 @@ pub(crate) struct ResponseHead {
     /// The upstream keeps its connection after this response (HTTP/1.1 without
     /// `Connection: close`).
     pub(crate) persistent: bool,
+    /// A `101 Switching Protocols` to an upgrade request: both connections become a
+    /// tunnel.
+    pub(crate) tunnel: bool,
 }
 
 /// Parses the upstream's answer from `input` once a final head is complete (`Ok(None)`
@@ -173,6 +194,46 @@ pub(crate) fn response_head(
             Err(_) => return Err(Malformed),
         };
         let status = response.code.ok_or(Malformed)?;
+        if status == 101 {
+            if !client.upgrade {
+                return Err(Malformed); // a switch nobody asked for
+            }
+            let protocol = response
+                .headers
+                .iter()
+                .find(|f| f.name.eq_ignore_ascii_case("upgrade"))
+                .ok_or(Malformed)?;
+            let listed = connection_options(response.headers.iter().map(|f| (f.name, f.value)));
+            out.extend_from_slice(
+                format!("HTTP/1.1 101 Switching Protocols\r\nServer: {server}\r\nDate: ")
+                    .as_bytes(),
+            );
+            out.extend_from_slice(date);
+            out.extend_from_slice(b"\r\n");
+            for field in response.headers.iter() {
+                let lower = field.name.to_ascii_lowercase();
+                if HOP_BY_HOP.contains(&lower.as_str())
+                    || listed.contains(&lower)
+                    || matches!(lower.as_str(), "server" | "date" | "content-length")
+                {
+                    continue;
+                }
+                push_field(out, field.name, field.value);
+            }
+            out.extend_from_slice(b"Connection: Upgrade\r\n");
+            push_field(out, "Upgrade", protocol.value);
+            out.extend_from_slice(b"\r\n");
+            return Ok(Some(ResponseHead {
+                consumed: skipped + consumed,
+                status,
+                length: None,
+                body: None,
+                chunked_out: false,
+                close: true,
+                persistent: false,
+                tunnel: true,
+            }));
+        }
         if (100..200).contains(&status) {
             // Interim answers are not relayed; the final one follows.
             skipped += consumed;
@@ -252,6 +313,7 @@ pub(crate) fn response_head(
             chunked_out,
             close,
             persistent,
+            tunnel: false,
         }));
     }
 }

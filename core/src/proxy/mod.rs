@@ -4,7 +4,7 @@
 
 mod debug;
 pub(crate) mod exchange;
-mod forward;
+pub(crate) mod forward;
 mod pool;
 pub(crate) mod route;
 
