@@ -194,6 +194,9 @@ pub(crate) fn response_head(
             Err(_) => return Err(Malformed),
         };
         let status = response.code.ok_or(Malformed)?;
+        if !(100..600).contains(&status) {
+            return Err(Malformed); // RFC 9110 §15: status codes run from 100 to 599
+        }
         if status == 101 {
             if !client.upgrade {
                 return Err(Malformed); // a switch nobody asked for
