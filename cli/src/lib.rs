@@ -84,7 +84,40 @@
 //!
 //! ## Tokens
 //! [`tokens`](QuickServer::tokens) gives the server-side session objects: a JSON map per
-//! token ([`create_token`]), with sliding expiration.
+//! token ([`create_token`]), with sliding expiration. Every write is an atomic
+//! read-modify-write: when another request changed the token meanwhile, the closure runs
+//! again on the new map, so keep side effects out of it. Calls return a [`StoreError`]
+//! (503 through `?` in a handler) when the store cannot be reached.
+//!
+//! ## Several instances
+//! With the cargo feature `redis`, [`shared_state`](QuickServer::shared_state) keeps the
+//! tokens, the worker tasks and the result cache in Redis (`SharedState`), so that any
+//! number of instances behind a load balancer serve one application without sticky
+//! sessions; the `quick-server` binary takes `--redis URL`, and the `cluster` example
+//! shows the whole mode.
+//!
+//! - **Where jobs run**: on the instance that received `start`. `get`, `stop` and `cargo`
+//!   work on any instance; task and chunk keys are claimed in Redis, so they are unique
+//!   across the cluster. A `stop` reaches the running job within about 50 ms
+//!   (`STOP_POLL`): the owner polls the states of its running tasks and trips their
+//!   [`CancelFlag`].
+//! - **Lease**: every instance renews a lease key (`WORKER_LEASE`, 10 s by default); a
+//!   task whose instance died (crash, `kill -9`, restart) answers `get` with a
+//!   `LostTask` error once the lease ran out. Jobs are never run twice by themselves.
+//! - **Atomicity**: each token load and compare-and-set commit, and each worker action,
+//!   is one Lua script in Redis, so 300 increments over three instances end at 300.
+//!   Expiry uses Redis' clock (`PEXPIRE`); results (120 s) and cargo (600 s) expire by
+//!   Redis TTLs.
+//! - **Cache**: a byte budget (`CACHE_QUOTA`), oldest entry out first, and no entry
+//!   larger than `CACHE_MAX_ENTRY`.
+//! - **Failure**: Redis calls go through a pool (`POOL_SIZE`) with connect, read and write
+//!   timeouts (`REDIS_TIMEOUT`); a request that needs an unreachable Redis answers 503
+//!   within about twice that, never hangs; files and stateless routes keep serving. One
+//!   log line when Redis becomes unreachable and one when it answers again; a value in
+//!   Redis that this server did not write is an error answer and a log line. A route
+//!   registered [`non_blocking`](QuickServer::non_blocking) runs on the event loop, so a
+//!   token call from it fails with [`StoreError::WouldBlock`]: register such routes
+//!   normally.
 //!
 //! ## CORS, proxy, HTTPS
 //! [`cors_origins`](QuickServer::cors_origins) names the front ends that may read answers

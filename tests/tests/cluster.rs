@@ -132,6 +132,13 @@ fn redis_stopped_mid_run_answers_503_in_time_and_recovers() {
     assert!(response.reason.contains("shared state unavailable"));
     assert!(took < Duration::from_secs(4), "503 after {took:?}");
     assert_eq!(instance.get("/api/count/durable").status, 503);
+    let start = instance.post("/api/sleep", &json!({"action": "start", "payload": {}}));
+    assert_eq!(
+        start.status,
+        503,
+        "a worker needs Redis too: {}",
+        start.text()
+    );
     let file = instance.get("/index.html");
     assert_eq!(file.status, 200);
     assert_eq!(file.text(), "<p>still here</p>");

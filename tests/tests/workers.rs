@@ -722,3 +722,61 @@ fn a_thousand_abandoned_jobs_are_purged() {
         assert_eq!(body_json(&drain(&mut conn, now)), unknown(token));
     }
 }
+
+/// Two servers sharing one Redis and key prefix are two instances: a big result started
+/// on one is split on the other, and its chunks are fetched from both.
+#[test]
+fn cargo_across_two_instances_in_redis() {
+    with_redis(|redis| {
+        let instance = || {
+            let mut qs = FacadeServer::builder();
+            let options = SharedStateOptions {
+                key_prefix: Some("pair:".into()),
+                ..SharedStateOptions::default()
+            };
+            qs.shared_state(SharedState::open(&redis.url(), options).expect("a Redis URL"));
+            qs.max_chunk_size().store(4, Ordering::SeqCst);
+            qs.json_worker("/api/big", None, |payload: Value, _: &CancelFlag| {
+                thread::sleep(Duration::from_millis(300));
+                Ok::<_, Abort>(payload)
+            });
+            qs
+        };
+        let setup = Setup::ALL[0];
+        let (a, b) = (
+            FacadeServer::start(setup, instance()),
+            FacadeServer::start(setup, instance()),
+        );
+        let (mut on_a, mut on_b) = (a.connect(), b.connect());
+        let payload = json!({"text": "héllo wörld, split in pieces"});
+        let started = reply(&send(
+            &mut on_a,
+            "/api/big",
+            json!({"action": "start", "payload": payload}),
+        ));
+        let token = started["token"].clone();
+        let done = poll(&mut on_b, "/api/big", &token);
+        assert_eq!(done["continue"], json!(true), "{done}");
+        let keys = done["result"].as_array().expect("chunk keys").clone();
+        assert!(keys.len() > 3);
+        let mut text = String::new();
+        for (i, key) in keys.iter().enumerate() {
+            let client = if i % 2 == 0 { &mut on_a } else { &mut on_b };
+            let chunk = reply(&send(
+                client,
+                "/api/big",
+                json!({"action": "cargo", "token": key}),
+            ));
+            text.push_str(chunk["result"].as_str().expect("a piece"));
+        }
+        let whole: Value = serde_json::from_str(&text).expect("the result's JSON");
+        assert_eq!(whole, payload);
+        // Each chunk is fetched once, from any instance.
+        let again = send(
+            &mut on_a,
+            "/api/big",
+            json!({"action": "cargo", "token": keys[1]}),
+        );
+        assert_eq!(again.status, 500);
+    });
+}

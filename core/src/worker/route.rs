@@ -248,6 +248,10 @@ fn error_page(error: &WorkerError) -> Response {
             message: message.clone(),
         },
         WorkerError::Job(_) => HttpError::Internal("worker error".into()),
+        WorkerError::Store(store) => HttpError::Refused {
+            status: store.status(),
+            message: store.to_string(),
+        },
         other => HttpError::Internal(other.to_string()),
     };
     refusal.response()
