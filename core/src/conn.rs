@@ -907,7 +907,7 @@ impl Connection {
             Ok(()) if !body_left => {}
             Ok(()) => self.keep_alive = false,
             Err(failure) if exchange.awaiting_head() => {
-                self.refuse(failure.into(), body_left, false, now);
+                self.refuse(failure.into(), body_left, exchange.head_only(), now);
             }
             Err(_) => self.keep_alive = false,
         }

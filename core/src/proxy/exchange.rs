@@ -273,6 +273,11 @@ impl Exchange {
         self.connected && matches!(self.phase, Phase::Head | Phase::Body { .. } | Phase::Tunnel)
     }
 
+    /// Whether the client asked with HEAD: its answers carry no body, error pages neither.
+    pub(crate) fn head_only(&self) -> bool {
+        self.client.head_only
+    }
+
     /// Whether the exchange is a tunnel now.
     pub(crate) fn is_tunnel(&self) -> bool {
         matches!(self.phase, Phase::Tunnel)
