@@ -53,6 +53,8 @@ pub struct RedisServer {
     port: u16,
     dir: TempDir,
     appendonly: bool,
+    /// Extra arguments, e.g. TLS or a password.
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -60,14 +62,31 @@ impl RedisServer {
     /// Starts Redis with snapshots off; with `appendonly`, every write goes to the
     /// append-only file so that a stop and start keeps everything.
     pub fn start(appendonly: bool) -> Self {
+        Self::start_with(appendonly, &[])
+    }
+
+    /// Starts Redis with further arguments; `{port}` in them stands for its port, and with
+    /// `--tls-port {port}` the plain port is closed.
+    pub fn start_with(appendonly: bool, extra: &[&str]) -> Self {
+        let port = free_port();
+        let extra = extra
+            .iter()
+            .map(|arg| arg.replace("{port}", &port.to_string()))
+            .collect();
         let mut server = Self {
-            port: free_port(),
+            port,
             dir: TempDir::new(),
             appendonly,
+            extra,
             child: None,
         };
         server.resume();
         server
+    }
+
+    /// The port Redis listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -85,14 +104,17 @@ impl RedisServer {
 
     /// Starts Redis again on the same port and folder.
     pub fn resume(&mut self) {
+        let tls = self.extra.iter().any(|arg| arg == "--tls-port");
+        let plain = if tls { 0 } else { self.port };
         let mut command = Command::new("redis-server");
         command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", &plain.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--daemonize", "no", "--protected-mode", "no"])
             .arg("--dir")
             .arg(self.dir.path())
             .args(["--appendonly", if self.appendonly { "yes" } else { "no" }])
             .args(["--appendfsync", "always"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = command.spawn().expect("start redis-server");

@@ -312,3 +312,59 @@ fn the_redis_cache_keeps_its_budget_oldest_out_first() {
     cache.put("b", "2", "short");
     assert_eq!(cache.get("b", "2").as_deref(), Some("short"));
 }
+
+/// `rediss://` with a password and a database: TLS through rustls against a Redis with a
+/// self-signed certificate given as the root.
+#[test]
+fn tls_password_and_database_in_the_url() {
+    need_redis!();
+    use quick_server::{Expire, QuickServer, SharedState, SharedStateOptions};
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let dir = quick_server_tests::TempDir::new();
+    let cert = dir.write("cert.pem", made.cert.pem());
+    let key = dir.write("key.pem", made.key_pair.serialize_pem());
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let redis = RedisServer::start_with(
+        false,
+        &[
+            "--tls-port",
+            "{port}",
+            "--tls-cert-file",
+            cert,
+            "--tls-key-file",
+            key,
+            "--tls-ca-cert-file",
+            cert,
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            "s3cret",
+        ],
+    );
+    let open = |url: &str| {
+        let options = SharedStateOptions {
+            tls_root_pem: Some(made.cert.pem().into_bytes()),
+            ..SharedStateOptions::default()
+        };
+        let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+        server.shared_state(SharedState::open(url, options).expect("a Redis URL"));
+        server.tokens()
+    };
+    let port = redis.port();
+    let tokens = open(&format!("rediss://:s3cret@127.0.0.1:{port}/3"));
+    tokens
+        .get_token_obj("t", Expire::Never, false, |map| {
+            map.insert("over".into(), json!("tls"));
+        })
+        .expect("a write over TLS");
+    let seen = tokens.peek_token_obj("t").expect("a read over TLS");
+    assert_eq!(
+        seen.and_then(|map| map.get("over").cloned()),
+        Some(json!("tls"))
+    );
+    // Another database does not see it; a wrong password is refused.
+    let other = open(&format!("rediss://:s3cret@127.0.0.1:{port}/4"));
+    assert_eq!(other.peek_token_obj("t").unwrap(), None);
+    let wrong = open(&format!("rediss://:nope@127.0.0.1:{port}/3"));
+    assert!(wrong.peek_token_obj("t").is_err());
+}

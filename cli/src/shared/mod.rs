@@ -48,6 +48,9 @@ pub struct SharedStateOptions {
     pub cache_quota: u64,
     /// Largest result the cache keeps, in bytes; see [`CACHE_MAX_ENTRY`].
     pub cache_max_entry: u64,
+    /// PEM root certificates to check a `rediss://` server against instead of the
+    /// system's (a private CA, a self-signed Redis). Default: none.
+    pub tls_root_pem: Option<Vec<u8>>,
 }
 
 impl Default for SharedStateOptions {
@@ -59,6 +62,7 @@ impl Default for SharedStateOptions {
             lease: WORKER_LEASE,
             cache_quota: CACHE_QUOTA,
             cache_max_entry: CACHE_MAX_ENTRY,
+            tls_root_pem: None,
         }
     }
 }
@@ -113,8 +117,17 @@ impl SharedState {
                 "a Redis URL starts with redis:// or rediss://, got {url:?}"
             )));
         }
-        let client = redis::Client::open(url)
-            .map_err(|e| SharedStateError(format!("bad Redis URL {url:?}: {e}")))?;
+        let client = match &options.tls_root_pem {
+            Some(pem) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => redis::Client::open(url),
+        }
+        .map_err(|e| SharedStateError(format!("bad Redis URL {url:?}: {e}")))?;
         let connector = Connector {
             client,
             timeout: options.timeout,
