@@ -242,6 +242,7 @@ UPSTREAM = {
     "stalled-timeout": up(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc", timeout=True),
     "head-timeout": up(b"HTTP/1.1 20", timeout=True),
     "bare-lf": up(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok"),
+    "both-framings-length-short": up(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
     "head-request-garbage": up(b"NOT HTTP AT ALL\r\n\r\n", request=1),
     "status-out-of-range": up(b"HTTP/1.1 735 Odd\r\nContent-Length: 0\r\n\r\n"),
     "reason-missing": up(b"HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n", seed=1),

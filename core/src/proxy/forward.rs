@@ -258,6 +258,10 @@ pub(crate) fn response_head(
                 chunked = true;
             }
         }
+        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, which must not go on
+        // (the client would frame the body by it); the connection is not reused after.
+        let persistent = persistent && !(chunked && length.is_some());
+        let length = if chunked { None } else { length };
         let no_body = client.head_only || status == 204 || status == 304;
         let body = if no_body {
             None
