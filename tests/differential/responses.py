@@ -133,15 +133,21 @@ def fetch(port):
 
 
 def judge(theirs, ours):
+    """None when we agree with h11; ("stricter", why) where we refuse on purpose what h11
+    reads; ("fail", why) otherwise."""
     if ours[0] == "garbage":
-        return f"our answer is not HTTP/1.1 to h11: {ours[1]}"
+        return ("fail", f"our answer is not HTTP/1.1 to h11: {ours[1]}")
     if theirs[0] == "ok":
-        if ours[0] != "ok" or ours[1:] != theirs[1:]:
-            return f"h11 read {theirs[1]} with {len(theirs[2])} body bytes; we gave {ours}"
-        return None
+        if ours[0] == "ok" and ours[1:] == theirs[1:]:
+            return None
+        if not 100 <= theirs[1] <= 599 and ours[:2] == ("ok", 502):
+            # RFC 9110 section 15: every valid status code is in 100..599; h11 takes any
+            # three digits. We answer 502 (docs/BEHAVIOUR.md, Proxy).
+            return ("stricter", f"status {theirs[1]} is outside 100-599: we answered 502")
+        return ("fail", f"h11 read {theirs[1]} with {len(theirs[2])} body bytes; we gave {ours}")
     # refused or cut: a 502, or a cut answer (the connection closed).
     if ours[0] == "ok" and ours[1] != 502:
-        return f"h11 {theirs[0]} it; we relayed {ours[1]} as complete"
+        return ("fail", f"h11 {theirs[0]} it; we relayed {ours[1]} as complete")
     return None
 
 
@@ -158,7 +164,7 @@ def main():
         if len(data) >= 2 and data[0] in (0, 4):
             cases.append((name, data[2:]))
     upstream = Upstream()
-    failures = 0
+    failures = stricter = 0
     for transport in args.transports.split(","):
         port = free_port()
         proc = subprocess.Popen(
@@ -183,15 +189,19 @@ def main():
                 ours = ours_verdict(fetch(port))
                 problem = judge(theirs, ours)
                 if problem:
-                    failures += 1
-                    print(f"{transport} {name}: {problem}")
+                    kind, why = problem
+                    failures += kind == "fail"
+                    stricter += kind == "stricter"
+                    print(f"{transport} {name}: {kind}: {why}")
                 elif args.v:
                     print(f"{transport} {name}: agree (h11 {theirs[0]}, ours {ours[0]} {ours[1]})")
         finally:
             proc.terminate()
             proc.wait(timeout=15)
     total = len(cases) * len(args.transports.split(","))
-    print(f"responses: {total - failures} of {total} upstream answers agree with h11")
+    agree = total - failures - stricter
+    print(f"responses: {agree} of {total} upstream answers agree with h11, "
+          f"{stricter} refused on purpose, {failures} failed")
     return 1 if failures else 0
 
 
