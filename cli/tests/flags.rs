@@ -239,12 +239,16 @@ fn thread_names(pid: u32) -> Vec<String> {
         names.sort();
         names
     };
+    // Settled means the same names over half a second: on a loaded machine a pool may
+    // start its threads more than 100 ms apart.
     let deadline = std::time::Instant::now() + WAIT;
     let mut names = read();
+    let mut same = 0;
     loop {
         thread::sleep(std::time::Duration::from_millis(100));
         let again = read();
-        if again == names || std::time::Instant::now() > deadline {
+        same = if again == names { same + 1 } else { 0 };
+        if same == 5 || std::time::Instant::now() > deadline {
             return again;
         }
         names = again;
