@@ -126,6 +126,8 @@ mod server;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+#[cfg(feature = "rustls")]
+pub mod tls;
 pub mod tokens;
 pub mod wire;
 pub mod worker;

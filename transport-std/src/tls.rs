@@ -1,17 +1,19 @@
-//! TLS with rustls over a blocking socket: records are pumped between the socket and the
-//! session, plaintext between the session and the core, unchanged.
+//! TLS with rustls over a blocking socket: the core's [`TlsPump`] moves records between
+//! the socket and the session and plaintext between the session and the core; this adds
+//! the waits, bounded by deadlines.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use quick_server_core::tls::{Input, TlsError, TlsPump};
 use quick_server_core::Connection;
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::poll;
 use crate::socket::Socket;
-use crate::wire::{is_retry, Input};
+use crate::wire::is_retry;
 
 /// Time allowed to send `close_notify` when closing.
 const CLOSE_TIME: Duration = Duration::from_millis(500);
@@ -19,9 +21,7 @@ const CLOSE_TIME: Duration = Duration::from_millis(500);
 /// A server-side TLS session.
 #[derive(Debug)]
 pub(crate) struct TlsSession {
-    session: ServerConnection,
-    /// Decrypted bytes may be waiting in the session.
-    plaintext: bool,
+    pump: TlsPump<ServerConnection>,
 }
 
 impl TlsSession {
@@ -29,19 +29,18 @@ impl TlsSession {
     pub(crate) fn new(config: Arc<ServerConfig>) -> io::Result<Self> {
         let session = ServerConnection::new(config).map_err(io::Error::other)?;
         Ok(Self {
-            session,
-            plaintext: false,
+            pump: TlsPump::new(session),
         })
     }
 
     /// Whether the handshake is still in progress.
     pub(crate) fn is_handshaking(&self) -> bool {
-        self.session.is_handshaking()
+        self.pump.is_handshaking()
     }
 
     /// Whether decrypted bytes may be waiting for the core.
     pub(crate) fn has_plaintext(&self) -> bool {
-        self.plaintext
+        self.pump.has_plaintext()
     }
 
     /// Reads records from the (readable) socket, decrypts them and hands plaintext to the
@@ -52,48 +51,23 @@ impl TlsSession {
         conn: &mut Connection,
         now: Instant,
     ) -> io::Result<Input> {
-        match self.session.read_tls(socket) {
-            // 0 is the end of the TCP stream: the reader below reports it once the
+        match self.pump.read_records(socket) {
+            // 0 is the end of the TCP stream: the delivery below reports it once the
             // plaintext before it is consumed.
             Ok(_) => {}
-            Err(e) if is_retry(&e) => return Ok(Input::Nothing),
-            Err(e) => return Err(e),
+            Err(TlsError::Io(e)) if is_retry(&e) => return Ok(Input::Nothing),
+            Err(TlsError::Io(e)) => return Err(e),
+            Err(e) => {
+                let _ = self.flush(socket, Some(Instant::now() + CLOSE_TIME));
+                return Err(e.into());
+            }
         }
-        self.process(socket)?;
-        self.plaintext = true;
         self.plaintext(conn, now)
     }
 
     /// Hands decrypted bytes to the core, as many as its read buffer takes.
     pub(crate) fn plaintext(&mut self, conn: &mut Connection, now: Instant) -> io::Result<Input> {
-        let buf = conn.read_buf();
-        if buf.is_empty() {
-            return Ok(Input::Nothing);
-        }
-        match self.session.reader().read(buf) {
-            Ok(0) => {
-                // close_notify: the peer is done sending.
-                self.plaintext = false;
-                conn.read_eof(now);
-                Ok(Input::Eof)
-            }
-            Ok(n) => {
-                conn.commit(n, now);
-                Ok(Input::Data)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.plaintext = false;
-                Ok(Input::Nothing)
-            }
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                // The TCP stream ended without close_notify: the same end for HTTP, whose
-                // messages carry their own framing.
-                self.plaintext = false;
-                conn.read_eof(now);
-                Ok(Input::Eof)
-            }
-            Err(e) => Err(e),
-        }
+        self.pump.deliver(conn, now)
     }
 
     /// Takes plaintext to send (after flushing records of earlier sends, so a failed flush
@@ -105,7 +79,7 @@ impl TlsSession {
         deadline: Option<Instant>,
     ) -> io::Result<usize> {
         self.flush(socket, deadline)?;
-        self.session.writer().write(data)
+        self.pump.send(data)
     }
 
     /// Writes every pending record to the socket before `deadline`.
@@ -114,9 +88,9 @@ impl TlsSession {
         socket: &mut Socket,
         deadline: Option<Instant>,
     ) -> io::Result<()> {
-        while self.session.wants_write() {
+        while self.pump.wants_write() {
             socket.bound_write(deadline)?;
-            match self.session.write_tls(socket) {
+            match self.pump.write_records(socket) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -128,7 +102,7 @@ impl TlsSession {
 
     /// Runs the handshake to its end before `deadline`.
     pub(crate) fn handshake(&mut self, socket: &mut Socket, deadline: Instant) -> io::Result<()> {
-        while self.session.is_handshaking() {
+        while self.pump.is_handshaking() {
             self.flush(socket, Some(deadline))?;
             let woken = poll::wait(Some(socket.as_raw_fd()), None, None, Some(deadline))?;
             if !woken.readable {
@@ -137,11 +111,15 @@ impl TlsSession {
                 }
                 continue;
             }
-            match self.session.read_tls(socket) {
+            match self.pump.read_records(socket) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(_) => self.process(socket)?,
-                Err(e) if is_retry(&e) => {}
-                Err(e) => return Err(e),
+                Ok(_) => {}
+                Err(TlsError::Io(e)) if is_retry(&e) => {}
+                Err(TlsError::Io(e)) => return Err(e),
+                Err(e) => {
+                    let _ = self.flush(socket, Some(Instant::now() + CLOSE_TIME));
+                    return Err(e.into());
+                }
             }
         }
         self.flush(socket, Some(deadline))
@@ -149,16 +127,7 @@ impl TlsSession {
 
     /// Sends `close_notify`, best effort.
     pub(crate) fn close(&mut self, socket: &mut Socket) {
-        self.session.send_close_notify();
+        self.pump.close();
         let _ = self.flush(socket, Some(Instant::now() + CLOSE_TIME));
-    }
-
-    /// Processes received records; on a protocol error, sends the alert and fails.
-    fn process(&mut self, socket: &mut Socket) -> io::Result<()> {
-        if let Err(error) = self.session.process_new_packets() {
-            let _ = self.flush(socket, Some(Instant::now() + CLOSE_TIME));
-            return Err(io::Error::new(io::ErrorKind::InvalidData, error));
-        }
-        Ok(())
     }
 }

@@ -7,6 +7,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub(crate) use quick_server_core::tls::Input;
 use quick_server_core::{Connection, FileRegion, Transmit};
 
 use crate::linger::{linger, LINGER_TIME, REJECT_LINGER_TIME};
@@ -15,17 +16,6 @@ use quick_server_core::wire::FILE_CHUNK;
 
 use crate::socket::Socket;
 use crate::tls::TlsSession;
-
-/// What one read step brought.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Input {
-    /// Bytes were handed to the core.
-    Data,
-    /// The peer finished sending; the core was told.
-    Eof,
-    /// Nothing this time.
-    Nothing,
-}
 
 /// How a connection ended, which decides how its socket is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
