@@ -73,10 +73,7 @@ fn main() -> ExitCode {
             Ok::<_, Abort>(Custom::new(text.clone()).content_type("application/json"))
         });
     }
-    server.transport(TransportOptions {
-        kind: options.transport,
-        ..TransportOptions::default()
-    });
+    server.transport(options.transport, TransportOptions::default());
     // Like nginx with `access_log off` and the hyper peer: no line per request; no
     // command loop reading the benchmark's stdin.
     server.suppress_noise(true).no_command_loop(true);

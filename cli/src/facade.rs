@@ -17,7 +17,8 @@ use quick_server_core::{
 };
 use serde::Serialize;
 
-use crate::transport::{self, Running, TransportOptions};
+use crate::transport::{self, Transport};
+use crate::{Running, TransportOptions};
 
 use crate::cache::ResultCache;
 use crate::middleware::{with_middlewares, Middleware, PreChain};
@@ -250,7 +251,8 @@ pub struct QuickServer {
     /// Request-log options (see `logging.rs`).
     pub(crate) log: crate::logging::LogOptions,
     builder: ServerBuilder,
-    transport: TransportOptions,
+    transport: Transport,
+    options: TransportOptions,
     max_age: u64,
     routing: Routing,
     /// Set by [`QuickServer::tls_self_signed`]: the folder caching the certificate, if any.
@@ -293,7 +295,8 @@ impl QuickServer {
             console: crate::console::Console::default(),
             log: crate::logging::LogOptions::default(),
             builder: Server::builder((Instant::now(), SystemTime::now())),
-            transport: TransportOptions::default(),
+            transport: Transport::default(),
+            options: TransportOptions::default(),
             max_age: 0,
             routing: Routing::default(),
             self_signed: None,
@@ -537,9 +540,24 @@ impl QuickServer {
         self
     }
 
-    /// Chooses the transport, TLS and pool settings.
-    pub fn transport(&mut self, options: TransportOptions) -> &mut Self {
-        self.transport = options;
+    /// Chooses the transport and its options (TLS, connection cap, threads, grace); both
+    /// transports take the same options.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use quick_server::{QuickServer, Transport, TransportOptions};
+    ///
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.transport(Transport::Std, TransportOptions {
+    ///     threads: Some(32),
+    ///     max_connections: 256,
+    ///     shutdown_grace: Duration::from_secs(2),
+    ///     ..TransportOptions::default()
+    /// });
+    /// ```
+    pub fn transport(&mut self, kind: Transport, options: TransportOptions) -> &mut Self {
+        self.transport = kind;
+        self.options = options;
         self
     }
 
@@ -1205,10 +1223,10 @@ impl QuickServer {
                     bound.port()
                 ));
             }
-            self.transport.tls = Some(made.config);
+            self.options.tls = Some(made.config);
         }
         self.log.install(&mut self.builder);
-        transport::start(listener, self.builder.build(), self.transport)
+        transport::start(listener, self.builder.build(), self.transport, self.options)
     }
 
     /// The address the server was configured to listen on.

@@ -128,12 +128,13 @@
 //!
 //! ```no_run
 //! use std::path::Path;
-//! use quick_server::{load_tls, QuickServer, TransportOptions};
+//! use quick_server::{load_tls, QuickServer, Transport, TransportOptions};
 //!
 //! let mut server = QuickServer::new(([0, 0, 0, 0], 8443).into());
 //! server.cors_origins(["https://app.example"])?.bind_proxy("/api/", "http://127.0.0.1:9000/")?;
 //! let tls = load_tls(Path::new("cert.pem"), Path::new("key.pem"))?;
-//! server.transport(TransportOptions { tls: Some(tls), ..TransportOptions::default() });
+//! let options = TransportOptions { tls: Some(tls), ..TransportOptions::default() };
+//! server.transport(Transport::default(), options);
 //! server.serve_forever()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -180,6 +181,7 @@ pub use quick_server_core::tokens::{Commit, Expire, MemoryTokenStore, Snapshot, 
 pub use quick_server_core::worker::{CancelFlag, WorkerFailure};
 pub use quick_server_core::Method;
 pub use quick_server_core::{InvalidOrigin, Limits, Request};
+pub use quick_server_transport::{Options as TransportOptions, Running, ShutdownHandle};
 pub use restart::{has_been_restarted, is_original, set_error_exit_code, set_restart_exit_code};
 #[cfg(feature = "redis")]
 pub use shared::{
@@ -188,7 +190,7 @@ pub use shared::{
 };
 pub use tls::{load_tls, TlsError};
 pub use tokens::{create_token, TokenHandle};
-pub use transport::{listen, start, Running, ShutdownHandle, Transport, TransportOptions};
+pub use transport::{listen, start, Transport};
 pub use workers::{mirror_worker_js, CacheId, WORKER_JS, WORKER_JS_CONTENT_TYPE};
 
 /// The README's code, compiled as a doctest so that it keeps building.

@@ -379,13 +379,16 @@ fn run(cli: Cli) -> Result<(), String> {
             .map_err(|e| format!("--redis: {e}"))?;
         server.shared_state(state);
     }
-    server.transport(TransportOptions {
-        kind: cli.transport,
-        tls,
-        loops: cli.loops,
-        threads: cli.threads,
-        shutdown_grace: None,
-    });
+    let defaults = TransportOptions::default();
+    server.transport(
+        cli.transport,
+        TransportOptions {
+            tls,
+            threads: cli.threads,
+            loops: cli.loops.unwrap_or(defaults.loops),
+            ..defaults
+        },
+    );
     server
         .serve_forever()
         .map_err(|e| format!("cannot serve on {addr}: {e}"))

@@ -33,13 +33,15 @@ impl FacadeServer {
             Transport::Std => quick_server::Transport::Std,
             Transport::Mio => quick_server::Transport::Mio,
         };
-        server.transport(TransportOptions {
+        server.transport(
             kind,
-            tls: setup.tls.then(server_tls_config),
-            threads: Some(4),
-            shutdown_grace: Some(Duration::from_secs(2)),
-            ..TransportOptions::default()
-        });
+            TransportOptions {
+                tls: setup.tls.then(server_tls_config),
+                threads: Some(4),
+                shutdown_grace: Duration::from_secs(2),
+                ..TransportOptions::default()
+            },
+        );
         let running = server.start().expect("start the facade server");
         Self {
             addr: running.local_addr(),

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use quick_server::{Running, TransportOptions as Options};
 use quick_server_core::{Server, ServerBuilder};
 use rustls::ClientConfig;
 
@@ -38,29 +39,8 @@ impl Default for Tuning {
     }
 }
 
-enum Running {
-    Std(quick_server_std::Running),
-    Mio(quick_server_mio::Running),
-}
-
 /// Stops a [`TestServer`] from another thread.
-#[derive(Clone)]
-pub enum Stopper {
-    /// Of the std transport.
-    Std(quick_server_std::ShutdownHandle),
-    /// Of the mio transport.
-    Mio(quick_server_mio::ShutdownHandle),
-}
-
-impl Stopper {
-    /// Starts a graceful shutdown.
-    pub fn shutdown(&self) {
-        match self {
-            Self::Std(handle) => handle.shutdown(),
-            Self::Mio(handle) => handle.shutdown(),
-        }
-    }
-}
+pub type Stopper = quick_server::ShutdownHandle;
 
 /// A running server and how to reach it.
 pub struct TestServer {
@@ -93,39 +73,23 @@ impl TestServer {
         // The binary's listen: a backlog of 1024, so bursts of connects are not dropped.
         let listener =
             quick_server::listen(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind 127.0.0.1:0");
-        let tls = setup.tls.then(server_tls_config);
-        let (running, stopper, addr) = match setup.transport {
-            Transport::Std => {
-                let defaults = quick_server_std::Options::default();
-                let options = quick_server_std::Options {
-                    tls,
-                    threads: tuning.threads.unwrap_or(defaults.threads),
-                    max_threads: defaults.max_threads,
-                    max_connections: tuning.max_connections.unwrap_or(defaults.max_connections),
-                    shutdown_grace: tuning.shutdown_grace,
-                };
-                let running = quick_server_std::start(listener, server, options)
-                    .expect("start the std transport");
-                let stopper = Stopper::Std(running.handle());
-                let addr = running.local_addr();
-                (Running::Std(running), stopper, addr)
-            }
-            Transport::Mio => {
-                let defaults = quick_server_mio::Options::default();
-                let options = quick_server_mio::Options {
-                    tls,
-                    loops: tuning.loops.unwrap_or(defaults.loops),
-                    threads: tuning.threads.unwrap_or(defaults.threads),
-                    max_connections: tuning.max_connections.unwrap_or(defaults.max_connections),
-                    shutdown_grace: tuning.shutdown_grace,
-                };
-                let running = quick_server_mio::start(listener, server, options)
-                    .expect("start the mio transport");
-                let stopper = Stopper::Mio(running.handle());
-                let addr = running.local_addr();
-                (Running::Mio(running), stopper, addr)
-            }
+        let defaults = Options::default();
+        let options = Options {
+            tls: setup.tls.then(server_tls_config),
+            threads: tuning.threads,
+            max_connections: tuning.max_connections.unwrap_or(defaults.max_connections),
+            shutdown_grace: tuning.shutdown_grace,
+            loops: tuning.loops.unwrap_or(defaults.loops),
+            ..defaults
         };
+        let kind = match setup.transport {
+            Transport::Std => quick_server::Transport::Std,
+            Transport::Mio => quick_server::Transport::Mio,
+        };
+        let running = quick_server::start(listener, server, kind, options)
+            .unwrap_or_else(|e| panic!("start the {kind:?} transport: {e}"));
+        let stopper = running.handle();
+        let addr = running.local_addr();
         let client_tls = setup.tls.then(client_tls_config);
         Self {
             setup,
@@ -197,10 +161,8 @@ impl TestServer {
     fn stop_and_wait(&mut self) -> io::Result<Duration> {
         let started = Instant::now();
         self.stopper.shutdown();
-        match self.running.take() {
-            Some(Running::Std(running)) => running.wait()?,
-            Some(Running::Mio(running)) => running.wait()?,
-            None => {}
+        if let Some(running) = self.running.take() {
+            running.wait()?;
         }
         Ok(started.elapsed())
     }

@@ -22,13 +22,10 @@ mod timers;
 mod tls;
 mod upstream;
 
-use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
 use mio::{Poll, Waker};
 use quick_server_core::Server;
@@ -37,53 +34,10 @@ use crate::event_loop::{EventLoop, Setup};
 use crate::pool::Jobs;
 use crate::slab::{LISTENER, MAX_SLOTS, WAKER};
 
-/// Transport options.
-#[derive(Clone)]
-pub struct Options {
-    /// TLS configuration (ALPN and crypto provider chosen by the caller); `None` serves
-    /// plain TCP. Default `None`.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Event loops, each a thread serving its own share of the connections. Default one
-    /// per core.
-    pub loops: usize,
-    /// Threads of each job pool: one runs request handlers, one runs background worker
-    /// computations; they are shared out among the loops (each gets at least one).
-    /// Default `max(2, cores)`.
-    pub threads: usize,
-    /// Most connections served at once, over all loops; one more is answered `503 Service
-    /// Unavailable` and closed. Default 10 000.
-    pub max_connections: usize,
-    /// After [`ShutdownHandle::shutdown`], how long in-flight requests may take before the
-    /// remaining connections are dropped. Default 10 s.
-    pub shutdown_grace: Duration,
-}
+pub use quick_server_transport::{Options, Running, ShutdownHandle};
 
-impl Default for Options {
-    fn default() -> Self {
-        let cores = thread::available_parallelism().map_or(1, |n| n.get());
-        Self {
-            tls: None,
-            loops: cores,
-            threads: cores.max(2),
-            max_connections: 10_000,
-            shutdown_grace: Duration::from_secs(10),
-        }
-    }
-}
-
-impl fmt::Debug for Options {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Options")
-            .field("tls", &self.tls.is_some())
-            .field("loops", &self.loops)
-            .field("threads", &self.threads)
-            .field("max_connections", &self.max_connections)
-            .field("shutdown_grace", &self.shutdown_grace)
-            .finish()
-    }
-}
-
-/// Starts serving `server` on `listener` from `options.loops` new event-loop threads.
+/// Starts serving `server` on `listener` from `options.loops` new event-loop threads
+/// (`max_threads` does not apply: the loops never block on a connection).
 pub fn start(
     listener: std::net::TcpListener,
     server: Arc<Server>,
@@ -96,12 +50,11 @@ pub fn start(
     let loops = (0..options.loops.max(1))
         .map(|index| start_loop(&listener, &server, &options, index, &stop, &open))
         .collect::<io::Result<Vec<_>>>()?;
-    let handle = ShutdownHandle {
+    let handle = Stop {
         stop,
         wakers: loops.iter().map(|(waker, _)| Arc::clone(waker)).collect(),
     };
-    let mut running = Running {
-        local_addr,
+    let mut running = Loops {
         handle: handle.clone(),
         threads: Vec::with_capacity(loops.len()),
     };
@@ -127,7 +80,12 @@ pub fn start(
             }
         }
     }
-    Ok(running)
+    let stop = running.handle.clone();
+    Ok(Running::new(
+        local_addr,
+        ShutdownHandle::new(move || stop.shutdown()),
+        move || running.wait(),
+    ))
 }
 
 /// Sets up loop `index` of `options.loops` on its own copy of the listening socket.
@@ -144,7 +102,8 @@ fn start_loop(
     sys::register_exclusive(&poll, &mut listener, LISTENER)?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let loops = options.loops.max(1);
-    let threads = options.threads / loops + usize::from(index < options.threads % loops);
+    let all = options.mio_threads();
+    let threads = all / loops + usize::from(index < all % loops);
     let jobs = Jobs::new(threads.max(1), &waker)?;
     let event_loop = EventLoop::new(Setup {
         poll,
@@ -160,29 +119,17 @@ fn start_loop(
     Ok((waker, event_loop))
 }
 
-/// A server running on its own threads.
-#[derive(Debug)]
-pub struct Running {
-    local_addr: SocketAddr,
-    handle: ShutdownHandle,
+/// The loop threads, and how to stop them.
+struct Loops {
+    handle: Stop,
     /// One per loop.
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
-impl Running {
-    /// The address the server listens on (the real port when bound to port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// A handle that stops the server from any thread.
-    pub fn handle(&self) -> ShutdownHandle {
-        self.handle.clone()
-    }
-
-    /// Waits until the server stopped (after a [`ShutdownHandle::shutdown`] completed);
-    /// returns the error that ended a loop, if one did (the other loops stop then too).
-    pub fn wait(self) -> io::Result<()> {
+impl Loops {
+    /// Waits until every loop stopped; returns the error that ended a loop, if one did
+    /// (the other loops stop then too).
+    fn wait(self) -> io::Result<()> {
         let mut result = Ok(());
         for thread in self.threads {
             let ended = thread.join().unwrap_or_else(|_| {
@@ -196,18 +143,18 @@ impl Running {
     }
 }
 
-/// Stops a running server gracefully: no new connections, every open one finishes its
-/// request in progress (within the grace period), then [`Running::wait`] returns.
-#[derive(Debug, Clone)]
-pub struct ShutdownHandle {
+/// Asks every loop to stop: no new connections, and each open one finishes its request
+/// in progress (within the grace period).
+#[derive(Clone)]
+struct Stop {
     stop: Arc<AtomicBool>,
     /// One per loop.
     wakers: Arc<[Arc<Waker>]>,
 }
 
-impl ShutdownHandle {
+impl Stop {
     /// Starts the graceful stop; calling it again does nothing more.
-    pub fn shutdown(&self) {
+    fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
         for waker in self.wakers.iter() {
             // Fails only when the loop is already gone.

@@ -16,7 +16,6 @@ mod background;
 mod control;
 mod drive;
 mod linger;
-mod options;
 mod poll;
 mod pool;
 mod reject;
@@ -27,5 +26,5 @@ mod tls;
 mod upstream;
 mod wire;
 
-pub use options::Options;
-pub use running::{start, Running, ShutdownHandle};
+pub use quick_server_transport::{Options, Running, ShutdownHandle};
+pub use running::start;

@@ -1,7 +1,7 @@
 //! Starting the server threads, and stopping them gracefully.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -12,23 +12,24 @@ use quick_server_core::Server;
 use crate::accept::{self, Admission};
 use crate::control::Control;
 use crate::drive::{serve_admitted, Accepted, Context};
-use crate::options::Options;
 use crate::pool::{self, Workers};
-use crate::{background, reject};
+use crate::{background, reject, Options, Running, ShutdownHandle};
 
 /// How long to wait for connections cut at the end of the grace period to let go of
 /// their threads before `wait` returns without them.
 const FORCE_WAIT: Duration = Duration::from_secs(2);
 
-/// Starts serving `server` on `listener` with the given options; returns at once.
+/// Starts serving `server` on `listener` with the given options (`loops` does not apply:
+/// there is no event loop); returns at once.
 pub fn start(listener: TcpListener, server: Arc<Server>, options: Options) -> io::Result<Running> {
-    if options.threads == 0 {
+    let threads = options.std_threads();
+    if threads == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "threads must be at least 1",
         ));
     }
-    if options.max_threads < options.threads {
+    if options.max_threads < threads {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "max_threads must be at least threads",
@@ -49,7 +50,7 @@ pub fn start(listener: TcpListener, server: Arc<Server>, options: Options) -> io
         )),
     });
     let size = pool::Size {
-        warm: options.threads,
+        warm: threads,
         max: options.max_threads,
         idle_time: pool::IDLE_WORKER_TIME,
     };
@@ -68,20 +69,25 @@ pub fn start(listener: TcpListener, server: Arc<Server>, options: Options) -> io
     let acceptor = thread::Builder::new()
         .name("quick-server-std-accept".to_owned())
         .spawn(move || accept::run(listener, admission))?;
-    Ok(Running {
-        local_addr,
+    let stop = Arc::clone(&control);
+    let threads = Threads {
         grace: options.shutdown_grace,
         control,
         acceptor,
         workers,
         rejecter,
-    })
+    };
+    Ok(Running::new(
+        local_addr,
+        // Stops accepting (new connects are refused), lets each connection finish the
+        // request in progress and close, and closes the rest when the grace period ends.
+        ShutdownHandle::new(move || stop.stop()),
+        move || threads.wait(),
+    ))
 }
 
-/// A running server; its threads serve until [`ShutdownHandle::shutdown`].
-#[derive(Debug)]
-pub struct Running {
-    local_addr: SocketAddr,
+/// The threads of a running server.
+struct Threads {
     grace: Duration,
     control: Arc<Control>,
     acceptor: JoinHandle<io::Result<()>>,
@@ -89,29 +95,11 @@ pub struct Running {
     rejecter: JoinHandle<()>,
 }
 
-/// Stops a running server from any thread (signal handlers use it).
-#[derive(Debug, Clone)]
-pub struct ShutdownHandle {
-    control: Arc<Control>,
-}
-
-impl Running {
-    /// The address the server listens on (the real port when bound to port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// A handle that stops this server.
-    pub fn handle(&self) -> ShutdownHandle {
-        ShutdownHandle {
-            control: Arc::clone(&self.control),
-        }
-    }
-
+impl Threads {
     /// Blocks until a shutdown completed: accepting stopped, and every connection closed
     /// or the grace period ran out (its socket is then closed under it). Fails if the
     /// listener failed.
-    pub fn wait(self) -> io::Result<()> {
+    fn wait(self) -> io::Result<()> {
         let accepted = self.acceptor.join();
         // The accept thread also ends when the listener fails: stop everything then too.
         self.control.stop();
@@ -131,14 +119,6 @@ impl Running {
     }
 }
 
-impl ShutdownHandle {
-    /// Stops accepting (new connects are refused), lets each connection finish the
-    /// request in progress and close, and closes the rest when the grace period ends.
-    pub fn shutdown(&self) {
-        self.control.stop();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::SystemTime;
@@ -149,7 +129,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let server = Server::builder((Instant::now(), SystemTime::now())).build();
         let options = Options {
-            threads,
+            threads: Some(threads),
             max_threads,
             ..Options::default()
         };
