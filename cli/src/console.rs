@@ -21,11 +21,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use quick_server_core::console::{Builtin, CommandError, CommandSet, Completer, Outcome};
+use quick_server_core::console::{Builtin, CommandSet, Outcome};
 
 use self::editor::{Editor, Event};
 use self::terminal::{read_byte, Input, RawMode, STDIN};
-use crate::facade::{msg, QuickServer};
+use crate::logging::msg;
 use crate::restart::Control;
 
 /// How often the reading thread checks whether the server stopped.
@@ -38,10 +38,10 @@ type CommandFn = Box<dyn Fn(&[String]) + Send + Sync>;
 
 /// The console settings and commands of one server.
 pub(crate) struct Console {
-    commands: CommandSet<CommandFn>,
-    no_command_loop: bool,
-    prompt: String,
-    history_file: PathBuf,
+    pub(crate) commands: CommandSet<CommandFn>,
+    pub(crate) no_command_loop: bool,
+    pub(crate) prompt: String,
+    pub(crate) history_file: PathBuf,
 }
 
 impl Default for Console {
@@ -52,84 +52,6 @@ impl Default for Console {
             prompt: "> ".to_owned(),
             history_file: PathBuf::from(".cmd_history"),
         }
-    }
-}
-
-impl QuickServer {
-    /// Registers a console command: `handler` gets the words after the command name;
-    /// `argc` fixes their number (`None`: any); `completer` offers TAB candidates for an
-    /// argument. Underscores in `name` are typed as spaces (`cache_clear` is
-    /// `cache clear`). A command named `help`, `restart` or `quit` replaces the built-in.
-    ///
-    /// ```
-    /// use std::sync::atomic::{AtomicUsize, Ordering};
-    /// use std::sync::Arc;
-    /// use quick_server::{msg, Abort, QuickServer};
-    ///
-    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
-    /// let hits = Arc::new(AtomicUsize::new(0));
-    /// let counter = Arc::clone(&hits);
-    /// server.json_get("/api/uptime/", None, move |_req, _args| {
-    ///     counter.fetch_add(1, Ordering::SeqCst);
-    ///     Ok::<_, Abort>("up")
-    /// });
-    /// // `requests uptime` prints the count; TAB after `requests ` offers `uptime`.
-    /// server.cmd(
-    ///     "requests",
-    ///     Some(1),
-    ///     move |args| match args.first().map(String::as_str) {
-    ///         Some("uptime") => msg(&format!("requests made to uptime: {}", hits.load(Ordering::SeqCst))),
-    ///         other => msg(&format!("unknown request: {}", other.unwrap_or_default())),
-    ///     },
-    ///     Some(Box::new(|_args: &[String], word: &str| {
-    ///         ["uptime"].iter().filter(|c| c.starts_with(word)).map(|c| c.to_string()).collect()
-    ///     })),
-    /// )?;
-    /// assert!(server.cmd("two words", None, |_| {}, None).is_err());
-    /// # Ok::<(), quick_server::CommandError>(())
-    /// ```
-    ///
-    /// # Errors
-    /// The name contains a space or other whitespace, or is empty.
-    pub fn cmd<F>(
-        &mut self,
-        name: &str,
-        argc: Option<usize>,
-        handler: F,
-        completer: Option<Completer>,
-    ) -> Result<&mut Self, CommandError>
-    where
-        F: Fn(&[String]) + Send + Sync + 'static,
-    {
-        self.console
-            .commands
-            .add(name, argc, Box::new(handler), completer)?;
-        Ok(self)
-    }
-
-    /// Does not read commands from stdin at all (the original's `no_command_loop`): for
-    /// servers run in the background, whose stdin belongs to someone else.
-    ///
-    /// ```
-    /// # use quick_server::QuickServer;
-    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
-    /// server.no_command_loop(true); // stop it with SIGINT or SIGTERM
-    /// ```
-    pub fn no_command_loop(&mut self, on: bool) -> &mut Self {
-        self.console.no_command_loop = on;
-        self
-    }
-
-    /// The prompt written to stdout before each command (default `"> "`).
-    pub fn prompt(&mut self, prompt: impl Into<String>) -> &mut Self {
-        self.console.prompt = prompt.into();
-        self
-    }
-
-    /// Where the terminal's command history is kept (default `.cmd_history`).
-    pub fn history_file(&mut self, path: impl Into<PathBuf>) -> &mut Self {
-        self.console.history_file = path.into();
-        self
     }
 }
 

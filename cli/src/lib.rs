@@ -159,18 +159,18 @@ mod console;
 mod facade;
 mod logging;
 mod middleware;
+mod reply;
 mod restart;
 #[cfg(feature = "redis")]
 mod shared;
-mod special;
 mod tls;
 mod tokens;
 mod transport;
 mod workers;
 
 pub use cache::{QuickCache, ResultCache};
-pub use facade::{msg, Abort, Custom, JsonReply, QuickServer, TextReply};
-pub use logging::set_log_file;
+pub use facade::QuickServer;
+pub use logging::{msg, set_log_file};
 pub use middleware::{middleware, with_middlewares, Chained, Middleware, Next};
 pub use quick_server_core::coding::{Compression, Levels};
 pub use quick_server_core::console::{CommandError, Completer};
@@ -182,6 +182,7 @@ pub use quick_server_core::worker::{CancelFlag, WorkerFailure};
 pub use quick_server_core::Method;
 pub use quick_server_core::{InvalidOrigin, Limits, Request};
 pub use quick_server_transport::{Options as TransportOptions, Running, ShutdownHandle};
+pub use reply::{Abort, Custom, JsonReply, TextReply};
 pub use restart::{has_been_restarted, is_original, set_error_exit_code, set_restart_exit_code};
 #[cfg(feature = "redis")]
 pub use shared::{

@@ -1,5 +1,5 @@
 //! The log: one process-wide sink (stderr, or a file after [`set_log_file`]) that
-//! [`msg`](crate::msg) and the request log write to, and the [`RequestLog`] the facade
+//! [`msg`] and the request log write to, and the [`RequestLog`] the facade
 //! installs so every answered request prints the original's line (BEHAVIOUR.md: Logging).
 
 use std::collections::HashSet;
@@ -16,13 +16,11 @@ use quick_server_core::log::{
 };
 use quick_server_core::ServerBuilder;
 
-use crate::facade::QuickServer;
-
 /// Prefix of every log line: the original's short form (`LONG_MSG = False`).
 const PREFIX: &str = "[SERVER] ";
 
 /// The original's slow-request threshold.
-const SLOW_THRESHOLD: Duration = Duration::from_secs(5);
+pub(crate) const SLOW_THRESHOLD: Duration = Duration::from_secs(5);
 
 /// The log file; `None` logs to stderr. Shared by every server of the process, like the
 /// original's module-level sink.
@@ -53,10 +51,17 @@ pub fn set_log_file(path: Option<&Path>) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes each line of `text` as `[SERVER] <line>` to the sink, in one piece so lines of
+/// Writes each line of `text` with the `[SERVER] ` prefix (the original's short form) to
+/// the log: stderr, or the file given to [`set_log_file`], in one piece so lines of
 /// concurrent messages do not interleave. Write errors are ignored: logging must not stop
 /// the server.
-pub(crate) fn write_lines(text: &str) {
+///
+/// ```
+/// quick_server::msg("cache warmed up\n42 entries");
+/// // stderr: [SERVER] cache warmed up
+/// //         [SERVER] 42 entries
+/// ```
+pub fn msg(text: &str) {
     let mut block = String::with_capacity(text.len() + 16);
     for line in text.lines() {
         block.push_str(PREFIX);
@@ -77,11 +82,11 @@ pub(crate) fn write_lines(text: &str) {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LogOptions {
     /// Hide request lines with status 200 or 304.
-    suppress_noise: bool,
+    pub(crate) suppress_noise: bool,
     /// Report dynamic requests running longer than this.
-    slow_threshold: Option<Duration>,
+    pub(crate) slow_threshold: Option<Duration>,
     /// Targets whose 404s are not logged (scanners' favourites).
-    common_invalid_paths: Arc<HashSet<String>>,
+    pub(crate) common_invalid_paths: Arc<HashSet<String>>,
 }
 
 impl LogOptions {
@@ -96,59 +101,7 @@ impl LogOptions {
     }
 }
 
-impl QuickServer {
-    /// Stops logging requests answered 200 or 304 (other statuses are still logged): the
-    /// log then shows what went wrong.
-    ///
-    /// ```
-    /// # use quick_server::QuickServer;
-    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
-    /// server.suppress_noise(true).report_slow_requests(true);
-    /// ```
-    pub fn suppress_noise(&mut self, on: bool) -> &mut Self {
-        self.log.suppress_noise = on;
-        self
-    }
-
-    /// Logs dynamic requests still running after 5 s (`request takes longer than expected:
-    /// "GET /api/x"`), and again when they finish, with their duration.
-    pub fn report_slow_requests(&mut self, on: bool) -> &mut Self {
-        self.log.slow_threshold = on.then_some(SLOW_THRESHOLD);
-        self
-    }
-
-    /// Like [`report_slow_requests`](Self::report_slow_requests) with another threshold.
-    ///
-    /// ```
-    /// # use quick_server::QuickServer;
-    /// use std::time::Duration;
-    ///
-    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
-    /// server.report_slow_requests_after(Duration::from_millis(500));
-    /// ```
-    pub fn report_slow_requests_after(&mut self, threshold: Duration) -> &mut Self {
-        self.log.slow_threshold = Some(threshold);
-        self
-    }
-
-    /// Targets (as written in the request line, e.g. `/wp-login.php`) whose 404s are not
-    /// logged: the original's `set_common_invalid_paths`, for the paths scanners try.
-    ///
-    /// ```
-    /// # use quick_server::QuickServer;
-    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
-    /// server.set_common_invalid_paths(["/wp-login.php", "/.env"]);
-    /// ```
-    pub fn set_common_invalid_paths<I: IntoIterator<Item = S>, S: Into<String>>(
-        &mut self,
-        paths: I,
-    ) -> &mut Self {
-        self.log.common_invalid_paths = Arc::new(paths.into_iter().map(Into::into).collect());
-        self
-    }
-}
-
-/// The request log writing through [`write_lines`].
+/// The request log writing through [`msg`].
 struct ConsoleLog {
     suppress_noise: bool,
     common_invalid_paths: Arc<HashSet<String>>,
@@ -163,12 +116,12 @@ impl RequestLog for ConsoleLog {
         }
         let offset = utc_offset(unix_secs(record.wall));
         for line in request_lines(record, self.suppress_noise, offset) {
-            write_lines(&line);
+            msg(&line);
         }
     }
 
     fn slow(&self, slow: &SlowRequest<'_>) {
-        write_lines(&if slow.completed {
+        msg(&if slow.completed {
             slow_request_finished(slow.method, slow.target, slow.elapsed.as_secs_f64())
         } else {
             slow_request_started(slow.method, slow.target)
@@ -177,7 +130,7 @@ impl RequestLog for ConsoleLog {
 
     fn note(&self, text: &str) {
         for line in text.lines() {
-            write_lines(&escape_control(line));
+            msg(&escape_control(line));
         }
     }
 }

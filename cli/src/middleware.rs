@@ -18,7 +18,7 @@ use quick_server_core::dynamic::{json_dumps, Args, Mask};
 use quick_server_core::{Method, Request, Response, ServerBuilder};
 use serde_json::{Map, Value};
 
-use crate::facade::{abort_page, json_response, Abort, Custom, JsonReply, TextReply};
+use crate::reply::{abort_page, json_response, Abort, Custom, JsonReply, TextReply};
 
 /// A middleware: sees the request and the shared `args` (it may fill `args.meta`), then
 /// says how the request goes on. An `Err` answers with that error page.

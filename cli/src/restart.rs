@@ -25,7 +25,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::facade::{msg, QuickServer};
+use crate::logging::msg;
 use crate::transport;
 
 /// Set in children to the restart exit code; its presence means a supervisor exists.
@@ -58,40 +58,6 @@ pub fn is_original() -> bool {
 /// Whether this process is a re-run after a restart.
 pub fn has_been_restarted() -> bool {
     env::var_os(SUBSEQ_VAR).is_some_and(|v| v == "1")
-}
-
-impl QuickServer {
-    /// Makes the process restartable: unless it is already a supervised child, it binds
-    /// the server's address, becomes the supervisor and never returns (it exits with the
-    /// last child's status). In a child it returns at once. Call it early: the code before
-    /// it runs in the supervisor too.
-    ///
-    /// The console's `restart` (or SIGHUP) then ends the serving child once its requests in
-    /// flight are answered, and the supervisor starts the program again on the same
-    /// listening socket: no connection is refused meanwhile.
-    ///
-    /// ```no_run
-    /// use quick_server::{msg, QuickServer};
-    ///
-    /// let mut server = QuickServer::new(([127, 0, 0, 1], 8000).into());
-    /// server.setup_restart()?;
-    /// // From here on, this runs in the child, once per start.
-    /// if quick_server::has_been_restarted() {
-    ///     msg("restarted: routes and files reloaded");
-    /// }
-    /// server.serve_forever()?;
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// The address cannot be bound.
-    pub fn setup_restart(&mut self) -> io::Result<&mut Self> {
-        if !is_original() {
-            return Ok(self);
-        }
-        let listener = transport::listen(self.addr())?;
-        supervise(&listener, false)
-    }
 }
 
 /// The listening socket: the one inherited from a supervisor, else a new one on `addr`.
@@ -248,7 +214,7 @@ pub(crate) fn restart(listener: &TcpListener) -> ! {
 /// `listener`; then exits with the last child's status. SIGINT is only noted (the child
 /// gets it from the terminal) and makes the supervisor exit with the error code; SIGTERM
 /// and SIGHUP are forwarded to the child.
-fn supervise(listener: &TcpListener, restarted: bool) -> ! {
+pub(crate) fn supervise(listener: &TcpListener, restarted: bool) -> ! {
     match run_children(listener, restarted) {
         Ok(code) => exit(code),
         Err(e) => {

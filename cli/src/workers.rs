@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cache::ResultCache;
-use crate::facade::Abort;
+use crate::reply::Abort;
 
 /// The browser client for worker routes (`worker.js`, version 0.8.0), as served by
 /// [`QuickServer::link_worker_js`](crate::QuickServer::link_worker_js).

@@ -235,20 +235,20 @@ impl Redis {
             cause = "no answer".to_owned();
         }
         if !self.down.swap(true, Ordering::Relaxed) {
-            crate::logging::write_lines(&format!("redis unavailable: {cause}"));
+            crate::logging::msg(&format!("redis unavailable: {cause}"));
         }
         Err(StoreError::Unavailable(cause))
     }
 
     fn reachable(&self) {
         if self.down.swap(false, Ordering::Relaxed) {
-            crate::logging::write_lines("redis reachable again");
+            crate::logging::msg("redis reachable again");
         }
     }
 
     /// Logs a value this server did not write and returns the error for it.
     pub(crate) fn bad_data(&self, what: String) -> StoreError {
-        crate::logging::write_lines(&format!("redis: unexpected data: {what}"));
+        crate::logging::msg(&format!("redis: unexpected data: {what}"));
         StoreError::BadData(what)
     }
 }

@@ -177,7 +177,7 @@ impl Owner {
                 .name("quick-server-lease".into())
                 .spawn(move || owner.beat(&redis));
             if let Err(e) = spawned {
-                crate::logging::write_lines(&format!("cannot start the lease thread: {e}"));
+                crate::logging::msg(&format!("cannot start the lease thread: {e}"));
             }
         });
     }

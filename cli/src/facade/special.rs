@@ -2,9 +2,10 @@
 //! a fixed route, read on every request, and a path made to follow another file.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::facade::{Abort, Custom, QuickServer};
+use super::absolute;
+use crate::{Abort, Custom, QuickServer};
 
 impl QuickServer {
     /// Serves the file at `path` on `GET mask` (argc 0), read on every request so edits
@@ -69,11 +70,6 @@ impl QuickServer {
         }
         std::os::unix::fs::symlink(&from, &to)
     }
-}
-
-/// `path` against the working directory.
-fn absolute(path: &Path) -> PathBuf {
-    std::env::current_dir().map_or_else(|_| path.to_owned(), |cwd| cwd.join(path))
 }
 
 #[cfg(test)]
