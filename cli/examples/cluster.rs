@@ -14,6 +14,10 @@
 //!   seconds unless stopped, then answers `{"echo": x, "pid": <pid of the instance that
 //!   ran it>}`; with `"cache": true` the result is cached under the payload's JSON (keys
 //!   sorted), so the same payload started on any instance is answered from the cache;
+//!   a job whose instance dies is reported lost;
+//! - worker `POST /api/sleep-again`: the same job, registered in `rerun_lost`, so a job
+//!   whose instance dies runs again on the instance that answers the next `get` for it
+//!   (at most 3 times), and `pid` names that instance;
 //! - files from `--www DIR` if given.
 //!
 //! Without `--redis` the state stays in the process (one instance).
@@ -74,6 +78,23 @@ fn cache_key(payload: &Value) -> Option<Value> {
     (payload.get("cache") == Some(&Value::Bool(true))).then(|| payload.clone())
 }
 
+/// Sleeps `seconds` unless stopped, then answers `echo` and the pid of this process.
+fn sleep(payload: Value, cancel: &CancelFlag) -> Result<Value, Abort> {
+    let seconds = payload
+        .get("seconds")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    let until = Instant::now() + Duration::from_secs_f64(seconds.clamp(0.0, 3600.0));
+    while Instant::now() < until {
+        if cancel.is_cancelled() {
+            return Err(Abort::new(409, "stopped"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let echo = payload.get("echo").cloned().unwrap_or(Value::Null);
+    Ok(json!({ "echo": echo, "pid": std::process::id() }))
+}
+
 fn main() -> ExitCode {
     let options = match options() {
         Ok(options) => options,
@@ -123,25 +144,11 @@ fn main() -> ExitCode {
             .unwrap_or(0);
         Ok::<_, Abort>(json!({ "count": count }))
     });
-    server.json_worker(
-        "/api/sleep",
-        Some(cache_key),
-        |payload: Value, cancel: &CancelFlag| {
-            let seconds = payload
-                .get("seconds")
-                .and_then(Value::as_f64)
-                .unwrap_or(0.0);
-            let until = Instant::now() + Duration::from_secs_f64(seconds.clamp(0.0, 3600.0));
-            while Instant::now() < until {
-                if cancel.is_cancelled() {
-                    return Err(Abort::new(409, "stopped"));
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let echo = payload.get("echo").cloned().unwrap_or(Value::Null);
-            Ok(json!({ "echo": echo, "pid": std::process::id() }))
-        },
-    );
+    server.json_worker("/api/sleep", Some(cache_key), sleep);
+    server.rerun_lost(|s| {
+        // Sleeping twice is harmless: safe to run again when its instance dies.
+        s.json_worker("/api/sleep-again", Some(cache_key), sleep);
+    });
     msg(&format!(
         "cluster instance {} on http://{addr}/",
         std::process::id()

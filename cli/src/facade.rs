@@ -80,6 +80,10 @@ struct Routing {
     /// Where worker tasks live when they are shared.
     #[cfg(feature = "redis")]
     shared: Option<crate::SharedState>,
+    /// Inside a [`QuickServer::rerun_lost`] scope: shared tasks lost with their instance
+    /// run again elsewhere.
+    #[cfg(feature = "redis")]
+    rerun: bool,
 }
 
 impl fmt::Debug for QuickServer {
@@ -807,6 +811,32 @@ impl QuickServer {
         self
     }
 
+    /// Runs `register` with its worker routes re-running lost tasks: with
+    /// [`shared_state`](Self::shared_state), a task whose instance died (crash, restart)
+    /// runs again, from its stored payload, on the instance that answers the next `get`
+    /// for it once the lease ran out, at most [`RERUN_MAX`](crate::RERUN_MAX) times; the
+    /// client keeps its token. Opt in only for jobs that may safely run twice (the dead
+    /// instance may have done part of the work). Without shared state, tasks die with the
+    /// process and this changes nothing.
+    ///
+    /// ```
+    /// # use quick_server::{Abort, CancelFlag, QuickServer};
+    /// # use serde_json::Value;
+    /// let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    /// server.rerun_lost(|s| {
+    ///     s.json_worker("/api/render", None, |payload: Value, _: &CancelFlag| {
+    ///         Ok::<_, Abort>(payload) // pure: safe to run again
+    ///     });
+    /// });
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn rerun_lost(&mut self, register: impl FnOnce(&mut Self)) -> &mut Self {
+        let outer = std::mem::replace(&mut self.routing.rerun, true);
+        register(self);
+        self.routing.rerun = outer;
+        self
+    }
+
     /// Installs the store worker results are cached in (see [`json_worker`](Self::json_worker)).
     ///
     /// ```
@@ -889,7 +919,7 @@ impl QuickServer {
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.routing.shared {
             self.builder
-                .worker_in(mask, work, Arc::new(shared.tasks(mask)));
+                .worker_in(mask, work, Arc::new(shared.tasks(mask, self.routing.rerun)));
         } else {
             self.builder.worker(mask, work);
         }

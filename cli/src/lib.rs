@@ -104,6 +104,14 @@
 //! - **Lease**: every instance renews a lease key (`WORKER_LEASE`, 10 s by default); a
 //!   task whose instance died (crash, `kill -9`, restart) answers `get` with a
 //!   `LostTask` error once the lease ran out. Jobs are never run twice by themselves.
+//! - **Re-running lost tasks** is opt-in per route, since a handler may not be
+//!   idempotent: workers registered inside [`rerun_lost`](QuickServer::rerun_lost) keep
+//!   their payload in Redis, and once the lease of a task's instance ran out, the
+//!   instance answering the next `get` claims the task (one Lua script compares the old
+//!   owner's lease and sets itself as owner, so exactly one instance wins) and runs it
+//!   again from the payload. The client keeps polling the same token and gets the
+//!   re-run's result; `stop` reaches the re-run like any job. After `RERUN_MAX` (3)
+//!   re-runs the task is lost as on other routes.
 //! - **Atomicity**: each token load and compare-and-set commit, and each worker action,
 //!   is one Lua script in Redis, so 300 increments over three instances end at 300.
 //!   Expiry uses Redis' clock (`PEXPIRE`); results (120 s) and cargo (600 s) expire by
@@ -187,7 +195,7 @@ pub use restart::{has_been_restarted, is_original, set_error_exit_code, set_rest
 #[cfg(feature = "redis")]
 pub use shared::{
     RedisCache, SharedState, SharedStateError, SharedStateOptions, CACHE_MAX_ENTRY, CACHE_QUOTA,
-    POOL_SIZE, REDIS_TIMEOUT, STOP_POLL, WORKER_LEASE,
+    POOL_SIZE, REDIS_TIMEOUT, RERUN_MAX, STOP_POLL, WORKER_LEASE,
 };
 pub use tls::{load_tls, TlsError};
 pub use tokens::{create_token, TokenHandle};

@@ -2,7 +2,7 @@
 //! shared-state tests: each test starts its own Redis on a free loopback port with a
 //! temporary folder, and stops it when dropped.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -125,6 +125,31 @@ impl RedisServer {
 
     /// Sends one command in RESP and returns the raw first line of the answer.
     pub fn command(&self, args: &[&str]) -> io::Result<String> {
+        let mut line = String::new();
+        self.send(args)?.read_line(&mut line)?;
+        Ok(line.trim_end().to_owned())
+    }
+
+    /// Sends one command whose answer is a bulk string (`GET`, `HGET`) and returns it, or
+    /// `None` for nil.
+    pub fn value(&self, args: &[&str]) -> io::Result<Option<String>> {
+        let mut reader = self.send(args)?;
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let Some(length) = line.trim_end().strip_prefix('$') else {
+            return Err(io::Error::other(format!("not a bulk string: {line:?}")));
+        };
+        let Ok(length) = length.parse::<usize>() else {
+            return Ok(None);
+        };
+        let mut value = vec![0; length + 2];
+        reader.read_exact(&mut value)?;
+        value.truncate(length);
+        String::from_utf8(value).map(Some).map_err(io::Error::other)
+    }
+
+    /// Sends one command in RESP on a new connection, returns the connection to read.
+    fn send(&self, args: &[&str]) -> io::Result<BufReader<TcpStream>> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut request = format!("*{}\r\n", args.len());
@@ -132,9 +157,7 @@ impl RedisServer {
             request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
         }
         stream.write_all(request.as_bytes())?;
-        let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line)?;
-        Ok(line.trim_end().to_owned())
+        Ok(BufReader::new(stream))
     }
 }
 

@@ -150,18 +150,67 @@ fn redis_stopped_mid_run_answers_503_in_time_and_recovers() {
     assert_eq!(answer, json!({"count": 6}), "nothing lost");
 }
 
-/// The reply of a worker action, asserting a 200.
+/// The worker route that runs a lost task again.
+const AGAIN: &str = "/api/sleep-again";
+
+/// The reply of a worker action on `/api/sleep`, asserting a 200.
 fn act(instance: &Instance, body: Value) -> Value {
-    let response = instance.post("/api/sleep", &body);
+    act_on(instance, "/api/sleep", body)
+}
+
+/// The reply of a worker action on `route`, asserting a 200.
+fn act_on(instance: &Instance, route: &str, body: Value) -> Value {
+    let response = instance.post(route, &body);
     assert_eq!(response.status, 200, "{}", response.text());
     json_of(&response)
 }
 
 /// Starts a job that runs for a while (its start answer must not carry the result).
 fn start_long(instance: &Instance, payload: Value) -> Value {
-    let reply = act(instance, json!({"action": "start", "payload": payload}));
+    start_long_on(instance, "/api/sleep", payload)
+}
+
+/// Like [`start_long`] on `route`.
+fn start_long_on(instance: &Instance, route: &str, payload: Value) -> Value {
+    let reply = act_on(
+        instance,
+        route,
+        json!({"action": "start", "payload": payload}),
+    );
     assert_eq!(reply["continue"], json!(true), "still running: {reply}");
     reply["token"].clone()
+}
+
+/// The Redis key of the task of `token` on `route`.
+fn task_key(route: &str, token: &Value) -> String {
+    format!("qs:cluster:w:{route}:{}", token.as_str().expect("a key"))
+}
+
+/// Polls `get` on `instance` (each answer "running") until the task of `token` on
+/// [`AGAIN`] has an owner other than `old_owner`; returns the new owner.
+fn wait_for_claim(redis: &RedisServer, instance: &Instance, token: &Value, old: &str) -> String {
+    let key = task_key(AGAIN, token);
+    eventually(Duration::from_secs(40), || {
+        let reply = act_on(instance, AGAIN, json!({"action": "get", "token": token}));
+        assert_eq!(reply["continue"], json!(true), "running: {reply}");
+        let owner = redis
+            .value(&["HGET", &key, "o"])
+            .unwrap()
+            .expect("an owner");
+        (owner != old).then_some(owner)
+    })
+}
+
+/// Polls `get` on `instance` until it fails; asserts a lost task.
+fn wait_for_lost(instance: &Instance, route: &str, token: &Value) {
+    let response = eventually(Duration::from_secs(40), || {
+        let response = instance.post(route, &json!({"action": "get", "token": token}));
+        (response.status != 200).then_some(response)
+    });
+    assert_eq!(response.status, 500, "{}", response.text());
+    assert!(response.reason.contains("LostTask"), "{}", response.reason);
+    let after = act_on(instance, route, json!({"action": "get", "token": token}));
+    assert_eq!(after["done"], json!(false), "reported once: {after}");
 }
 
 /// The result of a start answer that was done at once.
@@ -367,4 +416,88 @@ fn tls_password_and_database_in_the_url() {
     assert_eq!(other.peek_token_obj("t").unwrap(), None);
     let wrong = open(&format!("rediss://:nope@127.0.0.1:{port}/3"));
     assert!(wrong.peek_token_obj("t").is_err());
+}
+
+#[test]
+fn a_lost_task_runs_again_on_a_survivor_only_where_the_route_opted_in() {
+    need_redis!();
+    let redis = RedisServer::start(false);
+    let url = redis.url();
+    let mut a = Instance::start(Some(&url), &[]);
+    let [b, c] = [0, 1].map(|_| Instance::start(Some(&url), &[]));
+    let payload = json!({"seconds": 3, "echo": "again"});
+    let again = start_long_on(&a, AGAIN, payload.clone());
+    let once = start_long(&a, payload);
+    let first = redis
+        .value(&["HGET", &task_key(AGAIN, &again), "o"])
+        .unwrap();
+    let first = first.expect("an owner");
+    a.kill();
+    wait_for_claim(&redis, &b, &again, &first);
+    // Collected on another instance: B ran it, with the same token.
+    let result = eventually(Duration::from_secs(30), || {
+        let reply = act_on(&c, AGAIN, json!({"action": "get", "token": again}));
+        (reply["done"] == json!(true)).then_some(reply)
+    });
+    assert_eq!(result["token"], again);
+    let result: Value = serde_json::from_str(result["result"].as_str().unwrap()).unwrap();
+    assert_eq!(result, json!({"echo": "again", "pid": b.pid()}));
+    // The route that did not opt in reports its task lost, as before.
+    wait_for_lost(&c, "/api/sleep", &once);
+}
+
+#[test]
+fn a_task_runs_again_at_most_rerun_max_times() {
+    need_redis!();
+    let redis = RedisServer::start(false);
+    let url = redis.url();
+    let mut a = Instance::start(Some(&url), &[]);
+    let mut b = Instance::start(Some(&url), &[]);
+    let c = Instance::start(Some(&url), &[]);
+    let token = start_long_on(&a, AGAIN, json!({"seconds": 120, "echo": "capped"}));
+    let key = task_key(AGAIN, &token);
+    let first = redis
+        .value(&["HGET", &key, "o"])
+        .unwrap()
+        .expect("an owner");
+    // As if it had run twice again already: one more re-run is allowed (RERUN_MAX = 3).
+    let max = quick_server::RERUN_MAX;
+    let before = (max - 1).to_string();
+    assert_eq!(redis.command(&["HSET", &key, "n", &before]).unwrap(), ":1");
+    a.kill();
+    wait_for_claim(&redis, &b, &token, &first);
+    let runs = redis.value(&["HGET", &key, "n"]).unwrap();
+    assert_eq!(runs, Some(max.to_string()));
+    b.kill();
+    // The last allowed re-run died too: lost, as on a route that did not opt in.
+    wait_for_lost(&c, AGAIN, &token);
+    assert_eq!(redis.command(&["EXISTS", &key]).unwrap(), ":0");
+}
+
+#[test]
+fn stop_reaches_a_task_running_again() {
+    need_redis!();
+    let redis = RedisServer::start(false);
+    let url = redis.url();
+    let mut a = Instance::start(Some(&url), &[]);
+    let [b, c] = [0, 1].map(|_| Instance::start(Some(&url), &[]));
+    let token = start_long_on(&a, AGAIN, json!({"seconds": 120, "echo": "stopped"}));
+    let key = task_key(AGAIN, &token);
+    let first = redis
+        .value(&["HGET", &key, "o"])
+        .unwrap()
+        .expect("an owner");
+    a.kill();
+    wait_for_claim(&redis, &b, &token, &first);
+    let stopped = act_on(&c, AGAIN, json!({"action": "stop", "token": token}));
+    assert_eq!(stopped["done"], json!(true), "{stopped}");
+    // The re-run on B sees its cancel flag and ends early, which removes the task.
+    eventually(Duration::from_secs(5), || {
+        (redis.command(&["EXISTS", &key]).unwrap() == ":0").then_some(())
+    });
+    let after = act_on(&b, AGAIN, json!({"action": "get", "token": token}));
+    assert_eq!(
+        after,
+        json!({"continue": false, "done": false, "result": null, "token": token})
+    );
 }

@@ -32,6 +32,10 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_millis(800);
 /// (it crashed or restarted); past it, `get` answers that the task was lost.
 pub const WORKER_LEASE: Duration = Duration::from_secs(10);
 
+/// How many times a task lost with its instance runs again on a route registered in
+/// [`QuickServer::rerun_lost`](crate::QuickServer::rerun_lost); past it the task is lost.
+pub const RERUN_MAX: u32 = 3;
+
 /// Settings of [`SharedState::open`]; every field has a named default.
 #[derive(Debug, Clone)]
 pub struct SharedStateOptions {
@@ -44,6 +48,8 @@ pub struct SharedStateOptions {
     pub timeout: Duration,
     /// See [`WORKER_LEASE`].
     pub lease: Duration,
+    /// See [`RERUN_MAX`].
+    pub rerun_max: u32,
     /// Byte budget of the result cache, see [`RedisCache`] and [`CACHE_QUOTA`].
     pub cache_quota: u64,
     /// Largest result the cache keeps, in bytes; see [`CACHE_MAX_ENTRY`].
@@ -60,6 +66,7 @@ impl Default for SharedStateOptions {
             pool_size: POOL_SIZE,
             timeout: REDIS_TIMEOUT,
             lease: WORKER_LEASE,
+            rerun_max: RERUN_MAX,
             cache_quota: CACHE_QUOTA,
             cache_max_entry: CACHE_MAX_ENTRY,
             tls_root_pem: None,
@@ -95,6 +102,7 @@ impl std::error::Error for SharedStateError {}
 pub struct SharedState {
     redis: Arc<Redis>,
     owner: Arc<tasks::Owner>,
+    rerun_max: u32,
     cache_quota: u64,
     cache_max_entry: u64,
 }
@@ -147,6 +155,7 @@ impl SharedState {
                 down: AtomicBool::new(false),
             }),
             owner: Arc::new(tasks::Owner::new(options.lease)),
+            rerun_max: options.rerun_max,
             cache_quota: options.cache_quota,
             cache_max_entry: options.cache_max_entry,
         })
@@ -170,9 +179,16 @@ impl SharedState {
         )
     }
 
-    /// The task store of the worker route at `mask`.
-    pub(crate) fn tasks(&self, mask: &str) -> RedisTasks {
-        RedisTasks::new(Arc::clone(&self.redis), Arc::clone(&self.owner), mask)
+    /// The task store of the worker route at `mask`; with `rerun`, a task lost with its
+    /// instance runs again on the instance that next answers a `get` for it.
+    pub(crate) fn tasks(&self, mask: &str, rerun: bool) -> RedisTasks {
+        let rerun_max = if rerun { self.rerun_max } else { 0 };
+        RedisTasks::new(
+            Arc::clone(&self.redis),
+            Arc::clone(&self.owner),
+            mask,
+            rerun_max,
+        )
     }
 }
 

@@ -9,8 +9,15 @@
 //! running task whose owner's lease is gone was lost (the instance crashed or
 //! restarted), and `get` says so. The same thread that renews the lease polls the state
 //! of the local running tasks every [`STOP_POLL`] and trips the cancel flag of those
-//! stopped from anywhere. Finished results expire after `RESULT_RETENTION` and chunks
-//! after `CARGO_TTL`, by Redis TTLs.
+//! stopped from anywhere (or taken over by another instance). Finished results expire
+//! after `RESULT_RETENTION` and chunks after `CARGO_TTL`, by Redis TTLs.
+//!
+//! On a route that re-runs lost tasks the hash also keeps the payload (`p`) and the
+//! number of re-runs so far (`n`). The instance answering a `get` for a lost task then
+//! claims it in the same script that found it lost (owner and lease compared and replaced
+//! atomically, so exactly one instance wins) and runs it again, up to the route's maximum;
+//! past it the task is lost as on other routes. Only the task's owner records an outcome,
+//! so a stalled first owner that comes back cannot overwrite the re-run's.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -21,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use quick_server_core::store::StoreError;
 use quick_server_core::worker::{
-    cargo_pieces, CancelFlag, Finished, Reply, TaskKey, TaskOutcome, TaskStore, Token, WorkerError,
-    WorkerFailure, CARGO_TTL, RESULT_RETENTION,
+    cargo_pieces, CancelFlag, Finished, Polled, Reply, TaskKey, TaskOutcome, TaskStore, Token,
+    WorkerError, WorkerFailure, CARGO_TTL, RESULT_RETENTION,
 };
 use redis::Script;
 use serde_json::Value;
@@ -40,27 +47,32 @@ const CANCELLED_TTL: Duration = Duration::from_secs(3600);
 /// How many keys `start` tries past the seed before giving up.
 const KEY_ATTEMPTS: u32 = 1000;
 
-/// Claims a free key for a running task owned by ARGV[1] and renews the owner's lease
-/// (ARGV[2] ms): 1 claimed, 0 taken.
+/// Claims a free key for a running task owned by ARGV[1], keeps its payload ARGV[3]
+/// unless empty, and renews the owner's lease (ARGV[2] ms): 1 claimed, 0 taken.
 static START: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('HSETNX', KEYS[1], 's', 'running') == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'o', ARGV[1])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'p', ARGV[3]) end
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 return 1
 ",
     )
 });
 
-/// Stores a running task's outcome (ARGV: state, text, status, retention ms): 1 stored;
-/// a stopped task is removed instead (0).
+/// Stores the outcome of a running task owned by ARGV[5] (ARGV: state, text, status,
+/// retention ms): 1 stored; a stopped task is removed instead (0), one owned by another
+/// instance (re-run there) left alone (0).
 static FINISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local s = redis.call('HGET', KEYS[1], 's')
+local t = redis.call('HMGET', KEYS[1], 's', 'o')
+if t[2] ~= ARGV[5] then return 0 end
+local s = t[1]
 if s == 'running' then
   redis.call('HSET', KEYS[1], 's', ARGV[1], 'r', ARGV[2], 'c', ARGV[3])
+  redis.call('HDEL', KEYS[1], 'p', 'n')
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   return 1
 end
@@ -70,16 +82,25 @@ return 0
     )
 });
 
-/// The state of a task for `get` (ARGV[1]: lease key prefix): `{}` unknown,
-/// `{'running'}`, `{'lost'}` (removed), or `{state, result, status}` of a finished one,
-/// which stays until `TAKE` removes it.
+/// The state of a task for `get` (ARGV: lease key prefix, this instance's id, its lease
+/// ms, the route's maximum re-runs): `{}` unknown, `{'running'}`, `{'rerun', payload,
+/// re-runs}` when this instance just claimed a lost task, `{'lost'}` (removed), or
+/// `{state, result, status}` of a finished one, which stays until `TAKE` removes it.
 static PEEK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local t = redis.call('HMGET', KEYS[1], 's', 'o', 'r', 'c')
+local t = redis.call('HMGET', KEYS[1], 's', 'o', 'r', 'c', 'p', 'n')
 local s = t[1]
 if s == 'running' then
-  if redis.call('EXISTS', ARGV[1] .. t[2]) == 1 then return {'running'} end
+  if t[2] == ARGV[2] or redis.call('EXISTS', ARGV[1] .. t[2]) == 1 then
+    return {'running'}
+  end
+  local n = tonumber(t[6] or '0') or 0
+  if t[5] and n < tonumber(ARGV[4]) then
+    redis.call('HSET', KEYS[1], 'o', ARGV[2], 'n', n + 1)
+    redis.call('SET', ARGV[1] .. ARGV[2], '1', 'PX', ARGV[3])
+    return {'rerun', t[5], tostring(n + 1)}
+  end
   redis.call('DEL', KEYS[1])
   return {'lost'}
 end
@@ -207,17 +228,19 @@ impl Owner {
             if keys.is_empty() {
                 continue;
             }
-            let states: Result<Vec<Option<String>>, StoreError> = redis.run(|conn| {
+            // State and owner of each.
+            let states = redis.run(|conn| {
                 let mut pipe = redis::pipe();
                 for key in &keys {
-                    pipe.hget(key, "s");
+                    pipe.cmd("HMGET").arg(key).arg("s").arg("o");
                 }
-                pipe.query(conn)
+                pipe.query::<Vec<(Option<String>, Option<String>)>>(conn)
             });
             let Ok(states) = states else { continue };
             let running = self.running();
-            for (key, state) in keys.iter().zip(states) {
-                if state.as_deref() != Some("running") {
+            for (key, (state, owner)) in keys.iter().zip(states) {
+                let ours = owner.as_deref() == Some(self.id.as_str());
+                if state.as_deref() != Some("running") || !ours {
                     if let Some(flag) = running.get(key) {
                         flag.cancel();
                     }
@@ -250,15 +273,19 @@ pub(crate) struct RedisTasks {
     base: String,
     /// `<prefix>lease:`.
     leases: String,
+    /// How many times a task lost with its instance is run again; 0 when the route did
+    /// not opt in.
+    rerun_max: u32,
 }
 
 impl RedisTasks {
-    pub(crate) fn new(redis: Arc<Redis>, owner: Arc<Owner>, mask: &str) -> Self {
+    pub(crate) fn new(redis: Arc<Redis>, owner: Arc<Owner>, mask: &str, rerun_max: u32) -> Self {
         Self {
             base: redis.key(&format!("w:{mask}:")),
             leases: redis.key("lease:"),
             redis,
             owner,
+            rerun_max,
         }
     }
 
@@ -296,12 +323,111 @@ impl RedisTasks {
         }
         Ok(keys)
     }
+
+    /// `get` on `token`, claiming the task to run it here when its instance died and it
+    /// ran fewer than `rerun_max` times again.
+    fn peek(
+        &self,
+        token: &Token,
+        max_chunk_size: usize,
+        rerun_max: u32,
+    ) -> Result<Polled, WorkerError> {
+        let Some(key) = token.key() else {
+            return Ok(Polled::Reply(Reply::unknown(token)));
+        };
+        let full = self.key(key);
+        let state: Vec<String> = self.run(|conn| {
+            PEEK.key(&full)
+                .arg(&self.leases)
+                .arg(&self.owner.id)
+                .arg(self.owner.lease_ms() as u64)
+                .arg(rerun_max)
+                .invoke(conn)
+        })?;
+        let (state, text, status) = match state.as_slice() {
+            [] => return Ok(Polled::Reply(Reply::unknown(token))),
+            [s] if s == "running" => return Ok(Polled::Reply(Reply::running(token))),
+            [s] if s == "lost" => return Err(WorkerError::Lost(key.to_string())),
+            [s, payload, n] if s == "rerun" => return self.rerun(key, &full, payload, n),
+            [s, r, c] => (s.as_str(), r, c),
+            _ => {
+                let what = format!("task {full} has an unknown state");
+                return Err(WorkerError::Store(self.redis.bad_data(what)));
+            }
+        };
+        let pieces = if state == "done" {
+            cargo_pieces(text, max_chunk_size)?
+        } else {
+            None
+        };
+        let taken: u8 = self.run(|conn| TAKE.key(&full).invoke(conn))?;
+        if taken != 1 {
+            // Another request collected it first.
+            return Ok(Polled::Reply(Reply::unknown(token)));
+        }
+        if state == "failed" {
+            let status = match status.as_str() {
+                "" => None,
+                code => Some(code.parse().map_err(|_| {
+                    WorkerError::Store(self.redis.bad_data(format!("task {full}: status {code:?}")))
+                })?),
+            };
+            return Err(WorkerError::Job(WorkerFailure {
+                status,
+                message: text.clone(),
+            }));
+        }
+        match pieces {
+            None => Ok(Reply::finished(token, false, Value::String(text.clone()))),
+            Some(pieces) => {
+                let keys = self.store_cargo(key, &pieces)?;
+                Ok(Reply::finished(token, true, Value::Array(keys)))
+            }
+        }
+        .map(Polled::Reply)
+    }
+
+    /// Takes over task `key`, just claimed by this instance: its cancel flag joins the
+    /// local running tasks (a `stop` anywhere trips it) and the job runs from `payload`.
+    fn rerun(
+        &self,
+        key: TaskKey,
+        full: &str,
+        payload: &str,
+        runs: &str,
+    ) -> Result<Polled, WorkerError> {
+        let payload = serde_json::from_str(payload).map_err(|e| {
+            WorkerError::Store(self.redis.bad_data(format!("task {full}: payload: {e}")))
+        })?;
+        let cancel = CancelFlag::default();
+        self.owner.running().insert(full.to_owned(), cancel.clone());
+        self.owner.ensure_heartbeat(&self.redis);
+        crate::logging::write_lines(&format!(
+            "worker task {full} was lost with its instance: running it here again ({runs} of {})",
+            self.rerun_max
+        ));
+        Ok(Polled::Rerun {
+            key,
+            payload,
+            cancel,
+        })
+    }
 }
 
 impl TaskStore for RedisTasks {
-    fn start(&self, seed: u32, cancel: CancelFlag) -> Result<TaskKey, WorkerError> {
+    fn start(
+        &self,
+        seed: u32,
+        payload: &Value,
+        cancel: CancelFlag,
+    ) -> Result<TaskKey, WorkerError> {
         let lease_key = format!("{}{}", self.leases, self.owner.id);
         let lease_ms = self.owner.lease_ms() as u64;
+        let payload = if self.rerun_max > 0 {
+            payload.to_string()
+        } else {
+            String::new()
+        };
         let mut key = TaskKey::new(seed);
         for _ in 0..KEY_ATTEMPTS {
             let full = self.key(key);
@@ -311,6 +437,7 @@ impl TaskStore for RedisTasks {
                     .key(&lease_key)
                     .arg(&self.owner.id)
                     .arg(lease_ms)
+                    .arg(&payload)
                     .invoke(conn)
             })?;
             if won == 1 {
@@ -347,6 +474,7 @@ impl TaskStore for RedisTasks {
                 .arg(&text)
                 .arg(&status)
                 .arg(retention)
+                .arg(&self.owner.id)
                 .invoke(conn)
         })?;
         Ok(if stored == 1 {
@@ -362,50 +490,20 @@ impl TaskStore for RedisTasks {
         max_chunk_size: usize,
         _now: Instant,
     ) -> Result<Reply, WorkerError> {
-        let Some(key) = token.key() else {
-            return Ok(Reply::unknown(token));
-        };
-        let full = self.key(key);
-        let state: Vec<String> = self.run(|conn| PEEK.key(&full).arg(&self.leases).invoke(conn))?;
-        let (state, text, status) = match state.as_slice() {
-            [] => return Ok(Reply::unknown(token)),
-            [s] if s == "running" => return Ok(Reply::running(token)),
-            [s] if s == "lost" => return Err(WorkerError::Lost(key.to_string())),
-            [s, r, c] => (s.as_str(), r, c),
-            _ => {
-                let what = format!("task {full} has an unknown state");
-                return Err(WorkerError::Store(self.redis.bad_data(what)));
-            }
-        };
-        let pieces = if state == "done" {
-            cargo_pieces(text, max_chunk_size)?
-        } else {
-            None
-        };
-        let taken: u8 = self.run(|conn| TAKE.key(&full).invoke(conn))?;
-        if taken != 1 {
-            // Another request collected it first.
-            return Ok(Reply::unknown(token));
+        match self.peek(token, max_chunk_size, 0)? {
+            Polled::Reply(reply) => Ok(reply),
+            // A maximum of 0 claims nothing.
+            Polled::Rerun { key, .. } => Err(WorkerError::Lost(key.to_string())),
         }
-        if state == "failed" {
-            let status = match status.as_str() {
-                "" => None,
-                code => Some(code.parse().map_err(|_| {
-                    WorkerError::Store(self.redis.bad_data(format!("task {full}: status {code:?}")))
-                })?),
-            };
-            return Err(WorkerError::Job(WorkerFailure {
-                status,
-                message: text.clone(),
-            }));
-        }
-        match pieces {
-            None => Ok(Reply::finished(token, false, Value::String(text.clone()))),
-            Some(pieces) => {
-                let keys = self.store_cargo(key, &pieces)?;
-                Ok(Reply::finished(token, true, Value::Array(keys)))
-            }
-        }
+    }
+
+    fn poll(
+        &self,
+        token: &Token,
+        max_chunk_size: usize,
+        _now: Instant,
+    ) -> Result<Polled, WorkerError> {
+        self.peek(token, max_chunk_size, self.rerun_max)
     }
 
     fn stop(&self, token: &Token) -> Result<Reply, WorkerError> {

@@ -38,7 +38,7 @@ pub use key::{clock_seed, TaskKey};
 pub use protocol::{apply_segments, Command, Reply, Token};
 pub use registry::{Finished, Purged, Stopped, TaskOutcome, WorkerRegistry};
 pub use route::{WorkerDone, WorkerFn, WorkerRoute};
-pub use store::{MemoryTasks, TaskStore};
+pub use store::{MemoryTasks, Polled, TaskStore};
 
 /// How long a finished task whose result was never collected is kept (BEHAVIOUR.md: Workers ›
 /// Result retention).

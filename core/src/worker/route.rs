@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 use super::{apply_segments, clock_seed, Command, Purged, Reply, TaskKey, TaskOutcome, Token};
-use super::{CancelFlag, TaskStore, WorkerError, WorkerFailure};
+use super::{CancelFlag, Polled, TaskStore, WorkerError, WorkerFailure};
 use crate::dynamic::json_dumps;
 use crate::http::error::HttpError;
 use crate::http::response::{Body, Response};
@@ -117,7 +117,15 @@ impl WorkerRoute {
                 }
                 return self.start(payload, now, wall);
             }
-            Command::Get { token } => self.store.get(&token, max_chunk, now),
+            Command::Get { token } => match self.store.poll(&token, max_chunk, now) {
+                Ok(Polled::Reply(reply)) => Ok(reply),
+                Ok(Polled::Rerun {
+                    key,
+                    payload,
+                    cancel,
+                }) => return self.launch(key, payload, cancel, now),
+                Err(e) => Err(e),
+            },
             Command::Stop { token } => self.store.stop(&token),
             Command::Cargo { token } => self.store.cargo(&token),
         };
@@ -127,19 +135,30 @@ impl WorkerRoute {
         })
     }
 
-    /// Registers the task and hands out its computation. With a remote store the job
-    /// records its own outcome when it ends, at the request's `now` (a remote store keeps
-    /// time by its own clock), so the event loop never waits on the store.
+    /// Registers the task and hands out its computation.
     fn start(self: &Arc<Self>, payload: Value, now: Instant, wall: SystemTime) -> Answer {
         let seed = clock_seed(
             wall.duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or(Duration::ZERO),
         );
         let flag = CancelFlag::default();
-        let key = match self.store.start(seed, flag.clone()) {
-            Ok(key) => key,
-            Err(e) => return Answer::Respond(error_page(&e)),
-        };
+        match self.store.start(seed, &payload, flag.clone()) {
+            Ok(key) => self.launch(key, payload, flag, now),
+            Err(e) => Answer::Respond(error_page(&e)),
+        }
+    }
+
+    /// Hands out the computation of task `key` (new, or claimed to run again). With a
+    /// remote store the job records its own outcome when it ends, at the request's `now`
+    /// (a remote store keeps time by its own clock), so the event loop never waits on the
+    /// store.
+    fn launch(
+        self: &Arc<Self>,
+        key: TaskKey,
+        payload: Value,
+        flag: CancelFlag,
+        now: Instant,
+    ) -> Answer {
         let route = Arc::clone(self);
         let job = Box::new(move || {
             let run = catch_unwind(AssertUnwindSafe(|| (route.work)(payload, &flag)));
@@ -255,4 +274,92 @@ fn error_page(error: &WorkerError) -> Response {
         other => HttpError::Internal(other.to_string()),
     };
     refusal.response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::super::Finished;
+    use super::*;
+
+    /// A remote store whose one task was lost and is claimed by the first `get`.
+    #[derive(Default)]
+    struct Orphan {
+        claimed: Mutex<bool>,
+        finished: Mutex<Option<TaskOutcome>>,
+    }
+
+    impl TaskStore for Orphan {
+        fn start(&self, _: u32, _: &Value, _: CancelFlag) -> Result<TaskKey, WorkerError> {
+            Err(WorkerError::NotAnObject)
+        }
+
+        fn finish(
+            &self,
+            _: TaskKey,
+            outcome: TaskOutcome,
+            _: Instant,
+        ) -> Result<Finished, WorkerError> {
+            *self.finished.lock().unwrap() = Some(outcome);
+            Ok(Finished::Stored)
+        }
+
+        fn get(&self, token: &Token, _: usize, _: Instant) -> Result<Reply, WorkerError> {
+            Ok(Reply::running(token))
+        }
+
+        fn poll(&self, token: &Token, size: usize, now: Instant) -> Result<Polled, WorkerError> {
+            if std::mem::replace(&mut *self.claimed.lock().unwrap(), true) {
+                return self.get(token, size, now).map(Polled::Reply);
+            }
+            Ok(Polled::Rerun {
+                key: token.key().unwrap(),
+                payload: json!({"n": 7}),
+                cancel: CancelFlag::default(),
+            })
+        }
+
+        fn stop(&self, token: &Token) -> Result<Reply, WorkerError> {
+            Ok(Reply::stopped(token))
+        }
+
+        fn cargo(&self, token: &Token) -> Result<Reply, WorkerError> {
+            Ok(Reply::unknown(token))
+        }
+
+        fn is_remote(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_claimed_get_runs_the_job_again_from_the_stored_payload() {
+        let store = Arc::new(Orphan::default());
+        let work: WorkerFn = Arc::new(|payload: Value, _: &CancelFlag| Ok(payload.to_string()));
+        let route = Arc::new(WorkerRoute::new(
+            "/w",
+            work,
+            store.clone(),
+            Arc::new(AtomicUsize::new(1 << 20)),
+        ));
+        let get = br#"{"action": "get", "token": "12"}"#;
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let Answer::Started { key, job, .. } = route.handle(get, &[], now, wall) else {
+            panic!("a claimed task runs again");
+        };
+        assert_eq!(key.to_string(), "12", "the client keeps its token");
+        assert_eq!(job().record(now), None);
+        assert_eq!(
+            *store.finished.lock().unwrap(),
+            Some(TaskOutcome::Done(r#"{"n":7}"#.into()))
+        );
+        // The next get is a plain answer.
+        assert!(matches!(
+            route.handle(get, &[], now, wall),
+            Answer::Respond(_)
+        ));
+    }
 }

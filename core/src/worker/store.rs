@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use serde_json::Value;
+
 use super::cancel::CancelFlag;
 use super::error::WorkerError;
 use super::key::TaskKey;
@@ -20,8 +22,10 @@ use super::registry::{Finished, Purged, TaskOutcome, WorkerRegistry};
 /// `stop` for that task arrives anywhere.
 pub trait TaskStore: Send + Sync {
     /// Registers a new running task, returns its unused key; `seed` is where the search
-    /// for a free key starts, `cancel` is tripped by a later `stop`.
-    fn start(&self, seed: u32, cancel: CancelFlag) -> Result<TaskKey, WorkerError>;
+    /// for a free key starts, `cancel` is tripped by a later `stop`. A store that re-runs
+    /// tasks lost with their instance keeps `payload` for that.
+    fn start(&self, seed: u32, payload: &Value, cancel: CancelFlag)
+        -> Result<TaskKey, WorkerError>;
 
     /// Records how the job of `key` ended, at `now`.
     fn finish(
@@ -31,9 +35,20 @@ pub trait TaskStore: Send + Sync {
         now: Instant,
     ) -> Result<Finished, WorkerError>;
 
-    /// Answers `get` (and `start` after its wait).
+    /// Answers `start` after its wait.
     fn get(&self, token: &Token, max_chunk_size: usize, now: Instant)
         -> Result<Reply, WorkerError>;
+
+    /// Answers `get`; a store whose route re-runs lost tasks may instead claim the task,
+    /// when its instance died, to run it again here.
+    fn poll(
+        &self,
+        token: &Token,
+        max_chunk_size: usize,
+        now: Instant,
+    ) -> Result<Polled, WorkerError> {
+        self.get(token, max_chunk_size, now).map(Polled::Reply)
+    }
 
     /// Answers `stop`.
     fn stop(&self, token: &Token) -> Result<Reply, WorkerError>;
@@ -55,6 +70,23 @@ pub trait TaskStore: Send + Sync {
     fn is_remote(&self) -> bool {
         false
     }
+}
+
+/// What [`TaskStore::poll`] found.
+#[derive(Debug)]
+pub enum Polled {
+    /// The answer to send.
+    Reply(Reply),
+    /// The task's instance died and this one claimed it: run the job again from
+    /// `payload` with `cancel` (which a `stop` trips), then answer like `start`.
+    Rerun {
+        /// The task, unchanged: the client keeps its token.
+        key: TaskKey,
+        /// The payload the first run got.
+        payload: Value,
+        /// Tripped by a `stop` from any instance.
+        cancel: CancelFlag,
+    },
 }
 
 /// The in-process [`TaskStore`]: a [`WorkerRegistry`] and the cancel flags of the
@@ -84,7 +116,12 @@ impl MemoryTasks {
 }
 
 impl TaskStore for MemoryTasks {
-    fn start(&self, seed: u32, cancel: CancelFlag) -> Result<TaskKey, WorkerError> {
+    fn start(
+        &self,
+        seed: u32,
+        _payload: &Value,
+        cancel: CancelFlag,
+    ) -> Result<TaskKey, WorkerError> {
         let mut tasks = self.tasks();
         let key = tasks.registry.start(seed);
         tasks.flags.insert(key, cancel);
@@ -142,7 +179,7 @@ mod tests {
     fn stop_trips_the_flag_of_a_running_task() {
         let store = MemoryTasks::new();
         let flag = CancelFlag::default();
-        let key = store.start(5, flag.clone()).unwrap();
+        let key = store.start(5, &json!({}), flag.clone()).unwrap();
         assert!(!flag.is_cancelled());
         let reply = store.stop(&Token::from(key)).unwrap();
         assert!(reply.done && !reply.continue_);
@@ -160,7 +197,7 @@ mod tests {
     fn a_finished_flag_is_forgotten() {
         let store = MemoryTasks::new();
         let flag = CancelFlag::default();
-        let key = store.start(5, flag.clone()).unwrap();
+        let key = store.start(5, &json!({}), flag.clone()).unwrap();
         let now = Instant::now();
         let done = TaskOutcome::Done("1".into());
         assert_eq!(store.finish(key, done, now), Ok(Finished::Stored));
