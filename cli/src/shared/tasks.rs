@@ -402,7 +402,7 @@ impl RedisTasks {
         let cancel = CancelFlag::default();
         self.owner.running().insert(full.to_owned(), cancel.clone());
         self.owner.ensure_heartbeat(&self.redis);
-        crate::logging::write_lines(&format!(
+        crate::logging::msg(&format!(
             "worker task {full} was lost with its instance: running it here again ({runs} of {})",
             self.rerun_max
         ));
