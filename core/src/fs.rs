@@ -51,6 +51,9 @@ pub struct Metadata {
     /// The file's serial number (inode on disk): a file renamed over this one has another,
     /// even when its size and times are equal.
     pub inode: u64,
+    /// Names the file has (hard links): a change made through a name in another folder
+    /// is not announced to a watch on this one.
+    pub links: u64,
 }
 
 /// Read access to files. Paths handed in are built by the core under a bound folder.
@@ -116,6 +119,7 @@ fn to_metadata(m: &std::fs::Metadata) -> Metadata {
         modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         changed: since_epoch(m.ctime(), m.ctime_nsec()),
         inode: m.ino(),
+        links: m.nlink(),
     }
 }
 
@@ -413,6 +417,7 @@ impl FileSystem for MemoryFs {
                 modified: SystemTime::UNIX_EPOCH,
                 changed: SystemTime::UNIX_EPOCH,
                 inode: 0,
+                links: 1,
             });
         }
         Err(io::ErrorKind::NotFound.into())
@@ -475,6 +480,7 @@ impl OpenFile for MemoryFile {
             modified: self.modified,
             changed: self.changed,
             inode: self.inode,
+            links: 1,
         }
     }
 

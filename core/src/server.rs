@@ -2,6 +2,7 @@
 //! and the routes, and the dispatch of a complete request to a route.
 
 use std::borrow::Cow;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -11,7 +12,7 @@ use crate::dynamic::boundary_from_content_type;
 use crate::dynamic::route::{DynamicRoutes, Routed, Target};
 use crate::dynamic::upload::Collector;
 use crate::dynamic::Handler;
-use crate::files::StaticFiles;
+use crate::files::{StaticFiles, WatchOp};
 use crate::fs::{DiskFs, FileSystem};
 use crate::http::error::HttpError;
 use crate::http::head::{MediaType, Method, RequestHead};
@@ -181,6 +182,31 @@ impl Server {
     /// `Cache-Control: max-age` for files and handler answers.
     pub fn max_age(&self) -> u64 {
         self.files.max_age
+    }
+
+    /// The next folder watch the file cache asks the transport to add (with
+    /// [`WATCH_MASK`](crate::files::WATCH_MASK)) or remove; a cached file is answered
+    /// without `stat` once every folder above it is watched.
+    pub fn poll_watch(&self) -> Option<WatchOp> {
+        self.files.poll_watch()
+    }
+
+    /// How adding the watch of `folder` went: its descriptor, or `None` if it failed
+    /// (files under it are then revalidated on every hit).
+    pub fn watch_added(&self, folder: &Path, descriptor: Option<i32>) {
+        self.files.watch_added(folder, descriptor);
+    }
+
+    /// The change notifications read from the watch descriptor (whole inotify records):
+    /// drops the cached files they make stale, or all of them after an overflow.
+    pub fn watch_events(&self, records: &[u8]) {
+        self.files.watch_events(records);
+    }
+
+    /// Forgets every cached file at or under `path` (a file, or everything in a folder),
+    /// for changes no watch announces.
+    pub fn invalidate(&self, path: &Path) {
+        self.files.invalidate(path);
     }
 
     /// Records a finished worker computation whose connection is gone (a connection

@@ -764,6 +764,63 @@ fn a_rewrite_keeping_size_and_mtime_gets_a_new_etag() {
     });
 }
 
+/// BEHAVIOUR.md: Static files › Small-file cache. Each file is cached and answered from
+/// the cache with its folders watched before it changes in place, is replaced by rename
+/// (as editors save), is deleted, is created anew, or loses its folder to a new one; the
+/// next request, on a new connection, sees the change.
+#[test]
+fn cached_files_follow_every_change() {
+    each_setup(|setup| {
+        let files: &[(&str, &[u8])] = &[
+            ("www/edited.txt", b"one"),
+            ("www/saved.txt", b"one"),
+            ("www/deleted.txt", b"one"),
+            ("www/sub/moved.txt", b"one"),
+        ];
+        let site = site(setup, files, |_, _| {});
+        let root = site.root();
+        // Only files unchanged for SETTLE_TIME are cached.
+        std::thread::sleep(SETTLE_TIME + Duration::from_millis(100));
+        let targets = [
+            "/edited.txt",
+            "/saved.txt",
+            "/deleted.txt",
+            "/sub/moved.txt",
+        ];
+        // Cached, then revalidated once the watches are in place, then trusted.
+        for _ in 0..3 {
+            for target in targets {
+                assert_served(&site.get(target), "one", target);
+            }
+        }
+        assert_not_found(&site.get("/created.txt"), "not there yet");
+
+        std::fs::write(root.join("edited.txt"), "two").unwrap();
+        assert_served(&site.get("/edited.txt"), "two", "changed in place");
+
+        std::fs::write(root.join("saved.txt.tmp"), "two").unwrap();
+        std::fs::rename(root.join("saved.txt.tmp"), root.join("saved.txt")).unwrap();
+        assert_served(&site.get("/saved.txt"), "two", "replaced by rename");
+
+        std::fs::remove_file(root.join("deleted.txt")).unwrap();
+        assert_not_found(&site.get("/deleted.txt"), "deleted");
+        std::fs::write(root.join("deleted.txt"), "new").unwrap();
+        assert_served(&site.get("/deleted.txt"), "new", "created again");
+        std::fs::write(root.join("created.txt"), "new").unwrap();
+        assert_served(&site.get("/created.txt"), "new", "created");
+
+        std::fs::rename(root.join("sub"), root.join("old-sub")).unwrap();
+        assert_not_found(&site.get("/sub/moved.txt"), "its folder moved");
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/moved.txt"), "two").unwrap();
+        assert_served(
+            &site.get("/sub/moved.txt"),
+            "two",
+            "a new folder in its place",
+        );
+    });
+}
+
 #[test]
 fn if_none_match_forms_give_304() {
     each_setup(|setup| {

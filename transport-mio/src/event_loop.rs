@@ -18,10 +18,11 @@ use rustls::ServerConfig;
 
 use crate::pool::{Done, Jobs};
 use crate::session::{Context, Next, Session};
-use crate::slab::{Key, Side, Slab, LISTENER, WAKER};
+use crate::slab::{Key, Side, Slab, LISTENER, WAKER, WATCH};
 use crate::timers::Timers;
 use crate::tls::Tls;
 use crate::upstream::Pool;
+use crate::watch::Watcher;
 use quick_server_core::wire::{BUSY_ANSWER as BUSY, FILE_CHUNK, REFUSE_TIME};
 
 /// Readiness events taken per wake-up.
@@ -77,6 +78,8 @@ pub(crate) struct EventLoop {
     accept_more: bool,
     /// Idle keep-alive connections to proxy upstreams, shared by the loop's sessions.
     upstreams: Pool,
+    /// Change notifications for the file cache, shared by all loops.
+    watcher: Arc<Watcher>,
 }
 
 /// How the loop is set up.
@@ -99,6 +102,8 @@ pub(crate) struct Setup {
     pub(crate) grace: Duration,
     /// Set by the shutdown handle.
     pub(crate) stop: Arc<AtomicBool>,
+    /// Change notifications for the file cache.
+    pub(crate) watcher: Arc<Watcher>,
 }
 
 impl EventLoop {
@@ -124,6 +129,7 @@ impl EventLoop {
             grace_end: None,
             accept_retry: None,
             accept_more: false,
+            watcher: setup.watcher,
         }
     }
 
@@ -147,10 +153,15 @@ impl EventLoop {
                 break Err(e);
             }
             let now = Instant::now();
+            if events.iter().any(|event| event.token() == WATCH) {
+                // Before any connection: a request sent after a change must see it.
+                self.watcher.read_changes(&self.server);
+            }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
                     WAKER => self.collect(now),
+                    WATCH => {}
                     token => {
                         let (key, side) = Key::from_token(token);
                         self.step(key, Input::Ready(event, side), now);
@@ -164,6 +175,7 @@ impl EventLoop {
                 self.accept_retry = None;
                 self.accept(now);
             }
+            self.watcher.apply(&self.server);
             self.expire(now);
             self.upstreams.expire(now);
             let sessions = &self.sessions;

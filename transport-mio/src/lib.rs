@@ -21,18 +21,21 @@ mod sys;
 mod timers;
 mod tls;
 mod upstream;
+mod watch;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use mio::{Poll, Waker};
+use mio::unix::SourceFd;
+use mio::{Interest, Poll, Waker};
 use quick_server_core::Server;
 
 use crate::event_loop::{EventLoop, Setup};
 use crate::pool::Jobs;
-use crate::slab::{LISTENER, MAX_SLOTS, WAKER};
+use crate::slab::{LISTENER, MAX_SLOTS, WAKER, WATCH};
+use crate::watch::Watcher;
 
 pub use quick_server_transport::{Options, Running, ShutdownHandle};
 
@@ -47,8 +50,14 @@ pub fn start(
     let local_addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let open = Arc::new(AtomicUsize::new(0));
+    let watcher = Arc::new(Watcher::new());
+    let shared = Shared {
+        stop: &stop,
+        open: &open,
+        watcher: &watcher,
+    };
     let loops = (0..options.loops.max(1))
-        .map(|index| start_loop(&listener, &server, &options, index, &stop, &open))
+        .map(|index| start_loop(&listener, &server, &options, index, &shared))
         .collect::<io::Result<Vec<_>>>()?;
     let handle = Stop {
         stop,
@@ -88,18 +97,29 @@ pub fn start(
     ))
 }
 
+/// What all loops share.
+struct Shared<'a> {
+    stop: &'a Arc<AtomicBool>,
+    open: &'a Arc<AtomicUsize>,
+    watcher: &'a Arc<Watcher>,
+}
+
 /// Sets up loop `index` of `options.loops` on its own copy of the listening socket.
 fn start_loop(
     listener: &std::net::TcpListener,
     server: &Arc<Server>,
     options: &Options,
     index: usize,
-    stop: &Arc<AtomicBool>,
-    open: &Arc<AtomicUsize>,
+    shared: &Shared<'_>,
 ) -> io::Result<(Arc<Waker>, EventLoop)> {
     let mut listener = mio::net::TcpListener::from_std(listener.try_clone()?);
     let poll = Poll::new()?;
     sys::register_exclusive(&poll, &mut listener, LISTENER)?;
+    if let Some(fd) = shared.watcher.fd() {
+        // Every loop hears of a change: the one about to serve a request must not miss it.
+        poll.registry()
+            .register(&mut SourceFd(&fd), WATCH, Interest::READABLE)?;
+    }
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let loops = options.loops.max(1);
     let all = options.mio_threads();
@@ -112,9 +132,10 @@ fn start_loop(
         server: Arc::clone(server),
         tls: options.tls.clone(),
         max_connections: options.max_connections.min(MAX_SLOTS),
-        open: Arc::clone(open),
+        open: Arc::clone(shared.open),
         grace: options.shutdown_grace,
-        stop: Arc::clone(stop),
+        stop: Arc::clone(shared.stop),
+        watcher: Arc::clone(shared.watcher),
     });
     Ok((waker, event_loop))
 }

@@ -13,13 +13,16 @@ const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
 const GENERATION_MASK: usize = (1 << (usize::BITS - INDEX_BITS - 1)) - 1;
 /// The token bit naming a session's upstream socket rather than its client socket.
 const UPSTREAM_BIT: usize = 1 << (usize::BITS - 1);
-/// Largest number of slots: the two highest indices are the listener's and the waker's.
-pub(crate) const MAX_SLOTS: usize = INDEX_MASK - 1;
+/// Largest number of slots: the three highest indices are the listener's, the waker's
+/// and the change notifications'.
+pub(crate) const MAX_SLOTS: usize = INDEX_MASK - 2;
 
 /// The listener's token (never a slot).
 pub(crate) const LISTENER: Token = Token(INDEX_MASK);
 /// The waker's token (never a slot).
 pub(crate) const WAKER: Token = Token(INDEX_MASK - 1);
+/// The token of the file cache's change notifications (never a slot).
+pub(crate) const WATCH: Token = Token(INDEX_MASK - 2);
 
 /// Names one occupant of one slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -216,6 +219,7 @@ mod tests {
             for token in [key.token(), key.upstream_token()] {
                 assert_ne!(token, LISTENER);
                 assert_ne!(token, WAKER);
+                assert_ne!(token, WATCH);
             }
             assert_ne!(key.token(), key.upstream_token());
         }

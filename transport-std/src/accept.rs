@@ -14,6 +14,7 @@ use crate::control::Control;
 use crate::drive::Accepted;
 use crate::poll;
 use crate::pool::Pool;
+use crate::watch::Watcher;
 
 /// Pause after the process ran out of descriptors or memory, before accepting again.
 const RESOURCE_BACKOFF: Duration = Duration::from_millis(50);
@@ -34,6 +35,8 @@ pub(crate) struct Admission {
     pub(crate) max_connections: usize,
     /// The server, whose own timer (expiry of worker results) this thread runs.
     pub(crate) server: Arc<Server>,
+    /// Change notifications for the file cache, read here too while no worker waits.
+    pub(crate) watcher: Arc<Watcher>,
 }
 
 /// Accepts until the stop signal; the listener closes when this returns, so later
@@ -54,10 +57,14 @@ fn accept_until_stopped(listener: &TcpListener, admission: &Admission) -> io::Re
             Some(listener.as_raw_fd()),
             None,
             Some(control.stop_fd()),
+            admission.watcher.fd(),
             Some(deadline),
         )?;
         if woken.stop || control.is_stopping() {
             return Ok(());
+        }
+        if woken.changes {
+            admission.watcher.read_changes(server);
         }
         let now = Instant::now();
         if server.poll_timeout().is_some_and(|d| now >= d) {
@@ -76,6 +83,7 @@ fn accept_until_stopped(listener: &TcpListener, admission: &Admission) -> io::Re
                         None,
                         None,
                         Some(control.stop_fd()),
+                        None,
                         Some(Instant::now() + RESOURCE_BACKOFF),
                     )?;
                     break;

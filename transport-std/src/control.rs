@@ -172,7 +172,7 @@ mod tests {
         control.stop();
         assert!(control.is_stopping() && control.stopped_at().is_some());
         for _ in 0..2 {
-            let woken = poll::wait(None, None, Some(control.stop_fd()), None).unwrap();
+            let woken = poll::wait(None, None, Some(control.stop_fd()), None, None).unwrap();
             assert!(woken.stop);
         }
     }

@@ -13,6 +13,7 @@ use quick_server_core::{Connection, Job, JobKind, PeerInfo, Server};
 use crate::control::Control;
 use crate::poll;
 use crate::upstream::{self, Upstream};
+use crate::watch::Watcher;
 use crate::wire::{is_timeout, End, Input, Wire};
 
 /// What every worker needs to serve a connection.
@@ -28,6 +29,8 @@ pub(crate) struct Context {
     pub(crate) background: Sender<Job>,
     /// Idle keep-alive connections to proxy upstreams.
     pub(crate) upstreams: upstream::Pool,
+    /// Change notifications for the file cache.
+    pub(crate) watcher: Arc<Watcher>,
 }
 
 /// A connection admitted by the accept thread, waiting for a worker.
@@ -87,6 +90,7 @@ fn drive(
         if drain(conn, wire, &mut upstream, ctx).is_err() {
             return End::Abort;
         }
+        ctx.watcher.apply(&ctx.server);
         if conn.is_closed() {
             return if peer_closed || !conn.needs_linger() {
                 End::PeerClosed
@@ -105,9 +109,14 @@ fn drive(
             if socket.is_none() && watch.is_none() && stop.is_none() && deadline.is_none() {
                 return End::Finished; // nothing could ever wake this connection again
             }
-            let Ok(woken) = poll::wait(socket, watch, stop, deadline) else {
+            let changes = ctx.watcher.fd();
+            let Ok(woken) = poll::wait(socket, watch, stop, changes, deadline) else {
                 return End::Abort;
             };
+            if woken.changes {
+                // Before the request that may have been sent after the change.
+                ctx.watcher.read_changes(&ctx.server);
+            }
             let now = Instant::now();
             // The stop goes first: bytes sent after it must not start a new exchange.
             if !stop_seen && control.is_stopping() {

@@ -24,6 +24,7 @@ mod sendfile;
 mod socket;
 mod tls;
 mod upstream;
+mod watch;
 mod wire;
 
 pub use quick_server_transport::{Options, Running, ShutdownHandle};

@@ -14,6 +14,8 @@ pub(crate) struct Woken {
     pub(crate) upstream: bool,
     /// The stop signal fired.
     pub(crate) stop: bool,
+    /// Change notifications for the file cache wait to be read.
+    pub(crate) changes: bool,
 }
 
 /// A descriptor watched for reading, writing or both (a proxy upstream socket).
@@ -27,16 +29,22 @@ pub(crate) struct Watch {
     pub(crate) write: bool,
 }
 
-/// Blocks until `socket` is readable, `upstream` is ready as asked, `stop` is readable or
-/// `deadline` passes. A `None` descriptor is not watched; a `None` deadline waits without
-/// limit.
+/// Blocks until `socket` is readable, `upstream` is ready as asked, `stop` or `changes`
+/// is readable or `deadline` passes. A `None` descriptor is not watched; a `None`
+/// deadline waits without limit.
 pub(crate) fn wait(
     socket: Option<RawFd>,
     upstream: Option<Watch>,
     stop: Option<RawFd>,
+    changes: Option<RawFd>,
     deadline: Option<Instant>,
 ) -> io::Result<Woken> {
-    let mut fds = [pollfd(socket), watched(upstream), pollfd(stop)];
+    let mut fds = [
+        pollfd(socket),
+        watched(upstream),
+        pollfd(stop),
+        pollfd(changes),
+    ];
     let timeout = timeout_ms(deadline, Instant::now());
     let nfds = fds.len() as libc::nfds_t;
     // SAFETY: `fds` is a live local array of initialised `pollfd` values, borrowed mutably
@@ -50,11 +58,12 @@ pub(crate) fn wait(
         }
         return Err(error);
     }
-    let [socket, upstream, stop] = fds;
+    let [socket, upstream, stop, changes] = fds;
     Ok(Woken {
         readable: fired(&socket),
         upstream: fired(&upstream),
         stop: fired(&stop),
+        changes: fired(&changes),
     })
 }
 
@@ -131,10 +140,10 @@ mod tests {
         let (mut a, b) = UnixStream::pair().unwrap();
         let (mut c, d) = UnixStream::pair().unwrap();
         let soon = Some(Instant::now() + Duration::from_millis(20));
-        let quiet = wait(Some(b.as_raw_fd()), None, Some(d.as_raw_fd()), soon).unwrap();
+        let quiet = wait(Some(b.as_raw_fd()), None, Some(d.as_raw_fd()), None, soon).unwrap();
         assert_eq!(quiet, Woken::default());
         c.write_all(b"x").unwrap();
-        let stop = wait(Some(b.as_raw_fd()), None, Some(d.as_raw_fd()), None).unwrap();
+        let stop = wait(Some(b.as_raw_fd()), None, Some(d.as_raw_fd()), None, None).unwrap();
         assert_eq!(
             stop,
             Woken {
@@ -143,7 +152,7 @@ mod tests {
             }
         );
         a.write_all(b"y").unwrap();
-        let both = wait(Some(b.as_raw_fd()), None, Some(d.as_raw_fd()), None).unwrap();
+        let both = wait(Some(b.as_raw_fd()), None, Some(d.as_raw_fd()), None, None).unwrap();
         assert_eq!(
             both,
             Woken {
@@ -152,7 +161,7 @@ mod tests {
                 ..Woken::default()
             }
         );
-        let socket_only = wait(Some(b.as_raw_fd()), None, None, None).unwrap();
+        let socket_only = wait(Some(b.as_raw_fd()), None, None, None, None).unwrap();
         assert_eq!(
             socket_only,
             Woken {
@@ -163,8 +172,12 @@ mod tests {
         drop(a);
         let (e, f) = UnixStream::pair().unwrap();
         drop(e);
-        let hangup = wait(Some(f.as_raw_fd()), None, None, None).unwrap();
+        let hangup = wait(Some(f.as_raw_fd()), None, None, None, None).unwrap();
         assert!(hangup.readable, "a closed peer is readable (end of stream)");
+        let (mut g, h) = UnixStream::pair().unwrap();
+        g.write_all(b"z").unwrap();
+        let changes = wait(Some(f.as_raw_fd()), None, None, Some(h.as_raw_fd()), None).unwrap();
+        assert!(changes.changes && changes.readable);
     }
 
     #[test]
@@ -178,7 +191,7 @@ mod tests {
             write: false,
         };
         assert_eq!(
-            wait(None, Some(read_only), None, soon).unwrap(),
+            wait(None, Some(read_only), None, None, soon).unwrap(),
             Woken::default(),
             "nothing to read yet"
         );
@@ -188,7 +201,7 @@ mod tests {
             ..read_only
         };
         assert_eq!(
-            wait(None, Some(write), None, soon).unwrap(),
+            wait(None, Some(write), None, None, soon).unwrap(),
             Woken {
                 upstream: true,
                 ..Woken::default()
@@ -196,7 +209,7 @@ mod tests {
             "an empty send buffer is writable"
         );
         up.write_all(b"z").unwrap();
-        let woken = wait(None, Some(read_only), None, None).unwrap();
+        let woken = wait(None, Some(read_only), None, None, None).unwrap();
         assert!(woken.upstream && !woken.readable && !woken.stop);
         drop(up);
         let (_, hung) = UnixStream::pair().unwrap();
@@ -206,7 +219,9 @@ mod tests {
             write: false,
         };
         assert!(
-            wait(None, Some(hung_up), None, None).unwrap().upstream,
+            wait(None, Some(hung_up), None, None, None)
+                .unwrap()
+                .upstream,
             "a hang-up is reported even when nothing is asked"
         );
     }

@@ -13,6 +13,7 @@ use crate::accept::{self, Admission};
 use crate::control::Control;
 use crate::drive::{serve_admitted, Accepted, Context};
 use crate::pool::{self, Workers};
+use crate::watch::Watcher;
 use crate::{background, reject, Options, Running, ShutdownHandle};
 
 /// How long to wait for connections cut at the end of the grace period to let go of
@@ -39,7 +40,9 @@ pub fn start(listener: TcpListener, server: Arc<Server>, options: Options) -> io
     listener.set_nonblocking(true)?;
     let control = Arc::new(Control::new()?);
     let background = background::spawn(background::thread_count(), &server)?;
+    let watcher = Arc::new(Watcher::new());
     let ctx = Arc::new(Context {
+        watcher: Arc::clone(&watcher),
         server: Arc::clone(&server),
         tls: options.tls.clone(),
         control: Arc::clone(&control),
@@ -65,6 +68,7 @@ pub fn start(listener: TcpListener, server: Arc<Server>, options: Options) -> io
         control: Arc::clone(&control),
         max_connections: options.max_connections,
         server,
+        watcher,
     };
     let acceptor = thread::Builder::new()
         .name("quick-server-std-accept".to_owned())

@@ -104,7 +104,7 @@ impl TlsSession {
     pub(crate) fn handshake(&mut self, socket: &mut Socket, deadline: Instant) -> io::Result<()> {
         while self.pump.is_handshaking() {
             self.flush(socket, Some(deadline))?;
-            let woken = poll::wait(Some(socket.as_raw_fd()), None, None, Some(deadline))?;
+            let woken = poll::wait(Some(socket.as_raw_fd()), None, None, None, Some(deadline))?;
             if !woken.readable {
                 if Instant::now() >= deadline {
                     return Err(io::ErrorKind::TimedOut.into());

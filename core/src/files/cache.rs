@@ -1,17 +1,22 @@
 //! The small-file cache: content, ETag and rendered fields of small files, keyed by the
-//! raw request path, so a repeated request costs one `metadata` call instead of the
-//! lookup, the list and link checks, an open, a read and a close.
+//! raw request path, so a repeated request costs at most one `metadata` call instead of
+//! the lookup, the list and link checks, an open, a read and a close.
 //!
 //! An entry is only made by the full route, after every check passed, and it holds the
 //! bytes that were checked. A hit compares the file's current metadata (kind, size,
-//! modification and change time, serial number) with the entry's; any difference drops the entry and the
-//! request takes the full route again. So the cache never serves bytes the route would
-//! not have served at the time they were read, and a file replaced by anything (a new
-//! version, a link, a folder) is checked again: the change time moves on every such
-//! replacement, even one that sets the modification time back.
+//! modification and change time, serial number, links) with the entry's; any difference
+//! drops the entry and the request takes the full route again. So the cache never serves
+//! bytes the route would not have served at the time they were read, and a file replaced
+//! by anything (a new version, a link, a folder) is checked again: the change time moves
+//! on every such replacement, even one that sets the modification time back.
+//!
+//! Once the transport watches every folder above an entry's file (`watch.rs`), the first
+//! hit that revalidates it after that vouches for it, and later hits skip the `metadata`
+//! call: from then on a change notification about any of those folders drops the entry.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -37,6 +42,10 @@ pub struct CacheLimits {
     /// Most bytes kept over all entries (content, rendered fields, key and path).
     /// Default 8 MiB.
     pub max_bytes: usize,
+    /// Most folders watched for changes so that hits skip revalidation; files under
+    /// folders past it are revalidated on every hit. `0` revalidates every hit. Default
+    /// 8192.
+    pub max_watches: usize,
 }
 
 impl Default for CacheLimits {
@@ -45,6 +54,7 @@ impl Default for CacheLimits {
             max_file_size: 64 * 1024,
             max_entries: 1024,
             max_bytes: 8 * 1024 * 1024,
+            max_watches: 8192,
         }
     }
 }
@@ -66,12 +76,27 @@ pub(crate) struct CachedFile {
     pub(crate) not_modified: Arc<[u8]>,
     /// Whether the file has other representations (content codings) than this one.
     pub(crate) varies: bool,
+    /// The folders whose watches can vouch for the entry; `None` when none can (the path
+    /// goes through a link, or the file has other names a notification would not cover).
+    pub(crate) folders: Option<Box<[PathBuf]>>,
+    /// Set once a revalidation found the file unchanged while all `folders` were watched.
+    pub(crate) vouched: AtomicBool,
 }
 
 impl CachedFile {
     /// Whether `current` (the file's metadata now) still describes the cached version.
     pub(crate) fn is_current(&self, current: &Metadata) -> bool {
         *current == self.meta
+    }
+
+    /// Whether watches vouch for the entry, so a hit needs no revalidation.
+    pub(crate) fn is_vouched(&self) -> bool {
+        self.vouched.load(Ordering::Acquire)
+    }
+
+    /// Lets hits skip revalidation from now on.
+    pub(crate) fn vouch(&self) {
+        self.vouched.store(true, Ordering::Release);
     }
 
     /// The bytes this entry holds, as counted against [`CacheLimits::max_bytes`].
@@ -108,6 +133,27 @@ impl FileCache {
     pub(crate) fn remove(&self, key: &str) {
         let mut entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         entries.take(key);
+    }
+
+    /// Forgets every entry whose file is at or under `path` (a change notification named it).
+    pub(crate) fn remove_under(&self, path: &Path) {
+        let mut entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let stale: Vec<Box<str>> = entries
+            .map
+            .iter()
+            .filter(|(_, (entry, _))| entry.path.starts_with(path))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            entries.take(&key);
+        }
+    }
+
+    /// Forgets every entry (change notifications were lost).
+    pub(crate) fn clear(&self) {
+        let mut entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.map.clear();
+        entries.bytes = 0;
     }
 
     /// Whether a file with `meta` may be cached at the wall time `wall`: a regular file
@@ -192,6 +238,7 @@ mod tests {
             modified: SystemTime::UNIX_EPOCH,
             changed: SystemTime::UNIX_EPOCH + Duration::from_secs(changed_secs),
             inode: 7,
+            links: 1,
         }
     }
 
@@ -204,6 +251,8 @@ mod tests {
             fields: Arc::from(&b"F: 1\r\n"[..]),
             not_modified: Arc::from(&b"N: 1\r\n"[..]),
             varies: false,
+            folders: None,
+            vouched: AtomicBool::new(false),
         })
     }
 
@@ -213,6 +262,7 @@ mod tests {
         assert_eq!(limits.max_file_size, 65_536);
         assert_eq!(limits.max_entries, 1024);
         assert_eq!(limits.max_bytes, 8 << 20);
+        assert_eq!(limits.max_watches, 8192);
         assert_eq!(SETTLE_TIME, Duration::from_secs(2));
     }
 
@@ -274,6 +324,7 @@ mod tests {
             max_file_size: 1024,
             max_entries: 4,
             max_bytes: 1000,
+            ..CacheLimits::default()
         };
         for i in 0..50 {
             let key = format!("/f{i}");
@@ -312,5 +363,35 @@ mod tests {
             ..meta(3, 0)
         };
         assert!(!cached.is_current(&replaced), "serial number");
+        let linked = Metadata {
+            links: 2,
+            ..meta(3, 0)
+        };
+        assert!(!cached.is_current(&linked), "links");
+    }
+
+    #[test]
+    fn removal_under_a_path_and_clearing() {
+        let cache = FileCache::default();
+        let limits = CacheLimits::default();
+        let at = |path: &str| {
+            let mut entry = Arc::into_inner(entry(1)).unwrap();
+            entry.path = PathBuf::from(path);
+            Arc::new(entry)
+        };
+        cache.insert(&limits, "/a", at("/www/sub/a"));
+        cache.insert(&limits, "/a\0gzip", at("/www/sub/a"));
+        cache.insert(&limits, "/b", at("/www/sub2/b"));
+        cache.insert(&limits, "/c", at("/www/c"));
+        cache.remove_under(Path::new("/www/sub"));
+        assert!(cache.get("/a").is_none() && cache.get("/a\0gzip").is_none());
+        assert!(
+            cache.get("/b").is_some(),
+            "a sibling whose name extends it stays"
+        );
+        cache.remove_under(Path::new("/www/c"));
+        assert!(cache.get("/c").is_none());
+        cache.clear();
+        assert_eq!(cache.usage(), (0, 0));
     }
 }

@@ -2,7 +2,7 @@
 //! white/black lists, content types, CRC-32 entity tags, byte ranges and the directory
 //! listing page, and the route that puts them together (`serve`), which reads files only
 //! through the [`FileSystem`](crate::fs::FileSystem) trait and keeps small files in a
-//! cache (`cache`).
+//! cache (`cache`) that folder watches (`watch`) spare revalidating.
 
 mod byteranges;
 mod cache;
@@ -14,6 +14,7 @@ pub(crate) mod path;
 mod precondition;
 pub(crate) mod range;
 mod serve;
+mod watch;
 
 pub use crate::fs::DirEntry;
 pub use cache::{CacheLimits, SETTLE_TIME};
@@ -27,3 +28,4 @@ pub use serve::{
     BadPrefix, Deferred, FallbackHook, Favicon, StaticFiles, SymlinkPolicy, EMPTY_FAVICON,
     INLINE_LISTING_ENTRIES,
 };
+pub use watch::{WatchOp, WATCH_MASK};

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -18,6 +18,7 @@ use super::mime::content_type;
 use super::path::{is_hidden_name, redirect_location, sanitize, split_target, SafePath};
 use super::precondition::{Preconditions, Verdict};
 use super::range::{if_range_allows, parse_range, RangeOutcome};
+use super::watch::{folders_of, Stale, WatchOp, Watches};
 use crate::coding::{encode, is_compressible, AcceptEncoding, Coding, Compression};
 use crate::fs::{FileKind, FileSystem, Metadata, OpenFile};
 use crate::http::error::HttpError;
@@ -100,6 +101,8 @@ pub struct StaticFiles {
     /// remembered only for a file that settled before it (see [`FileCache::settled`]).
     newest_wall: AtomicU64,
     cache: FileCache,
+    /// The folders watched on the cache's behalf.
+    watches: Watches,
 }
 
 /// The file fallback hook: normalised request path in, a file to serve instead of 404 out.
@@ -222,6 +225,7 @@ impl StaticFiles {
             etags: Mutex::new(HashMap::new()),
             newest_wall: AtomicU64::new(0),
             cache: FileCache::default(),
+            watches: Watches::default(),
         }
     }
 
@@ -591,8 +595,7 @@ impl StaticFiles {
             head.field("range").is_none() && FileCache::admits(&self.cache_limits, &meta, k.wall)
         }) {
             if let Some(entry) = self.cache_entry(path, &*file, meta) {
-                self.cache
-                    .insert(&self.cache_limits, key.raw_path, Arc::clone(&entry));
+                self.remember(key.raw_path, Arc::clone(&entry));
                 return Ok(answer_from(&entry, head));
             }
         }
@@ -785,10 +788,10 @@ impl StaticFiles {
             fields: rendered.into(),
             not_modified: not_modified.into(),
             varies: true,
+            folders: self.watchable_folders(path, &meta),
+            vouched: AtomicBool::new(false),
         });
-        let variant = variant_key(key.raw_path, coding);
-        self.cache
-            .insert(&self.cache_limits, &variant, Arc::clone(&entry));
+        self.remember(&variant_key(key.raw_path, coding), Arc::clone(&entry));
         Ok(Some(answer_from(&entry, head)))
     }
 
@@ -882,7 +885,53 @@ impl StaticFiles {
             fields: fields.into(),
             not_modified: not_modified.into(),
             varies: self.varies(path),
+            folders: self.watchable_folders(path, &meta),
+            vouched: AtomicBool::new(false),
         }))
+    }
+
+    /// The folders whose watches can vouch for a cached file at `path`: `None` when the
+    /// path is not absolute and free of links (a change to a link's target reaches
+    /// another folder's watch) or the file has more names than this one.
+    fn watchable_folders(&self, path: &Path, meta: &Metadata) -> Option<Box<[PathBuf]>> {
+        let direct = meta.links == 1
+            && self.cache_limits.max_watches > 0
+            && self.fs.canonicalize(path).is_ok_and(|real| real == path);
+        direct.then(|| folders_of(path))
+    }
+
+    /// Caches `entry` under `key` and asks for the watches that can vouch for it.
+    fn remember(&self, key: &str, entry: Arc<CachedFile>) {
+        if let Some(folders) = &entry.folders {
+            self.watches.want(folders, self.cache_limits.max_watches);
+        }
+        self.cache.insert(&self.cache_limits, key, entry);
+    }
+
+    /// Forgets every cached file at or under `path`, and the watches of folders there.
+    pub(crate) fn invalidate(&self, path: &Path) {
+        self.cache.remove_under(path);
+        self.watches.forget_under(path);
+    }
+
+    /// The next watch to add or remove for the cache.
+    pub(crate) fn poll_watch(&self) -> Option<WatchOp> {
+        self.watches.poll()
+    }
+
+    /// How adding the watch of `folder` went: its descriptor, or `None` if it failed.
+    pub(crate) fn watch_added(&self, folder: &Path, descriptor: Option<i32>) {
+        self.watches.added(folder, descriptor);
+    }
+
+    /// Drops what the change notifications in `records` (inotify records) make stale.
+    pub(crate) fn watch_events(&self, records: &[u8]) {
+        for stale in self.watches.read(records) {
+            match stale {
+                Stale::Under(path) => self.invalidate(&path),
+                Stale::All => self.cache.clear(),
+            }
+        }
     }
 
     /// The answer from the cache entry of `raw_path`, if there is one and its file is
@@ -914,13 +963,25 @@ impl StaticFiles {
     }
 
     /// The cache entry under `key` if its file is unchanged; a changed or vanished file
-    /// drops it.
+    /// drops it. An entry its folders' watches vouch for is not checked: a change would
+    /// have dropped it.
     fn current_entry(&self, key: &str) -> Option<Arc<CachedFile>> {
         let entry = self.cache.get(key)?;
+        if entry.is_vouched() {
+            return Some(entry);
+        }
+        // Watched before the check: a change after it is announced.
+        let watched = entry
+            .folders
+            .as_ref()
+            .is_some_and(|folders| self.watches.covers(folders));
         let current = self.fs.metadata(&entry.path);
         if !current.is_ok_and(|meta| entry.is_current(&meta)) {
             self.cache.remove(key);
             return None;
+        }
+        if watched {
+            entry.vouch();
         }
         Some(entry)
     }
@@ -1388,6 +1449,69 @@ mod tests {
         );
     }
 
+    /// Adds every watch `files` asks for, numbered from 1 in the order asked.
+    fn watch_all(files: &StaticFiles) -> Vec<PathBuf> {
+        let mut asked = Vec::new();
+        while let Some(op) = files.poll_watch() {
+            let WatchOp::Add(folder) = op else {
+                panic!("{op:?}")
+            };
+            files.watch_added(&folder, Some(asked.len() as i32 + 1));
+            asked.push(folder);
+        }
+        asked
+    }
+
+    #[test]
+    fn watched_folders_spare_the_revalidation() {
+        use super::super::watch::{record, IN_MODIFY, IN_Q_OVERFLOW};
+        let (files, fs) = site(&[("/www/a.txt", "hello"), ("/www/b.txt", "bbb")]);
+        get(&files, "/a.txt", "");
+        assert_eq!(watch_all(&files), [Path::new("/www"), Path::new("/")]);
+        // The first hit with every folder watched revalidates; later ones do not, so a
+        // change only a notification announces is served once it is read.
+        get(&files, "/a.txt", "");
+        fs.edit(|tree| tree.insert("/www/a.txt", "HELLO", y2020()));
+        assert!(wire(&get(&files, "/a.txt", "")).ends_with("\r\n\r\nhello"));
+        files.watch_events(&record(1, IN_MODIFY, "a.txt"));
+        assert!(wire(&get(&files, "/a.txt", "")).ends_with("\r\n\r\nHELLO"));
+        // An overflow drops everything; a file revalidated before the watches existed is
+        // not vouched for.
+        get(&files, "/b.txt", "");
+        get(&files, "/b.txt", "");
+        files.watch_events(&record(-1, IN_Q_OVERFLOW, ""));
+        assert_eq!(files.cache.usage(), (0, 0));
+        // The folder of the root itself moving away drops what is under it.
+        get(&files, "/b.txt", "");
+        get(&files, "/b.txt", "");
+        files.invalidate(Path::new("/www"));
+        assert_eq!(files.cache.usage(), (0, 0));
+        assert_eq!(files.poll_watch(), Some(WatchOp::Remove(1)));
+        assert_eq!(files.poll_watch(), None);
+    }
+
+    #[test]
+    fn links_and_the_bound_keep_the_revalidation() {
+        let (mut files, fs) = site(&[("/www/a.txt", "hello")]);
+        fs.edit(|tree| tree.link("/www/l.txt", "/www/a.txt"));
+        get(&files, "/l.txt", "");
+        assert!(watch_all(&files).is_empty(), "a link's target is elsewhere");
+        get(&files, "/l.txt", "");
+        fs.edit(|tree| tree.insert("/www/a.txt", "HELLO", y2020()));
+        assert!(wire(&get(&files, "/l.txt", "")).ends_with("\r\n\r\nHELLO"));
+        files.cache_limits.max_watches = 1;
+        get(&files, "/a.txt", "");
+        assert_eq!(watch_all(&files), [Path::new("/www")], "one, not two");
+        get(&files, "/a.txt", "");
+        fs.edit(|tree| tree.insert("/www/a.txt", "again", y2020()));
+        assert!(wire(&get(&files, "/a.txt", "")).ends_with("\r\n\r\nagain"));
+        files.cache_limits.max_watches = 0;
+        files.invalidate(Path::new("/"));
+        assert!(files.poll_watch().is_some(), "the watch of /www goes");
+        get(&files, "/a.txt", "");
+        assert!(watch_all(&files).is_empty());
+    }
+
     #[test]
     fn a_rewrite_keeping_size_and_mtime_gets_a_new_tag() {
         let (mut files, fs) = site(&[("/www/a.txt", "hello")]);
@@ -1784,6 +1908,7 @@ mod tests {
             max_file_size: 1024,
             max_entries: 8,
             max_bytes: 2_000,
+            ..CacheLimits::default()
         };
         for round in 0..2 {
             for i in 0..40 {
