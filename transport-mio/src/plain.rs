@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use quick_server_core::{Connection, FileRegion, Transmit};
+use quick_server_transport::sendfile_falls_back;
 
 use crate::socket::Socket;
 
@@ -73,7 +74,7 @@ pub(crate) fn transmit(
 fn send_region(socket: &mut Socket, region: &FileRegion, scratch: &mut [u8]) -> io::Result<usize> {
     if let Some(fd) = region.file.raw_fd() {
         match socket.send_file(fd, region.offset, region.len) {
-            Err(e) if e.kind() == io::ErrorKind::Unsupported => {}
+            Err(e) if sendfile_falls_back(&e) => {}
             other => return other,
         }
     }

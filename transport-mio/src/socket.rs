@@ -132,7 +132,7 @@ impl Socket {
     }
 
     /// Sends up to `len` bytes of the file `fd` from `offset` with `sendfile`; the file
-    /// ending early is `UnexpectedEof`, an unsupported platform `Unsupported`.
+    /// ending early is `UnexpectedEof`; `sendfile_falls_back` tells the rest apart.
     pub(crate) fn send_file(&mut self, fd: RawFd, offset: u64, len: u64) -> io::Result<usize> {
         self.before_write();
         let result = loop {

@@ -7,7 +7,8 @@ use std::os::fd::RawFd;
 const MAX_CALL: usize = 1 << 20;
 
 /// Sends up to `len` bytes of `file` from `offset` to `socket`; returns how many went.
-/// `Unsupported` where the platform has no `sendfile`; the caller then reads and writes.
+/// `Unsupported` where the platform has no `sendfile`; the caller then reads and writes
+/// when [`sendfile_falls_back`](quick_server_transport::sendfile_falls_back) says so.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn sendfile(socket: RawFd, file: RawFd, offset: u64, len: u64) -> io::Result<usize> {
     let mut off = libc::off_t::try_from(offset)
@@ -21,20 +22,11 @@ pub(crate) fn sendfile(socket: RawFd, file: RawFd, offset: u64, len: u64) -> io:
 }
 
 /// Sends up to `len` bytes of `file` from `offset` to `socket`; returns how many went.
-/// `Unsupported` where the platform has no `sendfile`; the caller then reads and writes.
+/// `Unsupported` where the platform has no `sendfile`; the caller then reads and writes
+/// when [`sendfile_falls_back`](quick_server_transport::sendfile_falls_back) says so.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) fn sendfile(_socket: RawFd, _file: RawFd, _offset: u64, _len: u64) -> io::Result<usize> {
     Err(io::ErrorKind::Unsupported.into())
-}
-
-/// Whether a `sendfile` failure means "use read and write instead" rather than a broken
-/// connection: the file system or platform does not support it.
-pub(crate) fn is_unsupported(error: &io::Error) -> bool {
-    error.kind() == io::ErrorKind::Unsupported
-        || matches!(
-            error.raw_os_error(),
-            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
-        )
 }
 
 #[cfg(all(test, any(target_os = "linux", target_os = "android")))]
@@ -42,6 +34,8 @@ mod tests {
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
+
+    use quick_server_transport::sendfile_falls_back;
 
     use super::*;
 
@@ -69,16 +63,13 @@ mod tests {
         assert_eq!(got, b"3456");
         let error = sendfile(-1, file.as_raw_fd(), 0, 1).unwrap_err();
         assert!(
-            !is_unsupported(&error),
+            !sendfile_falls_back(&error),
             "a bad descriptor is a real error: {error}"
         );
+        // A folder has no bytes sendfile can read: the kernel's answer means "read and write".
+        let dir = std::fs::File::open(std::env::temp_dir()).unwrap();
+        let refused = sendfile(client.as_raw_fd(), dir.as_raw_fd(), 0, 1).unwrap_err();
+        assert!(sendfile_falls_back(&refused), "{refused}");
         std::fs::remove_file(path).unwrap();
-    }
-
-    #[test]
-    fn unsupported_errors_are_recognised() {
-        assert!(is_unsupported(&io::Error::from_raw_os_error(libc::EINVAL)));
-        assert!(is_unsupported(&io::ErrorKind::Unsupported.into()));
-        assert!(!is_unsupported(&io::Error::from_raw_os_error(libc::EPIPE)));
     }
 }

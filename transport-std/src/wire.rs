@@ -11,7 +11,9 @@ pub(crate) use quick_server_core::tls::Input;
 use quick_server_core::{Connection, FileRegion, Transmit};
 
 use crate::linger::{linger, LINGER_TIME, REJECT_LINGER_TIME};
-use crate::sendfile::{is_unsupported, sendfile};
+use quick_server_transport::sendfile_falls_back;
+
+use crate::sendfile::sendfile;
 use quick_server_core::wire::FILE_CHUNK;
 
 use crate::socket::Socket;
@@ -134,7 +136,7 @@ impl Wire {
                         match sendfile(self.socket.as_raw_fd(), file, region.offset, region.len) {
                             Ok(0) => return Err(short_file()),
                             Ok(n) => return Ok(n),
-                            Err(e) if is_unsupported(&e) => self.sendfile = false,
+                            Err(e) if sendfile_falls_back(&e) => self.sendfile = false,
                             Err(e) => return Err(e),
                         }
                     }

@@ -3,11 +3,14 @@
 //! The shape both transports of quick-server share, so that a caller picks one at run time
 //! without wrappers: one [`Options`] type with one set of defaults, and one [`Running`] /
 //! [`ShutdownHandle`] pair that `quick_server_mio::start` and `quick_server_std::start`
-//! both return. It lives apart from the core because it holds threads' results and a
-//! rustls configuration, which the sans-IO core does not know.
+//! both return; and how both read a failed `sendfile(2)`. It lives apart from the core
+//! because it holds threads' results, a rustls configuration and OS error numbers, which
+//! the sans-IO core does not know.
 
 mod options;
 mod running;
+mod sendfile;
 
 pub use options::{Options, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, STD_MAX_THREADS};
 pub use running::{Running, ShutdownHandle};
+pub use sendfile::sendfile_falls_back;
