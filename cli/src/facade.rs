@@ -1059,6 +1059,15 @@ impl QuickServer {
             self.options.tls = Some(made.config);
         }
         self.log.install(&mut self.builder);
+        let wanted = self.options.max_connections;
+        if let Some(open_files) = transport::raise_open_files() {
+            if open_files < wanted as u64 {
+                msg(&format!(
+                    "the open-file limit ({open_files}) is below the connection limit \
+                     ({wanted}): connections past it wait to be accepted"
+                ));
+            }
+        }
         transport::start(listener, self.builder.build(), self.transport, self.options)
     }
 

@@ -61,6 +61,13 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         short: None,
+        long: "max-connections",
+        aliases: &[],
+        value: Some("N"),
+        help: "connections served at once; one more is answered 503 [default: 1024]",
+    },
+    Flag {
+        short: None,
         long: "tls-cert",
         aliases: &[],
         value: Some("FILE"),
@@ -168,6 +175,7 @@ struct Cli {
     transport: Transport,
     loops: Option<usize>,
     threads: Option<usize>,
+    max_connections: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     /// `--tls-self-signed`, with its cache folder if one was named.
@@ -219,6 +227,7 @@ fn parse() -> Result<Parsed, lexopt::Error> {
         transport: Transport::default(),
         loops: None,
         threads: None,
+        max_connections: None,
         tls_cert: None,
         tls_key: None,
         self_signed: None,
@@ -269,6 +278,16 @@ fn parse() -> Result<Parsed, lexopt::Error> {
                     );
                 }
                 cli.threads = Some(threads);
+            }
+            "max-connections" => {
+                let max = value(&mut parser, long)?;
+                if !(1..=MAX_CONNECTIONS).contains(&max) {
+                    return Err(format!(
+                        "--max-connections must be 1 to {MAX_CONNECTIONS}, got {max}"
+                    )
+                    .into());
+                }
+                cli.max_connections = Some(max);
             }
             "tls-cert" => cli.tls_cert = Some(parser.value()?.into()),
             "tls-key" => cli.tls_key = Some(parser.value()?.into()),
@@ -321,6 +340,10 @@ const MAX_LOOPS: usize = 256;
 
 /// The most pool threads `--threads` accepts: the std transport's ceiling.
 const MAX_THREADS: usize = 1024;
+
+/// The most connections `--max-connections` accepts: each holds a descriptor, and the
+/// kernel's own ceiling on descriptors per process (`fs.nr_open`) defaults to 2^20.
+const MAX_CONNECTIONS: usize = 1 << 20;
 
 /// The value of `--long`, parsed; the error names the flag.
 fn value<T>(parser: &mut lexopt::Parser, long: &str) -> Result<T, lexopt::Error>
@@ -386,6 +409,7 @@ fn run(cli: Cli) -> Result<(), String> {
             tls,
             threads: cli.threads,
             loops: cli.loops.unwrap_or(defaults.loops),
+            max_connections: cli.max_connections.unwrap_or(defaults.max_connections),
             ..defaults
         },
     );

@@ -51,6 +51,31 @@ fn raise_backlog(listener: &TcpListener, backlog: i32) -> io::Result<()> {
     }
 }
 
+/// Raises the soft limit of open files to the hard one (each connection holds a
+/// descriptor); returns the limit in force, or `None` if it could not be read.
+pub(crate) fn raise_open_files() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a live, exclusively borrowed `rlimit` the call fills in.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            ..limit
+        };
+        // SAFETY: `raised` is a live `rlimit` read by the call. A refusal keeps the old
+        // soft limit, which is then the one reported.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    Some(limit.rlim_cur)
+}
+
 /// Starts serving `server` on `listener` with the transport `kind`.
 pub fn start(
     listener: TcpListener,

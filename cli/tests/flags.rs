@@ -341,6 +341,8 @@ fn usage_errors_exit_2_with_one_line_and_a_pointer_to_help() {
         &["--threads", "0"],
         &["--threads", "100000"],
         &["--loops", "0"],
+        &["--max-connections", "0"],
+        &["--max-connections", "2000000"],
         &["--loops", "2", "--transport", "std"],
         &["--transport", "tokio"],
         &["--tls-cert", "cert.pem"],
@@ -674,6 +676,47 @@ fn transport_and_threads_pick_the_transport_and_its_pool() {
         count(&names, "quick-server-st")
     };
     assert_eq!(std_threads("9") - std_threads("3"), 6);
+}
+
+/// A kept-alive connection that was answered once and stays open.
+fn held_connection(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let keep_alive = "GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    stream.write_all(keep_alive.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0; 1024];
+    while !raw.ends_with(b"hello from disk\n") {
+        let n = stream.read(&mut buf).expect("an answer");
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(Answer::parse(&raw).status, 200);
+    stream
+}
+
+#[test]
+fn max_connections_answers_503_past_the_limit() {
+    let dir = TempDir::with_files("max-connections");
+    for transport in ["mio", "std"] {
+        let server = serve(
+            &dir.0,
+            &["--transport", transport, "--max-connections", "2"],
+        );
+        let held = [held_connection(server.addr), held_connection(server.addr)];
+        let third = get(server.addr, "/hello.txt", &[]);
+        assert_eq!(third.status, 503, "{transport}: {}", third.head);
+        drop(held);
+        // The closes are noticed on the server's own time.
+        let deadline = std::time::Instant::now() + WAIT;
+        while get(server.addr, "/hello.txt", &[]).status != 200 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{transport}: still full"
+            );
+            thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 #[test]
