@@ -187,11 +187,12 @@ pub fn cluster_binary() -> PathBuf {
         .clone()
 }
 
-/// One running instance of the `cluster` example.
+/// One running instance of the `cluster` example; its log lines (stderr) go to a file.
 pub struct Instance {
     addr: SocketAddr,
     child: Child,
     args: Vec<String>,
+    logs: TempDir,
 }
 
 impl Instance {
@@ -202,21 +203,40 @@ impl Instance {
         if let Some(url) = redis {
             args.extend(["--redis".to_owned(), url.to_owned()]);
         }
-        Self::spawn(free_port(), args)
+        Self::spawn(free_port(), args, TempDir::new())
     }
 
-    fn spawn(port: u16, args: Vec<String>) -> Self {
+    fn spawn(port: u16, args: Vec<String>, logs: TempDir) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.path().join("stderr"))
+            .expect("a log file");
         let mut child = Command::new(cluster_binary())
             .args(["--port", &port.to_string()])
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start the cluster example");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         wait_listening(addr, &mut child);
-        Self { addr, child, args }
+        Self {
+            addr,
+            child,
+            args,
+            logs,
+        }
+    }
+
+    /// The lines the instance logged so far (after a restart, both processes').
+    pub fn log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.logs.path().join("stderr"))
+            .expect("the log file")
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The process id.
@@ -235,7 +255,8 @@ impl Instance {
         self.kill();
         let port = self.addr.port();
         let args = std::mem::take(&mut self.args);
-        Self::spawn(port, args)
+        let logs = std::mem::take(&mut self.logs);
+        Self::spawn(port, args, logs)
     }
 
     /// Sends `request` on a fresh connection.

@@ -97,8 +97,24 @@ fn bad_data_in_redis_is_an_error_answer() {
         .command(&["HSET", "qs:cluster:t:junk2", "v", "1", "m", "[1]"])
         .unwrap();
     assert_eq!(instance.get("/api/count/junk2").status, 500);
-    // The instance still serves everything else.
+    // A worker task key holding a string instead of a hash.
+    redis
+        .command(&["SET", "qs:cluster:w:/api/sleep:77", "not ours"])
+        .unwrap();
+    let response = instance.post("/api/sleep", &json!({"action": "get", "token": "77"}));
+    assert_eq!(response.status, 500, "{}", response.text());
+    assert!(
+        response.reason.contains("unexpected data"),
+        "{}",
+        response.reason
+    );
+    // The instance still serves everything else, and logged each find.
     assert_eq!(count(&instance, "fine"), 0);
+    let logged = instance.log();
+    let finds = logged
+        .iter()
+        .filter(|l| l.contains("redis: unexpected data"));
+    assert_eq!(finds.count(), 3, "{logged:?}");
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, for at most `within`.
@@ -148,6 +164,11 @@ fn redis_stopped_mid_run_answers_503_in_time_and_recovers() {
         (response.status == 200).then(|| json_of(&response))
     });
     assert_eq!(answer, json!({"count": 6}), "nothing lost");
+    // One line when the outage started and one when it ended, not one per request.
+    let logged = instance.log();
+    let lines = |text: &str| logged.iter().filter(|l| l.contains(text)).count();
+    assert_eq!(lines("redis unavailable"), 1, "{logged:?}");
+    assert_eq!(lines("redis reachable again"), 1, "{logged:?}");
 }
 
 /// The worker route that runs a lost task again.
