@@ -4,7 +4,8 @@
 //!
 //! Expiry of unread results (120 s) and cargo (600 s) runs on the server's clock; it is
 //! covered with an injected clock by the core's registry unit tests
-//! (`core/src/worker/registry.rs`) and here by the purge test at the core level.
+//! (`core/src/worker/registry.rs`) and here by the purge test at the core level. In Redis
+//! both are Redis TTLs, read back in `cargo_across_two_instances_in_redis`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,7 +24,6 @@ use quick_server_tests::{
 };
 use serde_json::{json, Value};
 
-/// Sends one protocol message on `client`.
 /// A facade server whose tasks (and tokens) live in `redis` when given, under a key
 /// prefix of their own.
 fn builder(setup: Setup, redis: Option<&RedisServer>) -> QuickServer {
@@ -48,6 +48,7 @@ fn with_redis(test: impl FnOnce(&RedisServer)) {
     test(&RedisServer::start(false));
 }
 
+/// Sends one protocol message on `client`.
 fn send(client: &mut Client, url: &str, body: Value) -> Response {
     client.request(&post_json(url, &body))
 }
@@ -755,10 +756,21 @@ fn cargo_across_two_instances_in_redis() {
             json!({"action": "start", "payload": payload}),
         ));
         let token = started["token"].clone();
+        // An unread result expires by a Redis TTL of RESULT_RETENTION (120 s).
+        let task = format!("pair:w:/api/big:{}", token.as_str().expect("a key"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while redis.value(&["HGET", &task, "s"]).unwrap().as_deref() != Some("done") {
+            assert!(Instant::now() < deadline, "the job did not finish");
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert_ttl(redis, &task, 120);
         let done = poll(&mut on_b, "/api/big", &token);
         assert_eq!(done["continue"], json!(true), "{done}");
         let keys = done["result"].as_array().expect("chunk keys").clone();
         assert!(keys.len() > 3);
+        // So does an unread chunk, after CARGO_TTL (600 s).
+        let chunk = format!("pair:w:/api/big:{}", keys[0].as_str().expect("a key"));
+        assert_ttl(redis, &chunk, 600);
         let mut text = String::new();
         for (i, key) in keys.iter().enumerate() {
             let client = if i % 2 == 0 { &mut on_a } else { &mut on_b };
@@ -779,4 +791,15 @@ fn cargo_across_two_instances_in_redis() {
         );
         assert_eq!(again.status, 500);
     });
+}
+
+/// Asserts that `key` expires by a Redis TTL of `seconds`, set moments ago.
+fn assert_ttl(redis: &RedisServer, key: &str, seconds: u64) {
+    let ttl = redis.command(&["PTTL", key]).unwrap();
+    let ms: u64 = ttl.trim_start_matches(':').parse().expect("a TTL");
+    let full = seconds * 1000;
+    assert!(
+        ms > full - 10_000 && ms <= full,
+        "{key}: {ms} ms left of {full}"
+    );
 }
