@@ -714,6 +714,49 @@ fn tokens_expire_on_the_real_clock_in_redis() {
     each_setup(|setup| token_suite(setup, Some(&redis)));
 }
 
+/// A token call from a non-blocking route would wait on Redis on the event loop: it is
+/// refused with an error that says what to do; the same handler registered normally works.
+#[test]
+fn a_token_call_from_a_non_blocking_route_is_refused_with_redis() {
+    if !have_redis() {
+        eprintln!("redis-server not installed: skipped");
+        return;
+    }
+    let redis = RedisServer::start(false);
+    each_setup(|setup| {
+        let mut qs = FacadeServer::builder();
+        let options = SharedStateOptions {
+            key_prefix: Some(format!("inline{setup:?}:")),
+            ..SharedStateOptions::default()
+        };
+        qs.shared_state(SharedState::open(&redis.url(), options).expect("a Redis URL"));
+        let tokens = qs.tokens();
+        let count = move |_req: &Request, _args: &mut Args| {
+            let tokens = tokens.get_tokens()?;
+            Ok::<_, Abort>(json!({ "tokens": tokens.len() }))
+        };
+        qs.non_blocking(|s| {
+            s.json_get("/inline", Some(0), count.clone());
+        })
+        .json_get("/pooled", Some(0), count);
+        let server = FacadeServer::start(setup, qs);
+        let mut client = server.connect();
+        let refused = client.request(&get("/inline"));
+        assert_eq!(refused.status, 500, "{}", refused.text());
+        assert!(
+            refused
+                .reason
+                .contains("a non-blocking route cannot use a remote store"),
+            "{}",
+            refused.reason
+        );
+        assert_eq!(
+            ok_json(&client.request(&get("/pooled"))),
+            json!({"tokens": 0})
+        );
+    });
+}
+
 fn token_suite(setup: Setup, redis: Option<&RedisServer>) {
     // The short expiry in ms: a Redis round trip on a loaded machine needs more room.
     let short: u64 = if redis.is_some() { 600 } else { 100 };
