@@ -60,6 +60,10 @@ pub struct QuickServer {
     routing: Routing,
     /// Set by [`QuickServer::tls_self_signed`]: the folder caching the certificate, if any.
     self_signed: Option<Option<PathBuf>>,
+    /// PEM files of CAs trusted for `https://` proxy upstreams besides the system roots.
+    proxy_cas: Vec<PathBuf>,
+    /// A proxy binding has an `https://` upstream: the roots are loaded at start.
+    https_upstreams: bool,
 }
 
 /// What route registration keeps besides the core builder.
@@ -107,6 +111,8 @@ impl QuickServer {
             max_age: 0,
             routing: Routing::default(),
             self_signed: None,
+            proxy_cas: Vec::new(),
+            https_upstreams: false,
         }
     }
 
@@ -144,10 +150,12 @@ impl QuickServer {
     }
 
     /// Forwards requests under `prefix` (which must start and end with `/`) to the
-    /// `http://` upstream `url`, before every other route; the newest binding wins. The part
-    /// of the target after `prefix` is appended to the path of `url`. Several upstreams,
-    /// separated by commas, take requests in turn; one that refuses a connection is
-    /// skipped for `Limits::upstream_down_time`.
+    /// `http://` or `https://` upstream `url`, before every other route; the newest binding
+    /// wins. The part of the target after `prefix` is appended to the path of `url`.
+    /// Several upstreams, separated by commas, take requests in turn; one that refuses a
+    /// connection is skipped for `Limits::upstream_down_time`. An `https://` upstream's
+    /// certificate is verified against the system roots (and [`proxy_ca`](Self::proxy_ca)
+    /// files) for its host; a failure answers 502 and logs why.
     ///
     /// ```
     /// # use quick_server::QuickServer;
@@ -155,6 +163,7 @@ impl QuickServer {
     /// // `/api/users?id=1` is fetched from `http://127.0.0.1:9000/v2/users?id=1`.
     /// server.bind_proxy("/api/", "http://127.0.0.1:9000/v2")?;
     /// server.bind_proxy("/lb/", "http://127.0.0.1:9001/,http://127.0.0.1:9002/")?;
+    /// server.bind_proxy("/secure/", "https://example.com/")?;
     /// assert!(server.bind_proxy("/api/", "ftp://example.com").is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -164,7 +173,17 @@ impl QuickServer {
         url: &str,
     ) -> Result<&mut Self, quick_server_core::proxy::ProxyError> {
         self.builder.bind_proxy(prefix, url)?;
+        self.https_upstreams |= url.split(',').any(|u| u.trim().starts_with("https://"));
         Ok(self)
+    }
+
+    /// Trusts the CA certificates in the PEM `file` (one or more) for `https://` proxy
+    /// upstreams, besides the system roots: for private back ends. The file is read at
+    /// start, which fails if it is missing or holds no valid certificate. There is no way
+    /// to turn verification off.
+    pub fn proxy_ca(&mut self, file: impl Into<PathBuf>) -> &mut Self {
+        self.proxy_cas.push(file.into());
+        self
     }
 
     /// Logs every proxy exchange on the console (the original's `set_debug_proxy`):
@@ -1057,6 +1076,10 @@ impl QuickServer {
                 ));
             }
             self.options.tls = Some(made.config);
+        }
+        if self.https_upstreams || !self.proxy_cas.is_empty() {
+            let config = crate::tls::upstream_config(&self.proxy_cas).map_err(io::Error::other)?;
+            self.builder.upstream_tls(config);
         }
         self.log.install(&mut self.builder);
         let wanted = self.options.max_connections;

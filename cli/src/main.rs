@@ -99,7 +99,14 @@ const FLAGS: &[Flag] = &[
         long: "proxy",
         aliases: &[],
         value: Some("PREFIX=URL[,URL..]"),
-        help: "forward PREFIX to http:// upstreams, in turn (repeatable)",
+        help: "forward PREFIX to http:// or https:// upstreams, in turn (repeatable)",
+    },
+    Flag {
+        short: None,
+        long: "proxy-ca",
+        aliases: &[],
+        value: Some("FILE"),
+        help: "trust the PEM CA certificates in FILE for https:// upstreams (repeatable)",
     },
     Flag {
         short: None,
@@ -183,6 +190,8 @@ struct Cli {
     spa: Option<PathBuf>,
     /// `--proxy` bindings: prefix and upstream URL, in command-line order.
     proxies: Vec<(String, String)>,
+    /// `--proxy-ca` files.
+    proxy_cas: Vec<PathBuf>,
     proxy_debug: bool,
     listing: bool,
     compress: bool,
@@ -233,6 +242,7 @@ fn parse() -> Result<Parsed, lexopt::Error> {
         self_signed: None,
         spa: None,
         proxies: Vec::new(),
+        proxy_cas: Vec::new(),
         proxy_debug: false,
         listing: true,
         compress: true,
@@ -300,6 +310,7 @@ fn parse() -> Result<Parsed, lexopt::Error> {
                 };
                 cli.proxies.push((prefix.to_owned(), url.to_owned()));
             }
+            "proxy-ca" => cli.proxy_cas.push(parser.value()?.into()),
             "proxy-debug" => cli.proxy_debug = true,
             "no-listing" => cli.listing = false,
             "no-compress" => cli.compress = false,
@@ -394,6 +405,9 @@ fn run(cli: Cli) -> Result<(), String> {
         server
             .bind_proxy(prefix, url)
             .map_err(|e| format!("--proxy {prefix}={url}: {e}"))?;
+    }
+    for file in &cli.proxy_cas {
+        server.proxy_ca(file);
     }
     server.debug_proxy(cli.proxy_debug);
     #[cfg(feature = "redis")]

@@ -25,6 +25,11 @@ pub enum TlsError {
     Generate(String),
     /// The folder caching a self-signed certificate could not be written.
     Cache(PathBuf, String),
+    /// A CA file for proxy upstreams is missing, unreadable, or holds no valid
+    /// certificate.
+    Ca(PathBuf, String),
+    /// rustls refused the client configuration of proxy upstreams.
+    Client(String),
 }
 
 impl fmt::Display for TlsError {
@@ -39,6 +44,8 @@ impl fmt::Display for TlsError {
             Self::Cache(p, e) => {
                 write!(f, "cannot cache the certificate in {}: {e}", p.display())
             }
+            Self::Ca(p, e) => write!(f, "cannot use proxy CA file {}: {e}", p.display()),
+            Self::Client(e) => write!(f, "cannot set up TLS for proxy upstreams: {e}"),
         }
     }
 }
@@ -92,6 +99,36 @@ fn server_config(
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Mismatch(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The client configuration of `https://` proxy upstreams: the system roots (through
+/// `rustls-native-certs`, which reads the platform's store and honours `SSL_CERT_FILE`)
+/// plus every CA in the PEM files `cas`, which must all be readable and valid.
+pub(crate) fn upstream_config(cas: &[PathBuf]) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable system certificates are skipped: verification then fails with rustls's
+    // reason in the log, per request.
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    for file in cas {
+        let bad = |e: String| TlsError::Ca(file.clone(), e);
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
+            .and_then(|iter| iter.collect())
+            .map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no certificate found".into()));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Client(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

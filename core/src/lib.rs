@@ -32,7 +32,8 @@
 //!   (where to connect), [`transmit`](Upstream::transmit) +
 //!   [`transmitted`](Upstream::transmitted);
 //! - **input**: [`connected`](Upstream::connected), [`reused`](Upstream::reused) (a pooled
-//!   socket) or [`failed`](Upstream::failed); [`read_buf`](Upstream::read_buf) +
+//!   socket) or [`failed`](Upstream::failed) ([`tls_failed`](Upstream::tls_failed) with
+//!   the reason, for an `https://` upstream); [`read_buf`](Upstream::read_buf) +
 //!   [`commit`](Upstream::commit), [`read_eof`](Upstream::read_eof);
 //! - **state**: [`wants_read`](Upstream::wants_read), [`wants_write`](Upstream::wants_write).
 //!

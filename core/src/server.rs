@@ -40,6 +40,9 @@ struct Shared {
     slow_threshold: Option<Duration>,
     /// Proxy exchanges are logged in detail (the original's `set_debug_proxy`).
     debug_proxy: bool,
+    /// How `https://` upstreams are verified.
+    #[cfg(feature = "rustls")]
+    upstream_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -272,6 +275,13 @@ impl Server {
         TunnelSlot::take(&self.tunnels, self.limits.max_tunnels)
     }
 
+    /// How `https://` upstreams are verified (roots, extra CAs); without it a transport
+    /// answers their requests 502.
+    #[cfg(feature = "rustls")]
+    pub fn upstream_tls(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.shared.upstream_tls.as_ref()
+    }
+
     /// Whether proxy exchanges are logged in detail.
     pub(crate) fn debug_proxy(&self) -> bool {
         self.shared.debug_proxy && self.shared.request_log.is_some()
@@ -405,8 +415,9 @@ impl ServerBuilder {
         self
     }
 
-    /// Forwards requests under `prefix` to the `http://` upstream `url`, before any other
-    /// route (BEHAVIOUR.md: Proxy); the newest binding wins.
+    /// Forwards requests under `prefix` to the `http://` or `https://` upstream `url` (or
+    /// several, comma-separated), before any other route (BEHAVIOUR.md: Proxy); the newest
+    /// binding wins. `https://` needs [`upstream_tls`](Self::upstream_tls).
     pub fn bind_proxy(&mut self, prefix: &str, url: &str) -> Result<&mut Self, ProxyError> {
         self.proxies.insert(0, ProxyRoute::new(prefix, url)?);
         Ok(self)
@@ -474,6 +485,14 @@ impl ServerBuilder {
     /// bytes and time (the original's `set_debug_proxy`).
     pub fn debug_proxy(&mut self, on: bool) -> &mut Self {
         self.shared.debug_proxy = on;
+        self
+    }
+
+    /// The TLS client configuration of `https://` proxy upstreams: the roots and CAs
+    /// their certificates are verified against (there is no way to skip verification).
+    #[cfg(feature = "rustls")]
+    pub fn upstream_tls(&mut self, config: Arc<rustls::ClientConfig>) -> &mut Self {
+        self.shared.upstream_tls = Some(config);
         self
     }
 
@@ -954,5 +973,49 @@ mod tests {
         assert!(wire.contains("Connection: close") && conn.is_closed());
         drop(conn);
         assert_eq!(fs.live_temp_files(), 0, "the partial file is removed");
+    }
+
+    #[test]
+    fn a_failed_upstream_tls_session_answers_502_and_logs_why() {
+        let log = Arc::new(Recorder::default());
+        let (server, now) = build(|b| {
+            b.bind_proxy("/px/", "http://plain:1/,https://up.test/")
+                .unwrap()
+                .request_log(log.clone());
+        });
+        let mut conn = Connection::new(server, PeerInfo::default(), now);
+        conn.feed(b"GET /px/a HTTP/1.1\r\nHost: h\r\n\r\n", now);
+        let mut upstream = conn.upstream().unwrap();
+        let first = upstream.poll_connect().unwrap();
+        assert!(!first.tls && first.port == 1);
+        upstream.failed(now); // refused: the next upstream, over TLS
+        upstream.poll_release();
+        let second = upstream.poll_connect().unwrap();
+        assert!(second.tls && second.port == 443 && second.host == "up.test");
+        upstream.connected(now);
+        let sent = String::from_utf8_lossy(upstream.transmit().unwrap()).into_owned();
+        assert!(sent.contains("\r\nHost: up.test\r\n"), "{sent}");
+        let n = sent.len();
+        upstream.transmitted(n, now);
+        upstream.tls_failed("invalid peer certificate: UnknownIssuer", now);
+        let wire =
+            String::from_utf8_lossy(&crate::testing::drain(&mut conn, now, None)).into_owned();
+        assert!(wire.starts_with("HTTP/1.1 502 "), "{wire}");
+        assert_eq!(
+            conn.upstream().and_then(|mut u| u.poll_connect()),
+            None,
+            "no retry"
+        );
+        let lines = log.0.lock().unwrap();
+        assert!(
+            lines.contains(&"proxy: TLS with https://up.test/a failed: invalid peer certificate: UnknownIssuer".to_owned()),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("GET /px/a HTTP/1.1 502 ")),
+            "{lines:?}"
+        );
     }
 }

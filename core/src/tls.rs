@@ -12,9 +12,11 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::ops::DerefMut;
+use std::sync::Arc;
 use std::time::Instant;
 
-use rustls::{ConnectionCommon, SideData};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, ConnectionCommon, SideData};
 
 use crate::conn::{Connection, Transmit, Upstream};
 use crate::wire::FILE_CHUNK;
@@ -266,6 +268,53 @@ where
         Ok(moved)
     }
 
+    /// Moves a proxied request through the session and `socket` (non-blocking): the
+    /// upstream's request bytes in, records out and in, plaintext to the upstream, until
+    /// the socket would block or nothing more is wanted; returns whether anything moved.
+    /// On [`TlsError::Tls`] (say, an untrusted certificate) the alert was tried; report it
+    /// with [`Upstream::tls_failed`], any other error with [`Upstream::failed`].
+    pub fn transfer<S: Read + Write>(
+        &mut self,
+        socket: &mut S,
+        upstream: &mut Upstream<'_>,
+        now: Instant,
+    ) -> Result<bool, TlsError> {
+        let mut moved = false;
+        loop {
+            moved |= self.fill_upstream(upstream, now).map_err(TlsError::Io)?;
+            while self.wants_write() {
+                match self.write_records(socket) {
+                    Ok(0) => return Err(TlsError::Io(io::ErrorKind::WriteZero.into())),
+                    Ok(_) => moved = true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(TlsError::Io(e)),
+                }
+            }
+            match self.deliver(upstream, now).map_err(TlsError::Io)? {
+                Input::Eof => return Ok(true),
+                Input::Data => moved = true,
+                Input::Nothing => {}
+            }
+            if !self.wants_read(upstream.wants_read()) {
+                return Ok(moved);
+            }
+            match self.read_records(socket) {
+                Ok(0) if self.is_handshaking() => {
+                    return Err(TlsError::Io(io::ErrorKind::UnexpectedEof.into()))
+                }
+                Ok(_) => moved = true,
+                Err(TlsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return Ok(moved),
+                Err(TlsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(TlsError::Tls(e)) => {
+                    let _ = self.write_records(socket);
+                    return Err(TlsError::Tls(e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Queues `close_notify` (once).
     pub fn close(&mut self) {
         if !self.close_sent {
@@ -295,17 +344,31 @@ where
     }
 }
 
+impl TlsPump<ClientConnection> {
+    /// A client session to an `https://` upstream at `host`, whose certificate must be
+    /// valid for it (an IP literal as an IP address name) under `config`
+    /// ([`Server::upstream_tls`](crate::Server::upstream_tls); without one, nothing is
+    /// trusted).
+    pub fn client(config: Option<&Arc<ClientConfig>>, host: &str) -> Result<Self, rustls::Error> {
+        let config = config.ok_or_else(|| {
+            rustls::Error::General("no TLS client configuration for https:// upstreams".into())
+        })?;
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|_| rustls::Error::General(format!("invalid server name {host:?}")))?;
+        Ok(Self::new(ClientConnection::new(Arc::clone(config), name)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-    use rustls::{ClientConnection, RootCertStore, ServerConnection};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls::{RootCertStore, ServerConnection};
 
-    /// A client session trusting a certificate for `localhost`, and a server session
-    /// presenting it.
-    fn pair() -> (TlsPump<ClientConnection>, TlsPump<ServerConnection>) {
+    /// A client configuration trusting a certificate for `localhost`, and a server
+    /// configuration presenting it.
+    fn configs() -> (Arc<ClientConfig>, Arc<rustls::ServerConfig>) {
         let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let cert = CertificateDer::from(made.cert.der().to_vec());
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.key_pair.serialize_der()));
@@ -318,15 +381,20 @@ mod tests {
             .unwrap();
         let mut roots = RootCertStore::empty();
         roots.add(cert).unwrap();
-        let client = rustls::ClientConfig::builder_with_provider(provider)
+        let client = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let name = ServerName::try_from("localhost").unwrap();
+        (Arc::new(client), Arc::new(server))
+    }
+
+    /// A client session and a server session of [`configs`].
+    fn pair() -> (TlsPump<ClientConnection>, TlsPump<ServerConnection>) {
+        let (client, server) = configs();
         (
-            TlsPump::new(ClientConnection::new(Arc::new(client), name).unwrap()),
-            TlsPump::new(ServerConnection::new(Arc::new(server)).unwrap()),
+            TlsPump::client(Some(&client), "localhost").unwrap(),
+            TlsPump::new(ServerConnection::new(server).unwrap()),
         )
     }
 
@@ -417,6 +485,20 @@ mod tests {
             "{reason}"
         );
         assert!(client.wants_write(), "the alert is queued");
+    }
+
+    #[test]
+    fn a_client_session_names_its_upstream() {
+        let (config, _) = configs();
+        assert!(TlsPump::client(Some(&config), "localhost").is_ok());
+        assert!(TlsPump::client(Some(&config), "::1").is_ok(), "an IP name");
+        let none = TlsPump::client(None, "localhost").unwrap_err();
+        assert!(
+            none.to_string().contains("no TLS client configuration"),
+            "{none}"
+        );
+        let bad = TlsPump::client(Some(&config), "not a name").unwrap_err();
+        assert!(bad.to_string().contains("invalid server name"), "{bad}");
     }
 
     #[test]

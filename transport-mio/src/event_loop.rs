@@ -397,6 +397,7 @@ impl EventLoop {
                 jobs: &self.jobs,
                 registry: self.poll.registry(),
                 pool: &mut self.upstreams,
+                upstream_tls: self.server.upstream_tls(),
             };
             session.drive(key, &mut cx, now)
         } else {

@@ -4,6 +4,7 @@
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::event::Event;
@@ -32,6 +33,8 @@ pub(crate) struct Context<'a> {
     pub(crate) registry: &'a Registry,
     /// The loop's idle upstream connections.
     pub(crate) pool: &'a mut Pool,
+    /// How `https://` upstreams are verified.
+    pub(crate) upstream_tls: Option<&'a Arc<rustls::ClientConfig>>,
 }
 
 /// What the loop does with a session after driving it.
@@ -230,6 +233,7 @@ impl Session {
             registry: cx.registry,
             jobs: cx.jobs,
             key,
+            tls: cx.upstream_tls,
         };
         let mut moved = false;
         if let Some(release) = self.conn.upstream().and_then(|mut u| u.poll_release()) {

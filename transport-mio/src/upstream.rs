@@ -1,12 +1,14 @@
-//! A session's connection to a proxy upstream (plain HTTP). The core says where to
-//! connect and moves the bytes; this takes an idle connection from the loop's pool when
-//! one is left open, else opens a socket without blocking the loop: IP literals and
-//! `localhost` need no lookup, other host names are looked up on the request pool; each
-//! address is tried in turn with a non-blocking connect, whose end is seen on the first
-//! writable edge. A socket the core releases to the pool leaves the poller until reused.
+//! A session's connection to a proxy upstream (plain HTTP, or TLS for `https://` through
+//! the core's `TlsPump`). The core says where to connect and moves the bytes; this takes
+//! an idle connection from the loop's pool when one is left open, else opens a socket
+//! without blocking the loop: IP literals and `localhost` need no lookup, other host
+//! names are looked up on the request pool; each address is tried in turn with a
+//! non-blocking connect, whose end is seen on the first writable edge. A socket the core
+//! releases to the pool (with its TLS session) leaves the poller until reused.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Instant;
 use std::vec;
 
@@ -14,7 +16,9 @@ use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
 use quick_server_core::proxy::{Connect, IdlePool};
+use quick_server_core::tls::{TlsError, TlsPump};
 use quick_server_core::Connection;
+use rustls::{ClientConfig, ClientConnection};
 
 use crate::pool::Jobs;
 use crate::slab::Key;
@@ -28,6 +32,8 @@ pub(crate) struct Link<'a> {
     pub(crate) jobs: &'a Jobs,
     /// The session the upstream belongs to.
     pub(crate) key: Key,
+    /// How `https://` upstreams are verified.
+    pub(crate) tls: Option<&'a Arc<ClientConfig>>,
 }
 
 /// Where the upstream connection is.
@@ -44,12 +50,25 @@ enum Phase {
     },
     /// Connected: request bytes go out, response bytes come in.
     Open(Socket),
+    /// No TLS session could be made (no configuration, a bad server name): the next pump
+    /// tells the core why.
+    Unusable(rustls::Error),
     /// The core was told the upstream failed; nothing more happens.
     Failed,
 }
 
+/// The TLS session of an `https://` upstream.
+type ClientTls = Box<TlsPump<ClientConnection>>;
+
+/// An idle upstream connection, with its TLS session if it has one.
+#[derive(Debug)]
+pub(crate) struct Parked {
+    stream: TcpStream,
+    tls: Option<ClientTls>,
+}
+
 /// Idle upstream connections of one event loop.
-pub(crate) type Pool = IdlePool<TcpStream>;
+pub(crate) type Pool = IdlePool<Parked>;
 
 /// One upstream connection of a session (one per proxied request).
 #[derive(Debug)]
@@ -59,12 +78,29 @@ pub(crate) struct Upstream {
     /// Where it goes (the pool's key).
     target: Connect,
     phase: Phase,
+    /// The TLS session, for an `https://` upstream.
+    tls: Option<ClientTls>,
 }
 
 impl Upstream {
     /// Starts connecting to `target` for the attempt `id`: at once for IP literals and
     /// `localhost`, after a lookup on the pool for other names.
     pub(crate) fn start(id: u64, target: Connect, link: &Link<'_>) -> Self {
+        let tls = match target.tls {
+            true => match TlsPump::client(link.tls, &target.host) {
+                Ok(pump) => Some(Box::new(pump)),
+                Err(e) => {
+                    let phase = Phase::Unusable(e);
+                    return Self {
+                        id,
+                        target,
+                        phase,
+                        tls: None,
+                    };
+                }
+            },
+            false => None,
+        };
         let phase = match without_lookup(&target.host, target.port) {
             Some(addrs) => Phase::Addresses(addrs.into_iter()),
             None => {
@@ -73,7 +109,12 @@ impl Upstream {
                 Phase::Resolving
             }
         };
-        Self { id, target, phase }
+        Self {
+            id,
+            target,
+            phase,
+            tls,
+        }
     }
 
     /// An idle connection to `target` from the pool that the upstream has not closed
@@ -85,8 +126,16 @@ impl Upstream {
         link: &Link<'_>,
         now: Instant,
     ) -> Option<Self> {
-        while let Some(mut stream) = pool.take(&target, now) {
-            if !still_open(&stream) {
+        while let Some(Parked {
+            mut stream,
+            mut tls,
+        }) = pool.take(&target, now)
+        {
+            let open = match &mut tls {
+                Some(tls) => tls.idle_intact(&mut stream),
+                None => still_open(&stream),
+            };
+            if !open {
                 continue; // closed (or spoke out of turn) while idle: dropped
             }
             let interest = Interest::READABLE | Interest::WRITABLE;
@@ -96,7 +145,12 @@ impl Upstream {
                 .is_ok()
             {
                 let phase = Phase::Open(Socket::new(stream));
-                return Some(Self { id, target, phase });
+                return Some(Self {
+                    id,
+                    target,
+                    phase,
+                    tls,
+                });
             }
         }
         None
@@ -107,7 +161,11 @@ impl Upstream {
     pub(crate) fn park(self, pool: &mut Pool, registry: &Registry, now: Instant) {
         if let Phase::Open(mut socket) = self.phase {
             if registry.deregister(socket.stream_mut()).is_ok() {
-                pool.put(&self.target, socket.into_stream(), now);
+                let parked = Parked {
+                    stream: socket.into_stream(),
+                    tls: self.tls,
+                };
+                pool.put(&self.target, parked, now);
             }
         } else {
             self.close(registry);
@@ -138,6 +196,14 @@ impl Upstream {
         loop {
             match &mut self.phase {
                 Phase::Resolving | Phase::Failed => return moved,
+                Phase::Unusable(error) => {
+                    let reason = error.to_string();
+                    self.phase = Phase::Failed;
+                    if let Some(mut upstream) = conn.upstream() {
+                        upstream.tls_failed(&reason, now);
+                    }
+                    return true;
+                }
                 Phase::Addresses(rest) => {
                     moved = true;
                     self.phase = match connect_next(rest, link) {
@@ -167,9 +233,23 @@ impl Upstream {
                     }
                 },
                 Phase::Open(socket) => {
-                    return match transfer(socket, conn, now) {
+                    let step = match &mut self.tls {
+                        None => transfer(socket, conn, now).map_err(TlsError::Io),
+                        Some(tls) => match conn.upstream() {
+                            Some(mut upstream) => tls.transfer(socket, &mut upstream, now),
+                            None => Ok(false),
+                        },
+                    };
+                    return match step {
                         Ok(step) => moved | step,
-                        Err(_) => self.fail(conn, now),
+                        Err(TlsError::Tls(error)) => {
+                            self.phase = Phase::Failed;
+                            if let Some(mut upstream) = conn.upstream() {
+                                upstream.tls_failed(&error.to_string(), now);
+                            }
+                            true
+                        }
+                        Err(TlsError::Io(_)) => self.fail(conn, now),
                     };
                 }
             }
@@ -321,12 +401,14 @@ mod tests {
         let target = Connect {
             host: "h".into(),
             port: 1,
+            tls: false,
             fresh: false,
         };
         let mut upstream = Upstream {
             id: 2,
             target: target.clone(),
             phase: Phase::Resolving,
+            tls: None,
         };
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         upstream.resolved(1, Ok(vec![addr]));
@@ -348,6 +430,7 @@ mod tests {
             id: 3,
             target,
             phase: Phase::Resolving,
+            tls: None,
         };
         failed.resolved(3, Err(io::ErrorKind::NotFound.into()));
         assert!(matches!(&failed.phase, Phase::Addresses(rest) if rest.as_slice().is_empty()));

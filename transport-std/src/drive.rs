@@ -175,7 +175,8 @@ fn drain(
             }
             continue;
         }
-        if upstream::pump(upstream, conn, &ctx.upstreams, limits.upstream_timeout) {
+        let tls = ctx.server.upstream_tls();
+        if upstream::pump(upstream, conn, &ctx.upstreams, limits.upstream_timeout, tls) {
             continue;
         }
         let deadline = conn.poll_timeout();

@@ -4,23 +4,30 @@
 //!
 //! The worker serves only this connection, so the blocking connect (and the host-name
 //! lookup before it, through the system resolver) costs no other client anything; a
-//! shutdown waits for it to end, at most the upstream timeout. A socket the core releases
-//! goes into the pool all workers share, for the next exchange with that upstream.
+//! shutdown waits for it to end, at most the upstream timeout. An `https://` upstream's
+//! bytes go through the core's `TlsPump`, its handshake driven by the same drain loop. A
+//! socket the core releases goes into the pool all workers share (with its TLS session),
+//! for the next exchange with that upstream.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use quick_server_core::proxy::{Connect, IdlePool, Release};
+use quick_server_core::tls::{TlsError, TlsPump};
 use quick_server_core::Connection;
+use rustls::{ClientConfig, ClientConnection};
 
 use crate::poll::Watch;
 use crate::wire::is_retry;
 
-/// Idle upstream connections, shared by every worker.
-pub(crate) type Pool = Mutex<IdlePool<TcpStream>>;
+/// The TLS session of an `https://` upstream.
+type ClientTls = Box<TlsPump<ClientConnection>>;
+
+/// Idle upstream connections (with their TLS sessions), shared by every worker.
+pub(crate) type Pool = Mutex<IdlePool<(TcpStream, Option<ClientTls>)>>;
 
 /// A connected upstream.
 #[derive(Debug)]
@@ -28,12 +35,14 @@ pub(crate) struct Upstream {
     socket: TcpStream,
     /// Where it goes (the pool's key).
     target: Connect,
+    /// The TLS session, for an `https://` upstream.
+    tls: Option<ClientTls>,
 }
 
 impl Upstream {
     /// Connects to the first address of `target` that answers before `deadline`; the
     /// socket is then non-blocking. `TimedOut` when the deadline passed.
-    fn connect(target: Connect, deadline: Instant) -> io::Result<Self> {
+    fn connect(target: Connect, tls: Option<ClientTls>, deadline: Instant) -> io::Result<Self> {
         let (host, port) = (target.host.as_str(), target.port);
         let mut last = io::Error::new(io::ErrorKind::NotFound, format!("no address for {host}"));
         for addr in (host, port).to_socket_addrs()? {
@@ -41,7 +50,13 @@ impl Upstream {
                 return Err(io::ErrorKind::TimedOut.into());
             };
             match connect_one(addr, left) {
-                Ok(socket) => return Ok(Self { socket, target }),
+                Ok(socket) => {
+                    return Ok(Self {
+                        socket,
+                        target,
+                        tls,
+                    })
+                }
                 Err(e) => last = e,
             }
         }
@@ -52,9 +67,17 @@ impl Upstream {
     /// meanwhile; `None` when there is none.
     fn reuse(target: Connect, pool: &Pool) -> Option<Self> {
         let mut pool = pool.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(socket) = pool.take(&target, Instant::now()) {
-            if still_open(&socket) {
-                return Some(Self { socket, target });
+        while let Some((mut socket, mut tls)) = pool.take(&target, Instant::now()) {
+            let open = match &mut tls {
+                Some(tls) => tls.idle_intact(&mut socket),
+                None => still_open(&socket),
+            };
+            if open {
+                return Some(Self {
+                    socket,
+                    target,
+                    tls,
+                });
             }
         }
         None
@@ -64,8 +87,10 @@ impl Upstream {
     /// `None` when it wants nothing from it.
     pub(crate) fn watch(&self, conn: &mut Connection) -> Option<Watch> {
         let upstream = conn.upstream()?;
-        let read = upstream.wants_read();
-        let write = upstream.wants_write();
+        let (read, write) = match &self.tls {
+            None => (upstream.wants_read(), upstream.wants_write()),
+            Some(tls) => (tls.wants_read(upstream.wants_read()), tls.wants_write()),
+        };
         (read || write).then(|| Watch {
             fd: self.fd(),
             read,
@@ -80,10 +105,21 @@ impl Upstream {
     /// Writes request bytes until the core has none or the socket is full, then reads
     /// response bytes while the core has room and the socket has data; returns whether
     /// anything moved. An error means the upstream connection is broken.
-    fn transfer(&mut self, conn: &mut Connection) -> io::Result<bool> {
+    fn transfer(&mut self, conn: &mut Connection) -> Result<bool, TlsError> {
         let Some(mut upstream) = conn.upstream() else {
             return Ok(false);
         };
+        if let Some(tls) = &mut self.tls {
+            return tls.transfer(&mut self.socket, &mut upstream, Instant::now());
+        }
+        self.transfer_plain(upstream).map_err(TlsError::Io)
+    }
+
+    /// [`transfer`](Self::transfer) on plain TCP.
+    fn transfer_plain(
+        &mut self,
+        mut upstream: quick_server_core::Upstream<'_>,
+    ) -> io::Result<bool> {
         let mut moved = false;
         while let Some(bytes) = upstream.transmit() {
             match self.socket.write(bytes) {
@@ -128,6 +164,7 @@ pub(crate) fn pump(
     conn: &mut Connection,
     pool: &Pool,
     timeout: Duration,
+    tls: Option<&Arc<ClientConfig>>,
 ) -> bool {
     let mut moved = false;
     let Some(mut exchange) = conn.upstream() else {
@@ -138,7 +175,7 @@ pub(crate) fn pump(
         moved = true;
         if let (Some(old), Release::Pool) = (slot.take(), release) {
             let mut pool = pool.lock().unwrap_or_else(PoisonError::into_inner);
-            pool.put(&old.target, old.socket, Instant::now());
+            pool.put(&old.target, (old.socket, old.tls), Instant::now());
         }
     }
     if let Some(target) = exchange.poll_connect() {
@@ -149,11 +186,20 @@ pub(crate) fn pump(
         } else {
             Upstream::reuse(target.clone(), pool)
         };
+        let session = match target.tls {
+            true if pooled.is_none() => {
+                TlsPump::client(tls, &target.host).map(|p| Some(Box::new(p)))
+            }
+            _ => Ok(None),
+        };
         if let Some(upstream) = pooled {
             *slot = Some(upstream);
             exchange.reused(Instant::now());
+        } else if let Err(error) = session {
+            exchange.tls_failed(&error.to_string(), Instant::now());
         } else {
-            match Upstream::connect(target, Instant::now() + timeout) {
+            let session = session.ok().flatten();
+            match Upstream::connect(target, session, Instant::now() + timeout) {
                 Ok(upstream) => {
                     *slot = Some(upstream);
                     exchange.connected(Instant::now());
@@ -169,9 +215,12 @@ pub(crate) fn pump(
     if let Some(upstream) = slot {
         match upstream.transfer(conn) {
             Ok(step) => moved |= step,
-            Err(_) => {
+            Err(error) => {
                 if let Some(mut exchange) = conn.upstream() {
-                    exchange.failed(Instant::now());
+                    match error {
+                        TlsError::Tls(e) => exchange.tls_failed(&e.to_string(), Instant::now()),
+                        TlsError::Io(_) => exchange.failed(Instant::now()),
+                    }
                 }
                 moved = true;
             }
@@ -218,21 +267,22 @@ mod tests {
         let to = |host: &str| Connect {
             host: host.into(),
             port,
+            tls: false,
             fresh: false,
         };
-        let upstream = Upstream::connect(to("127.0.0.1"), soon).unwrap();
+        let upstream = Upstream::connect(to("127.0.0.1"), None, soon).unwrap();
         let (accepted, _) = listener.accept().unwrap();
         assert_eq!(
             upstream.socket.peer_addr().unwrap(),
             accepted.local_addr().unwrap()
         );
         drop(listener);
-        let refused = Upstream::connect(to("127.0.0.1"), soon).unwrap_err();
+        let refused = Upstream::connect(to("127.0.0.1"), None, soon).unwrap_err();
         assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
         let past = Instant::now() - Duration::from_millis(1);
-        let late = Upstream::connect(to("127.0.0.1"), past).unwrap_err();
+        let late = Upstream::connect(to("127.0.0.1"), None, past).unwrap_err();
         assert_eq!(late.kind(), io::ErrorKind::TimedOut);
-        assert!(Upstream::connect(to("no such host name"), soon).is_err());
+        assert!(Upstream::connect(to("no such host name"), None, soon).is_err());
     }
 
     #[test]

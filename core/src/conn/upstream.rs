@@ -71,6 +71,16 @@ impl<'a> Upstream<'a> {
         }
     }
 
+    /// The TLS session with an `https://` upstream failed (an untrusted, misnamed or
+    /// expired certificate; a broken protocol): the client gets 502 and the log a line
+    /// with `reason`, rustls's words. No retry: the next attempt would fail alike.
+    pub fn tls_failed(&mut self, reason: &str, now: Instant) {
+        if let Some(exchange) = self.exchange_mut() {
+            exchange.tls_failed(reason, now);
+            self.conn.settle_upstream(now);
+        }
+    }
+
     /// Request bytes to write to the upstream socket.
     pub fn transmit(&self) -> Option<&[u8]> {
         self.exchange()?.transmit()

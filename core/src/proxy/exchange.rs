@@ -30,6 +30,9 @@ pub(crate) enum ProxyFailure {
     Malformed,
     /// The upstream did not answer in time: 504.
     Timeout,
+    /// The TLS session with an `https://` upstream failed (its certificate is not
+    /// trusted, names another host or expired; or the protocol broke): 502.
+    Tls,
 }
 
 impl From<ProxyFailure> for HttpError {
@@ -38,6 +41,7 @@ impl From<ProxyFailure> for HttpError {
             ProxyFailure::Unreachable => Self::BadGateway("upstream unreachable or closed early"),
             ProxyFailure::Malformed => Self::BadGateway("malformed upstream response"),
             ProxyFailure::Timeout => Self::GatewayTimeout,
+            ProxyFailure::Tls => Self::BadGateway("upstream TLS session failed"),
         }
     }
 }
@@ -49,6 +53,8 @@ pub struct Connect {
     pub host: String,
     /// Port.
     pub port: u16,
+    /// Speak TLS (`https://`), verifying the certificate for `host`.
+    pub tls: bool,
     /// Open a new connection: an idle one from the pool just failed this request.
     pub fresh: bool,
 }
@@ -342,6 +348,17 @@ impl Exchange {
         self.connect = Some(self.upstreams.get(next).connect());
     }
 
+    /// The TLS session with the upstream failed for `reason` (rustls's words): always
+    /// logged, as a certificate problem is a set-up error the operator must see.
+    pub(crate) fn tls_failed(&mut self, reason: &str, now: Instant) {
+        if matches!(self.phase, Phase::Done | Phase::Failed(_)) {
+            return;
+        }
+        let line = format!("proxy: TLS with {} failed: {reason}", self.url());
+        self.fail(ProxyFailure::Tls, now);
+        self.relayed.notes.push(line);
+    }
+
     /// The exchange failed: what was not yet handed to the connection is dropped, so a
     /// client that saw no head gets an error answer instead.
     pub(crate) fn fail(&mut self, failure: ProxyFailure, now: Instant) {
@@ -450,7 +467,8 @@ impl Exchange {
     /// The current upstream URL, for the debug log.
     fn url(&self) -> String {
         let target = self.upstreams.get(self.current);
-        format!("http://{}{}", target.authority(), target.path(&self.rest))
+        let (scheme, authority) = (target.scheme(), target.authority());
+        format!("{scheme}://{authority}{}", target.path(&self.rest))
     }
 
     /// Logs the request once its body is complete (the payload is known then).

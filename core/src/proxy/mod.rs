@@ -1,6 +1,7 @@
-//! The reverse-proxy route kind (BEHAVIOUR.md: Proxy): bindings from a prefix to an `http://`
-//! upstream, and the sans-IO client exchange the connection runs for a proxied request. The
-//! transport only opens the upstream socket and moves bytes.
+//! The reverse-proxy route kind (BEHAVIOUR.md: Proxy): bindings from a prefix to `http://`
+//! or `https://` upstreams, and the sans-IO client exchange the connection runs for a
+//! proxied request. The transport only opens the upstream socket (with TLS through
+//! `tls::TlsPump` for `https://`) and moves bytes.
 
 mod debug;
 pub(crate) mod exchange;

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use super::exchange::Connect;
 
-/// Idle keep-alive connections by upstream (host and port), newest last.
+/// Idle keep-alive connections by upstream (host, port, TLS or not), newest last.
 #[derive(Debug)]
 pub struct IdlePool<S> {
-    idle: HashMap<(String, u16), VecDeque<(S, Instant)>>,
+    idle: HashMap<(String, u16, bool), VecDeque<(S, Instant)>>,
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -32,10 +32,7 @@ impl<S> IdlePool<S> {
         if self.max_idle == 0 {
             return;
         }
-        let idle = self
-            .idle
-            .entry((connect.host.clone(), connect.port))
-            .or_default();
+        let idle = self.idle.entry(key(connect)).or_default();
         if idle.len() >= self.max_idle {
             idle.pop_front();
         }
@@ -46,7 +43,7 @@ impl<S> IdlePool<S> {
     /// that has not expired. The caller still checks that the peer did not close it.
     pub fn take(&mut self, connect: &Connect, now: Instant) -> Option<S> {
         self.expire(now);
-        let key = (connect.host.clone(), connect.port);
+        let key = key(connect);
         let idle = self.idle.get_mut(&key)?;
         let socket = idle.pop_back().map(|(socket, _)| socket);
         if idle.is_empty() {
@@ -89,6 +86,12 @@ impl<S> IdlePool<S> {
     }
 }
 
+/// The pool's key for the upstream of `connect`: a plain and a TLS connection to the same
+/// host and port are not interchangeable.
+fn key(connect: &Connect) -> (String, u16, bool) {
+    (connect.host.clone(), connect.port, connect.tls)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +100,7 @@ mod tests {
         Connect {
             host: host.into(),
             port,
+            tls: false,
             fresh: false,
         }
     }
@@ -114,6 +118,11 @@ mod tests {
         assert_eq!(pool.take(&to("a", 1), now), Some(2));
         assert_eq!(pool.take(&to("a", 1), now), None);
         assert_eq!(pool.take(&to("a", 2), now), None, "another port");
+        let tls = Connect {
+            tls: true,
+            ..to("b", 1)
+        };
+        assert_eq!(pool.take(&tls, now), None, "the same port over TLS");
         assert_eq!(pool.take(&to("b", 1), now), Some(9));
         assert!(pool.is_empty());
         let mut none = IdlePool::new(0, Duration::from_secs(10));

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::exchange::Connect;
 
-/// A prefix forwarded to one or more `http://` upstreams.
+/// A prefix forwarded to one or more `http://` or `https://` upstreams.
 #[derive(Debug, Clone)]
 pub struct ProxyRoute {
     prefix: String,
@@ -22,7 +22,7 @@ pub struct ProxyRoute {
 pub enum ProxyError {
     /// The prefix does not start and end with `/`.
     Prefix(String),
-    /// An upstream is not an `http://host[:port][/path]` URL.
+    /// An upstream is not an `http[s]://host[:port][/path]` URL.
     Url(String),
 }
 
@@ -30,7 +30,7 @@ impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Prefix(p) => write!(f, "name must start and end with \"/\": {p}"),
-            Self::Url(u) => write!(f, "proxy upstream must be an http:// URL: {u}"),
+            Self::Url(u) => write!(f, "proxy upstream must be an http:// or https:// URL: {u}"),
         }
     }
 }
@@ -40,6 +40,8 @@ impl std::error::Error for ProxyError {}
 /// One upstream of a binding.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Target {
+    /// `https://`: the connection is TLS, verified for `host`.
+    tls: bool,
     host: String,
     port: u16,
     /// The upstream URL's path, without a trailing `/` (empty for the root).
@@ -65,8 +67,8 @@ pub(crate) struct Upstreams {
 }
 
 impl ProxyRoute {
-    /// Forwards requests under `prefix` to `urls`: one `http://host[:port][/path]` URL,
-    /// or several separated by commas, taken in turn.
+    /// Forwards requests under `prefix` to `urls`: one `http[s]://host[:port][/path]`
+    /// URL, or several separated by commas (schemes may mix), taken in turn.
     pub fn new(prefix: &str, urls: &str) -> Result<Self, ProxyError> {
         if prefix.is_empty() || !prefix.starts_with('/') || !prefix.ends_with('/') {
             return Err(ProxyError::Prefix(prefix.to_owned()));
@@ -116,10 +118,14 @@ impl ProxyRoute {
 }
 
 impl Target {
-    /// Parses `http://host[:port][/path]`.
+    /// Parses `http[s]://host[:port][/path]`.
     fn parse(url: &str) -> Result<Self, ProxyError> {
         let bad = || ProxyError::Url(url.to_owned());
-        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+        let (tls, rest) = match url.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, url.strip_prefix("http://").ok_or_else(bad)?),
+        };
+        let default_port = if tls { 443 } else { 80 };
         let (authority, path) = match rest.find(['/', '?', '#']) {
             Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
             Some(_) => return Err(bad()),
@@ -129,13 +135,14 @@ impl Target {
             Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
                 (host, port.parse::<u16>().map_err(|_| bad())?)
             }
-            _ => (authority, 80),
+            _ => (authority, default_port),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.contains(['@', ' ', ',']) || path.contains(['?', '#']) {
             return Err(bad());
         }
         Ok(Self {
+            tls,
             host: host.to_owned(),
             port,
             base: path.trim_end_matches('/').to_owned(),
@@ -147,6 +154,7 @@ impl Target {
         Connect {
             host: self.host.clone(),
             port: self.port,
+            tls: self.tls,
             fresh: false,
         }
     }
@@ -158,10 +166,27 @@ impl Target {
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == self.default_port() {
             host
         } else {
             format!("{host}:{}", self.port)
+        }
+    }
+
+    /// The upstream URL's scheme.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    fn default_port(&self) -> u16 {
+        if self.tls {
+            443
+        } else {
+            80
         }
     }
 
@@ -245,15 +270,29 @@ mod tests {
         let r = ProxyRoute::new("/px/", "http://a:1/x, http://b:2/").unwrap();
         assert_eq!(r.upstreams().collect::<Vec<_>>(), [("a", 1), ("b", 2)]);
         assert_eq!(r.targets().get(1).path(&Rest::Under("q".into())), "/q");
+        let r = ProxyRoute::new("/px/", "https://h/, http://a:1/").unwrap();
+        assert_eq!(r.upstreams().collect::<Vec<_>>(), [("h", 443), ("a", 1)]);
+        assert_eq!(
+            (first(&r).authority(), first(&r).scheme()),
+            ("h".into(), "https")
+        );
+        assert!(first(&r).connect().tls && !r.targets().get(1).connect().tls);
+        let r = ProxyRoute::new("/px/", "https://[::1]:80/").unwrap();
+        assert_eq!(
+            first(&r).authority(),
+            "[::1]:80",
+            "80 is not https's own port"
+        );
         for bad in [
-            "https://h/",
+            "ftp://h/",
+            "https:/h/",
             "h:1",
             "http://",
             "http://h:x/",
             "http://h/?q",
             "http://u@h/",
             "http://a:1/,",
-            "http://a:1/,https://b/",
+            "http://a:1/,https://",
         ] {
             assert!(ProxyRoute::new("/px/", bad).is_err(), "{bad}");
         }
