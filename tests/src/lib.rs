@@ -16,7 +16,7 @@ mod server;
 mod setup;
 
 pub use browser::{have_chromium, headless_chromium, text_of, CHROMIUM};
-pub use certs::{client_tls_config, server_tls_config};
+pub use certs::{client_tls_config, server_tls_config, TestCa};
 pub use client::{Client, READ_TIMEOUT};
 pub use data::{fnv1a64, pseudo_random_bytes};
 pub use dir::TempDir;

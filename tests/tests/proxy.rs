@@ -17,7 +17,7 @@ use quick_server_core::Method as RouteMethod;
 use quick_server_core::{Body, Limits, Response as CoreResponse, ServerBuilder};
 use quick_server_tests::{
     each_setup, fnv1a64, json_of, pseudo_random_bytes, Client, FacadeServer, Setup, TempDir,
-    TestServer, Transport, Tuning,
+    TestCa, TestServer, Transport, Tuning,
 };
 use serde_json::{json, Value};
 
@@ -813,10 +813,21 @@ fn the_facade_binds_a_proxy() {
             .bind_proxy("/api/", &upstream.url())
             .expect("bind the proxy");
         assert!(server.bind_proxy("api", &upstream.url()).is_err());
-        assert!(server.bind_proxy("/x/", "https://example.test/").is_err());
+        assert!(server.bind_proxy("/x/", "ftp://example.test/").is_err());
+        // An https upstream signed by a CA the facade is told to trust.
+        let ca = TestCa::new("facade");
+        let secure = KeepAliveUpstream::start_tls(KEEP, ca.server_config(&["127.0.0.1"]));
+        let files = TempDir::new();
+        files.write("ca.pem", ca.pem());
+        server
+            .bind_proxy("/secure/", &secure.url())
+            .expect("bind the https proxy")
+            .proxy_ca(files.path().join("ca.pem"));
         let server = FacadeServer::start(setup, server);
         let response = server.exchange(&get("/api/echo?q=1"));
         assert_eq!(json_of(&response)["target"], "/up/echo?q=1");
+        let response = server.exchange(&get("/secure/s"));
+        assert_eq!(String::from_utf8_lossy(&response.body), "1 /up/s");
     });
 }
 
@@ -897,9 +908,11 @@ struct Policy {
 }
 
 /// A keep-alive HTTP/1.1 upstream that counts the connections it accepted and answers
-/// each request with `<connection number> <target>`.
+/// each request with `<connection number> <target>`; over TLS when it has a
+/// configuration.
 struct KeepAliveUpstream {
     addr: SocketAddr,
+    tls: bool,
     accepted: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -907,6 +920,16 @@ struct KeepAliveUpstream {
 
 impl KeepAliveUpstream {
     fn start(policy: Policy) -> Self {
+        Self::start_with(policy, None)
+    }
+
+    /// An HTTPS upstream presenting the certificate of `tls`.
+    fn start_tls(policy: Policy, tls: Arc<rustls::ServerConfig>) -> Self {
+        Self::start_with(policy, Some(tls))
+    }
+
+    fn start_with(policy: Policy, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        let secure = tls.is_some();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
         let addr = listener.local_addr().expect("its address");
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -919,11 +942,24 @@ impl KeepAliveUpstream {
                 }
                 let Ok(stream) = stream else { continue };
                 let number = count.fetch_add(1, Ordering::SeqCst) + 1;
-                thread::spawn(move || serve_keep_alive(stream, number, policy));
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+                let port = stream.local_addr().map_or(0, |a| a.port());
+                let tls = tls.clone();
+                thread::spawn(move || match tls {
+                    None => serve_keep_alive(stream, number, port, policy),
+                    Some(config) => {
+                        let Ok(session) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        let stream = rustls::StreamOwned::new(session, stream);
+                        serve_keep_alive(stream, number, port, policy);
+                    }
+                });
             }
         });
         Self {
             addr,
+            tls: secure,
             accepted,
             stop,
             thread: Some(thread),
@@ -931,7 +967,8 @@ impl KeepAliveUpstream {
     }
 
     fn url(&self) -> String {
-        format!("http://{}/up", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/up", self.addr)
     }
 
     fn accepted(&self) -> usize {
@@ -949,9 +986,8 @@ impl Drop for KeepAliveUpstream {
     }
 }
 
-/// Answers requests on one connection as `policy` says.
-fn serve_keep_alive(mut stream: TcpStream, number: usize, policy: Policy) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+/// Answers requests on one connection (to `port`) as `policy` says.
+fn serve_keep_alive(mut stream: impl Read + Write, number: usize, port: u16, policy: Policy) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     for served in 0.. {
@@ -982,12 +1018,11 @@ fn serve_keep_alive(mut stream: TcpStream, number: usize, policy: Policy) {
             return; // read, then dropped unanswered
         }
         let body = format!("{number} {}", request.target);
-        let port = stream.local_addr().map_or(0, |a| a.port());
         let answer = format!(
             "HTTP/1.1 200 OK\r\nX-Upstream: {port}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        if stream.write_all(answer.as_bytes()).is_err() {
+        if stream.write_all(answer.as_bytes()).is_err() || stream.flush().is_err() {
             return;
         }
         if policy.close_when_idle {
@@ -1103,20 +1138,26 @@ fn a_stale_upstream_connection_is_retried_for_get_and_not_for_post() {
 #[test]
 fn a_connection_the_upstream_closed_while_idle_is_not_reused() {
     let _gate = shared();
+    let ca = TestCa::new("idle");
+    let policy = Policy {
+        answers: usize::MAX,
+        close_when_idle: true,
+    };
     each_setup(|setup| {
-        let upstream = KeepAliveUpstream::start(Policy {
-            answers: usize::MAX,
-            close_when_idle: true,
-        });
-        let proxy = Proxy::one_loop(setup, Limits::default(), &[("/px/", &upstream.url())]);
-        assert_eq!(proxy.connect().request(&get("/px/a")).text(), "1 /up/a");
-        thread::sleep(Duration::from_millis(500));
-        // A POST cannot be retried: it only succeeds if the closed one was skipped.
-        let response = proxy.connect().request(&post("/px/b", b"x=1"));
-        assert_eq!(
-            (response.status, response.text().as_str()),
-            (200, "2 /up/b")
-        );
+        let plain = KeepAliveUpstream::start(policy);
+        let proxy = Proxy::one_loop(setup, Limits::default(), &[("/px/", &plain.url())]);
+        let tls = KeepAliveUpstream::start_tls(policy, ca.server_config(&["127.0.0.1"]));
+        let (tls_proxy, _) = https_proxy(setup, &tls.url(), ca.client_config());
+        for proxy in [&proxy.server, &tls_proxy] {
+            assert_eq!(proxy.connect().request(&get("/px/a")).text(), "1 /up/a");
+            thread::sleep(Duration::from_millis(500));
+            // A POST cannot be retried: it only succeeds if the closed one was skipped.
+            let response = proxy.connect().request(&post("/px/b", b"x=1"));
+            assert_eq!(
+                (response.status, response.text().as_str()),
+                (200, "2 /up/b")
+            );
+        }
     });
 }
 
@@ -1261,6 +1302,103 @@ fn the_debug_log_shows_each_exchange() {
         assert!(lines[2].starts_with(&summary), "{lines:?}");
         assert!(lines[2].ends_with(" ms"), "{lines:?}");
         assert_eq!(lines.len(), 3, "{lines:?}");
+    });
+}
+
+/// A proxy for `/px/` to `urls` that verifies `https://` upstreams with `tls`; its log's
+/// notes (a TLS failure's reason) go to the returned lines.
+fn https_proxy(
+    setup: Setup,
+    urls: &str,
+    tls: Arc<rustls::ClientConfig>,
+) -> (TestServer, Arc<Notes>) {
+    let notes = Arc::new(Notes::default());
+    let (log, urls) = (Arc::clone(&notes), urls.to_owned());
+    // On one event loop (mio): its pool holds every idle upstream connection.
+    let tuning = Tuning {
+        loops: Some(1),
+        ..Tuning::default()
+    };
+    let server = TestServer::start_tuned(setup, tuning, move |mut builder| {
+        builder
+            .request_log(log)
+            .upstream_tls(tls)
+            .bind_proxy("/px/", &urls)
+            .expect("bind the proxy");
+        builder
+    });
+    (server, notes)
+}
+
+#[test]
+fn an_https_upstream_signed_by_a_trusted_ca_answers_over_kept_connections() {
+    let _gate = shared();
+    let ca = TestCa::new("upstreams");
+    each_setup(|setup| {
+        let config = ca.server_config(&["localhost", "127.0.0.1"]);
+        let upstream = KeepAliveUpstream::start_tls(KEEP, config);
+        // An IP literal: its certificate is checked for the IP address.
+        let (proxy, notes) = https_proxy(setup, &upstream.url(), ca.client_config());
+        for n in 0..20 {
+            // Each on a client connection of its own.
+            let response = proxy.connect().request(&get(&format!("/px/n{n}")));
+            assert_eq!(response.status, 200, "{}", response.text());
+            assert!(response.text().ends_with(&format!(" /up/n{n}")));
+        }
+        let accepted = upstream.accepted();
+        assert_eq!(
+            accepted, 1,
+            "upstream TLS connections for 20 requests on one loop"
+        );
+        assert!(notes.lines().is_empty(), "{:?}", notes.lines());
+        // A host name, checked as a DNS name, beside a plain upstream in the same binding.
+        let plain = KeepAliveUpstream::start(KEEP);
+        let urls = format!(
+            "https://localhost:{}/up,{}",
+            upstream.addr.port(),
+            plain.url()
+        );
+        let (mixed, _) = https_proxy(setup, &urls, ca.client_config());
+        let ports: Vec<u16> = (0..2)
+            .map(|n| {
+                let response = mixed.connect().request(&get(&format!("/px/{n}")));
+                assert_eq!(response.status, 200, "{}", response.text());
+                upstream_port(&response)
+            })
+            .collect();
+        assert!(ports.contains(&upstream.addr.port()) && ports.contains(&plain.addr.port()));
+    });
+}
+
+#[test]
+fn an_https_upstream_that_cannot_be_trusted_answers_502_and_the_log_says_why() {
+    let _gate = shared();
+    let (trusted, stranger) = (TestCa::new("trusted"), TestCa::new("stranger"));
+    each_setup(|setup| {
+        let unknown = KeepAliveUpstream::start_tls(KEEP, stranger.server_config(&["127.0.0.1"]));
+        let misnamed =
+            KeepAliveUpstream::start_tls(KEEP, trusted.server_config(&["elsewhere.test"]));
+        let cases = [
+            (&unknown, "invalid peer certificate: UnknownIssuer"),
+            (
+                &misnamed,
+                "invalid peer certificate: certificate not valid for name \"127.0.0.1\"",
+            ),
+        ];
+        for (upstream, why) in cases {
+            let (proxy, notes) = https_proxy(setup, &upstream.url(), trusted.client_config());
+            let mut client = proxy.connect();
+            let response = client.request(&get("/px/a"));
+            assert_eq!(response.status, 502, "{}", response.text());
+            let again = client.request(&get("/px/b"));
+            assert_eq!(again.status, 502, "the client connection goes on");
+            let expected = format!("proxy: TLS with {}/a failed: {why}", upstream.url());
+            let lines = notes.lines();
+            assert!(
+                lines.iter().any(|l| l.starts_with(&expected)),
+                "{expected} in {lines:?}"
+            );
+        }
     });
 }
 
