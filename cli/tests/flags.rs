@@ -394,6 +394,21 @@ fn run_time_failures_exit_1_with_one_line() {
             vec!["-p", "0", "--www", not_a_folder.to_str().unwrap()],
             "not a folder",
         ),
+        (
+            vec![
+                "-p",
+                "0",
+                "--proxy",
+                "/up/=https://127.0.0.1:1/",
+                "--proxy-ca",
+                missing,
+            ],
+            "cannot use proxy CA file",
+        ),
+        (
+            vec!["-p", "0", "--proxy-ca", not_a_folder.to_str().unwrap()],
+            "no certificate found",
+        ),
     ];
     for (args, needle) in cases {
         let out = Command::new(binary())
@@ -582,6 +597,27 @@ fn proxy_forwards_a_prefix_to_its_upstream() {
         get(server.addr, "/hello.txt", &[]).body,
         "hello from disk\n"
     );
+}
+
+#[test]
+fn proxy_to_an_https_upstream_trusts_the_proxy_ca_file() {
+    let dir = TempDir::with_files("proxy-https");
+    // The upstream: the binary itself over HTTPS, its certificate written to a folder.
+    let cache = dir.0.join("certs");
+    let upstream = serve(&dir.0, &[&format!("--tls-self-signed={}", cache.display())]);
+    let ca = cache.join("cert.pem");
+    let binding = format!("/up/=https://127.0.0.1:{}/sub/", upstream.addr.port());
+    let trusting = serve(
+        &dir.0,
+        &["--proxy", &binding, "--proxy-ca", ca.to_str().unwrap()],
+    );
+    let answer = get(trusting.addr, "/up/a.txt", &[]);
+    assert_eq!((answer.status, answer.body.as_str()), (200, "a\n"));
+    // Without the file the system roots do not know the certificate: 502, and why.
+    let strict = serve(&dir.0, &["--proxy", &binding]);
+    assert_eq!(get(strict.addr, "/up/a.txt", &[]).status, 502);
+    let why = strict.expect("proxy: TLS with https://127.0.0.1:");
+    assert!(why.contains("invalid peer certificate"), "{why}");
 }
 
 #[test]
