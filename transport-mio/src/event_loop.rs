@@ -22,8 +22,8 @@ use crate::slab::{Key, Side, Slab, LISTENER, WAKER, WATCH};
 use crate::timers::Timers;
 use crate::tls::Tls;
 use crate::upstream::Pool;
-use crate::watch::Watcher;
 use quick_server_core::wire::{BUSY_ANSWER as BUSY, FILE_CHUNK, REFUSE_TIME};
+use quick_server_transport::Watcher;
 
 /// Readiness events taken per wake-up.
 const EVENTS_PER_POLL: usize = 1024;

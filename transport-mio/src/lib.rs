@@ -21,7 +21,6 @@ mod sys;
 mod timers;
 mod tls;
 mod upstream;
-mod watch;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -35,7 +34,7 @@ use quick_server_core::Server;
 use crate::event_loop::{EventLoop, Setup};
 use crate::pool::Jobs;
 use crate::slab::{LISTENER, MAX_SLOTS, WAKER, WATCH};
-use crate::watch::Watcher;
+use quick_server_transport::Watcher;
 
 pub use quick_server_transport::{Options, Running, ShutdownHandle};
 

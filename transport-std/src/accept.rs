@@ -14,7 +14,7 @@ use crate::control::Control;
 use crate::drive::Accepted;
 use crate::poll;
 use crate::pool::Pool;
-use crate::watch::Watcher;
+use quick_server_transport::Watcher;
 
 /// Pause after the process ran out of descriptors or memory, before accepting again.
 const RESOURCE_BACKOFF: Duration = Duration::from_millis(50);

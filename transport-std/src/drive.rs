@@ -13,8 +13,8 @@ use quick_server_core::{Connection, Job, JobKind, PeerInfo, Server};
 use crate::control::Control;
 use crate::poll;
 use crate::upstream::{self, Upstream};
-use crate::watch::Watcher;
 use crate::wire::{is_timeout, End, Input, Wire};
+use quick_server_transport::Watcher;
 
 /// What every worker needs to serve a connection.
 #[derive(Debug)]

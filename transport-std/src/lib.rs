@@ -24,7 +24,6 @@ mod sendfile;
 mod socket;
 mod tls;
 mod upstream;
-mod watch;
 mod wire;
 
 pub use quick_server_transport::{Options, Running, ShutdownHandle};

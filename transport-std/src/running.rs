@@ -13,8 +13,8 @@ use crate::accept::{self, Admission};
 use crate::control::Control;
 use crate::drive::{serve_admitted, Accepted, Context};
 use crate::pool::{self, Workers};
-use crate::watch::Watcher;
 use crate::{background, reject, Options, Running, ShutdownHandle};
+use quick_server_transport::Watcher;
 
 /// How long to wait for connections cut at the end of the grace period to let go of
 /// their threads before `wait` returns without them.

@@ -1,7 +1,8 @@
 //! The inotify descriptor that watches served folders for the core's file cache: it adds
 //! and removes the watches the core asks for and hands the core the notifications it
-//! reads. Every thread's `poll(2)` includes it, and a thread it wakes reads it before
-//! serving anything, so a change made before a request was sent is read first.
+//! reads. A transport waits on it wherever it waits for connections (every mio loop's
+//! poller, every std thread's `poll(2)`) and reads it before serving anything it woke
+//! for, so a change made before a request was sent is read first.
 
 use std::ffi::CString;
 use std::io;
@@ -19,16 +20,16 @@ const READ_BUFFER: usize = 16 * 1024;
 /// The notification descriptor, or none where inotify is unavailable (then the core's
 /// requests for watches are refused, and cached files are revalidated on every hit).
 #[derive(Debug)]
-pub(crate) struct Watcher {
+pub struct Watcher {
     fd: Option<OwnedFd>,
-    /// Held while reading and applying, so a thread woken with others waits until the
-    /// first one has dropped what went stale.
+    /// Held while reading, so a thread woken with others waits until the first one has
+    /// dropped what went stale.
     buffer: Mutex<Vec<u8>>,
 }
 
 impl Watcher {
     /// A new descriptor, or a watcher without one when inotify cannot be had.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             fd: init().ok(),
             buffer: Mutex::new(vec![0; READ_BUFFER]),
@@ -36,12 +37,12 @@ impl Watcher {
     }
 
     /// The descriptor to wait on for notifications.
-    pub(crate) fn fd(&self) -> Option<RawFd> {
+    pub fn fd(&self) -> Option<RawFd> {
         self.fd.as_ref().map(AsRawFd::as_raw_fd)
     }
 
     /// Reads every pending notification into `server`, then does what it asks.
-    pub(crate) fn read_changes(&self, server: &Server) {
+    pub fn read_changes(&self, server: &Server) {
         let Some(fd) = &self.fd else { return };
         let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
@@ -64,7 +65,7 @@ impl Watcher {
     }
 
     /// Adds and removes the watches `server` asks for; without a descriptor, refuses them.
-    pub(crate) fn apply(&self, server: &Server) {
+    pub fn apply(&self, server: &Server) {
         while let Some(op) = server.poll_watch() {
             match op {
                 WatchOp::Add(folder) => {
@@ -78,6 +79,12 @@ impl Watcher {
                 }
             }
         }
+    }
+}
+
+impl Default for Watcher {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
