@@ -174,6 +174,25 @@ fn redis_stopped_mid_run_answers_503_in_time_and_recovers() {
 /// The worker route that runs a lost task again.
 const AGAIN: &str = "/api/sleep-again";
 
+/// A job that ends while Redis is down keeps its result: the instance records it when
+/// Redis answers again, and the task polls "running" meanwhile instead of being lost.
+#[test]
+fn a_job_that_ends_while_redis_is_down_keeps_its_result() {
+    need_redis!();
+    let mut redis = RedisServer::start(true);
+    let instance = Instance::start(Some(&redis.url()), &[]);
+    let token = start_long(&instance, json!({"seconds": 1, "echo": "kept"}));
+    redis.stop();
+    // The job ends during the outage.
+    thread::sleep(Duration::from_secs(3));
+    redis.resume();
+    eventually(Duration::from_secs(10), || {
+        (instance.get("/api/count/up").status == 200).then_some(())
+    });
+    let result = collect(&instance, &token);
+    assert_eq!(result, json!({"echo": "kept", "pid": instance.pid()}));
+}
+
 /// The reply of a worker action on `/api/sleep`, asserting a 200.
 fn act(instance: &Instance, body: Value) -> Value {
     act_on(instance, "/api/sleep", body)

@@ -9,8 +9,9 @@
 //! running task whose owner's lease is gone was lost (the instance crashed or
 //! restarted), and `get` says so. The same thread that renews the lease polls the state
 //! of the local running tasks every [`STOP_POLL`] and trips the cancel flag of those
-//! stopped from anywhere (or taken over by another instance). Finished results expire
-//! after `RESULT_RETENTION` and chunks after `CARGO_TTL`, by Redis TTLs.
+//! stopped from anywhere (or taken over by another instance), and records the outcomes
+//! of jobs that ended while Redis was unreachable. Finished results expire after
+//! `RESULT_RETENTION` and chunks after `CARGO_TTL`, by Redis TTLs.
 //!
 //! On a route that re-runs lost tasks the hash also keeps the payload (`p`) and the
 //! number of re-runs so far (`n`). The instance answering a `get` for a lost task then
@@ -162,13 +163,41 @@ return r
     )
 });
 
-/// This process as a task owner: its id, its lease, and the cancel flags of the tasks
-/// running here. Shared by the routes of one [`SharedState`](super::SharedState).
+/// This process as a task owner: its id, its lease, the cancel flags of the tasks
+/// running here, and the outcomes Redis could not take yet. Shared by the routes of one
+/// [`SharedState`](super::SharedState).
 pub(crate) struct Owner {
     id: String,
     lease: Duration,
     running: Mutex<HashMap<String, CancelFlag>>,
+    unrecorded: Mutex<Vec<Outcome>>,
     heartbeat: OnceLock<()>,
+}
+
+/// How a job ended, for the `FINISH` script of task `key`.
+struct Outcome {
+    key: String,
+    state: &'static str,
+    text: String,
+    status: String,
+}
+
+impl Outcome {
+    /// Stores it if `owner` still owns the running task: true when stored.
+    fn record(&self, redis: &Redis, owner: &str) -> Result<bool, StoreError> {
+        let retention = RESULT_RETENTION.as_millis() as u64;
+        let stored: u8 = redis.run(|conn| {
+            FINISH
+                .key(&self.key)
+                .arg(self.state)
+                .arg(&self.text)
+                .arg(&self.status)
+                .arg(retention)
+                .arg(owner)
+                .invoke(conn)
+        })?;
+        Ok(stored == 1)
+    }
 }
 
 impl Owner {
@@ -177,12 +206,19 @@ impl Owner {
             id: random_id(),
             lease,
             running: Mutex::new(HashMap::new()),
+            unrecorded: Mutex::new(Vec::new()),
             heartbeat: OnceLock::new(),
         }
     }
 
     fn running(&self) -> MutexGuard<'_, HashMap<String, CancelFlag>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn unrecorded(&self) -> MutexGuard<'_, Vec<Outcome>> {
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lease_ms(&self) -> u128 {
@@ -203,8 +239,9 @@ impl Owner {
         });
     }
 
-    /// Renews the lease every quarter of it; polls the local running tasks every
-    /// [`STOP_POLL`]. Errors are logged by [`Redis::run`] and retried on the next beat.
+    /// Renews the lease every quarter of it; polls the local running tasks and records
+    /// the outcomes an outage kept out every [`STOP_POLL`]. Errors are logged by
+    /// [`Redis::run`] and retried on the next beat.
     fn beat(&self, redis: &Redis) {
         let lease_key = redis.key(&format!("lease:{}", self.id));
         let renew_every = self.lease / 4;
@@ -224,6 +261,7 @@ impl Owner {
                     renewed = Instant::now();
                 }
             }
+            self.record_unrecorded(redis);
             let keys: Vec<String> = self.running().keys().cloned().collect();
             if keys.is_empty() {
                 continue;
@@ -247,6 +285,22 @@ impl Owner {
                 }
             }
         }
+    }
+
+    /// Tries the outcomes Redis could not take again, in order; keeps them while it is
+    /// unreachable. A task stopped or taken over meanwhile drops its outcome.
+    fn record_unrecorded(&self, redis: &Redis) {
+        let waiting = std::mem::take(&mut *self.unrecorded());
+        let mut left = Vec::new();
+        for outcome in waiting {
+            if let Err(StoreError::Unavailable(_)) = outcome.record(redis, &self.id) {
+                left.push(outcome);
+            }
+        }
+        // Outcomes queued while these were tried go after them.
+        let mut unrecorded = self.unrecorded();
+        left.append(&mut unrecorded);
+        *unrecorded = left;
     }
 }
 
@@ -466,22 +520,23 @@ impl TaskStore for RedisTasks {
                 status.map(|s| s.to_string()).unwrap_or_default(),
             ),
         };
-        let retention = RESULT_RETENTION.as_millis() as u64;
-        let stored: u8 = self.run(|conn| {
-            FINISH
-                .key(&full)
-                .arg(state)
-                .arg(&text)
-                .arg(&status)
-                .arg(retention)
-                .arg(&self.owner.id)
-                .invoke(conn)
-        })?;
-        Ok(if stored == 1 {
-            Finished::Stored
-        } else {
-            Finished::Discarded
-        })
+        let outcome = Outcome {
+            key: full,
+            state,
+            text,
+            status,
+        };
+        match outcome.record(&self.redis, &self.owner.id) {
+            Ok(true) => Ok(Finished::Stored),
+            Ok(false) => Ok(Finished::Discarded),
+            Err(StoreError::Unavailable(_)) => {
+                // The task stays running in Redis, under this instance's live lease, until
+                // the lease thread records the outcome: nothing lost, polls wait.
+                self.owner.unrecorded().push(outcome);
+                Ok(Finished::Stored)
+            }
+            Err(e) => Err(WorkerError::Store(e)),
+        }
     }
 
     fn get(
