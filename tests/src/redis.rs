@@ -102,6 +102,18 @@ impl RedisServer {
         }
     }
 
+    /// Freezes Redis (SIGSTOP) or thaws it (SIGCONT): a Redis that accepts connections
+    /// and never answers, as a stalled one does.
+    pub fn freeze(&self, frozen: bool) {
+        let child = self.child.as_ref().expect("redis-server runs");
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} redis-server");
+    }
+
     /// Starts Redis again on the same port and folder.
     pub fn resume(&mut self) {
         let tls = self.extra.iter().any(|arg| arg == "--tls-port");

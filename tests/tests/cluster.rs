@@ -193,6 +193,71 @@ fn a_job_that_ends_while_redis_is_down_keeps_its_result() {
     assert_eq!(result, json!({"echo": "kept", "pid": instance.pid()}));
 }
 
+/// A Redis that stops answering (frozen, its connections open) costs a request the named
+/// timeout, not a hang: 503, then service again once it answers.
+#[test]
+fn a_stalled_redis_answers_503_in_time() {
+    need_redis!();
+    let redis = RedisServer::start(false);
+    let instance = Instance::start(Some(&redis.url()), &[]);
+    assert_eq!(instance.post("/api/count/slow", &json!({})).status, 200);
+    redis.freeze(true);
+    let started = Instant::now();
+    let response = instance.post("/api/count/slow", &json!({}));
+    let took = started.elapsed();
+    redis.freeze(false);
+    assert_eq!(response.status, 503, "{}", response.text());
+    assert!(response.reason.contains("shared state unavailable"));
+    // REDIS_TIMEOUT is 800 ms; at most two waits, with room for a loaded machine.
+    assert!(took < Duration::from_secs(4), "503 after {took:?}");
+    let answer = eventually(Duration::from_secs(10), || {
+        let response = instance.post("/api/count/slow", &json!({}));
+        (response.status == 200).then(|| json_of(&response))
+    });
+    assert!(answer["count"].as_u64() >= Some(2), "{answer}");
+}
+
+/// The pool never holds more than `pool_size` connections to Redis, however many
+/// threads call at once; they wait their turn.
+#[test]
+fn the_pool_keeps_to_its_size() {
+    need_redis!();
+    use quick_server::{Expire, QuickServer, SharedState, SharedStateOptions};
+    let redis = RedisServer::start(false);
+    let options = SharedStateOptions {
+        pool_size: 2,
+        ..SharedStateOptions::default()
+    };
+    let mut server = QuickServer::new(([127, 0, 0, 1], 0).into());
+    server.shared_state(SharedState::open(&redis.url(), options).expect("a Redis URL"));
+    let tokens = server.tokens();
+    thread::scope(|scope| {
+        for _ in 0..8 {
+            let tokens = tokens.clone();
+            scope.spawn(move || {
+                for _ in 0..20 {
+                    tokens
+                        .get_token_obj("pooled", Expire::Never, false, |map| {
+                            let n = map.get("n").and_then(Value::as_u64).unwrap_or(0);
+                            map.insert("n".into(), json!(n + 1));
+                        })
+                        .expect("a pooled call");
+                }
+            });
+        }
+    });
+    let seen = tokens.peek_token_obj("pooled").unwrap().expect("the token");
+    assert_eq!(seen.get("n"), Some(&json!(160)));
+    let info = redis.value(&["INFO", "clients"]).unwrap().expect("INFO");
+    let clients: u32 = info
+        .lines()
+        .find_map(|line| line.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("connected_clients");
+    // The pool's connections and the one asking.
+    assert!(clients <= 3, "{clients} clients:\n{info}");
+}
+
 /// The reply of a worker action on `/api/sleep`, asserting a 200.
 fn act(instance: &Instance, body: Value) -> Value {
     act_on(instance, "/api/sleep", body)
