@@ -121,11 +121,12 @@
 //! - **Failure**: Redis calls go through a pool (`POOL_SIZE`) with connect, read and write
 //!   timeouts (`REDIS_TIMEOUT`); a request that needs an unreachable Redis answers 503
 //!   within about twice that, never hangs; files and stateless routes keep serving. One
-//!   log line when Redis becomes unreachable and one when it answers again; a value in
-//!   Redis that this server did not write is an error answer and a log line. A route
-//!   registered [`non_blocking`](QuickServer::non_blocking) runs on the event loop, so a
-//!   token call from it fails with [`StoreError::WouldBlock`]: register such routes
-//!   normally.
+//!   log line when Redis becomes unreachable and one when it answers again. A job that
+//!   ends during an outage keeps its result: its task polls "running" until the lease
+//!   thread records it, once Redis answers. A value in Redis that this server did not
+//!   write is an error answer and a log line. A route registered
+//!   [`non_blocking`](QuickServer::non_blocking) runs on the event loop, so a token call
+//!   from it fails with [`StoreError::WouldBlock`]: register such routes normally.
 //!
 //! ## CORS, proxy, HTTPS
 //! [`cors_origins`](QuickServer::cors_origins) names the front ends that may read answers
