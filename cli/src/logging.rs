@@ -165,7 +165,6 @@ fn request_lines(record: &RequestRecord<'_>, suppress_noise: bool, utc_offset: i
             size: record.size,
             request_line: record.request_line,
             status: record.status,
-            client: record.peer,
         };
         lines.push(line.to_string());
     }

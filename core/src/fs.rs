@@ -312,7 +312,7 @@ impl Drop for MemoryTemp {
 
 /// A file held by [`MemoryFs`].
 #[derive(Debug)]
-pub struct MemoryFile {
+pub(crate) struct MemoryFile {
     data: Vec<u8>,
     modified: SystemTime,
     changed: SystemTime,

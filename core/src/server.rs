@@ -134,7 +134,7 @@ impl Server {
     }
 
     /// The `Server` header value.
-    pub fn server_header(&self) -> &str {
+    pub(crate) fn server_header(&self) -> &str {
         &self.server_header
     }
 

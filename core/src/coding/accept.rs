@@ -6,7 +6,7 @@ use crate::http::qvalue::parse_qvalue;
 
 /// The preferences of one request, as q-values in thousandths (0: not acceptable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct AcceptEncoding {
+pub(crate) struct AcceptEncoding {
     /// Indexed by [`Coding::index`].
     codings: [u16; Coding::ALL.len()],
     /// `identity`'s q-value when the field names it (or `*` covers it).
@@ -16,7 +16,7 @@ pub struct AcceptEncoding {
 impl AcceptEncoding {
     /// Reads the field's value; `None` (no field) accepts no coding, like an empty value.
     /// Malformed elements are skipped; `x-gzip` is `gzip`.
-    pub fn parse(value: Option<&str>) -> Self {
+    pub(crate) fn parse(value: Option<&str>) -> Self {
         let mut accept = Self::default();
         let mut named = [false; Coding::ALL.len()];
         let mut star = None;
@@ -60,14 +60,14 @@ impl AcceptEncoding {
 
     /// Whether the request refuses the identity representation (`identity;q=0`, or
     /// `*;q=0` without `identity`).
-    pub fn refuses_identity(&self) -> bool {
+    pub(crate) fn refuses_identity(&self) -> bool {
         self.identity == Some(0)
     }
 
     /// The coding to send among `available` (ordered by the server's preference), or
     /// `None` for identity: the highest q wins, ties go to the server's order, and an
     /// `identity` the request ranks above every acceptable coding wins over them.
-    pub fn choose(&self, available: &[Coding]) -> Option<Coding> {
+    pub(crate) fn choose(&self, available: &[Coding]) -> Option<Coding> {
         let mut best: Option<(Coding, u16)> = None;
         for &coding in available {
             let q = self.codings[coding.index()];
@@ -80,7 +80,7 @@ impl AcceptEncoding {
     }
 
     /// Whether any of `available` is acceptable at all.
-    pub fn accepts_any(&self, available: &[Coding]) -> bool {
+    pub(crate) fn accepts_any(&self, available: &[Coding]) -> bool {
         available.iter().any(|c| self.codings[c.index()] > 0)
     }
 }

@@ -11,7 +11,7 @@ const BROTLI_WINDOW: u32 = 22;
 const BROTLI_BUFFER: usize = 16 * 1024;
 
 /// A compressor for one coding, fed in pieces, writing into a growing buffer.
-pub struct Encoder(Inner);
+pub(super) struct Encoder(Inner);
 
 enum Inner {
     Gzip(flate2::write::GzEncoder<Vec<u8>>),
@@ -32,7 +32,7 @@ impl std::fmt::Debug for Encoder {
 
 impl Encoder {
     /// An encoder for `coding` at the level `levels` gives it, for about `len` input bytes.
-    pub fn new(coding: Coding, levels: &Levels, len: usize) -> io::Result<Self> {
+    pub(super) fn new(coding: Coding, levels: &Levels, len: usize) -> io::Result<Self> {
         // Compressed text is usually under a third of its size.
         let out = Vec::with_capacity(len / 3 + 64);
         Ok(Self(match coding {
@@ -55,7 +55,7 @@ impl Encoder {
     }
 
     /// Compresses the next piece.
-    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+    pub(super) fn write(&mut self, data: &[u8]) -> io::Result<()> {
         match &mut self.0 {
             Inner::Gzip(e) => e.write_all(data),
             Inner::Br(e) => e.write_all(data),
@@ -64,7 +64,7 @@ impl Encoder {
     }
 
     /// Ends the stream and returns it.
-    pub fn finish(self) -> io::Result<Vec<u8>> {
+    pub(super) fn finish(self) -> io::Result<Vec<u8>> {
         match self.0 {
             Inner::Gzip(e) => e.finish(),
             Inner::Br(mut e) => {
@@ -77,7 +77,7 @@ impl Encoder {
 }
 
 /// `data` compressed whole with `coding`.
-pub fn encode(coding: Coding, levels: &Levels, data: &[u8]) -> io::Result<Vec<u8>> {
+pub(crate) fn encode(coding: Coding, levels: &Levels, data: &[u8]) -> io::Result<Vec<u8>> {
     let mut encoder = Encoder::new(coding, levels, data.len())?;
     encoder.write(data)?;
     encoder.finish()

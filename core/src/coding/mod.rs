@@ -8,12 +8,12 @@ mod accept;
 pub(crate) mod answer;
 mod encode;
 
-pub use accept::AcceptEncoding;
-pub use encode::{encode, Encoder};
+pub(crate) use accept::AcceptEncoding;
+pub(crate) use encode::encode;
 
 /// A content coding the server produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Coding {
+pub(crate) enum Coding {
     /// `gzip` (RFC 1952), by `flate2` on `miniz_oxide`.
     Gzip,
     /// `br` (RFC 7932), by the pure-Rust `brotli`.
@@ -26,14 +26,14 @@ impl Coding {
     /// Every coding, in the server's order of preference for compressing on the fly when
     /// the client ranks them equally: zstd compresses fastest with the best ratio at the
     /// shipped levels, then brotli, then gzip.
-    pub const ALL: [Coding; 3] = [Coding::Zstd, Coding::Br, Coding::Gzip];
+    pub(crate) const ALL: [Coding; 3] = [Coding::Zstd, Coding::Br, Coding::Gzip];
 
     /// The order for precompressed siblings, made once at high levels: brotli's ratio
     /// first.
-    pub const PRECOMPRESSED: [Coding; 3] = [Coding::Br, Coding::Zstd, Coding::Gzip];
+    pub(crate) const PRECOMPRESSED: [Coding; 3] = [Coding::Br, Coding::Zstd, Coding::Gzip];
 
     /// The token in `Accept-Encoding` and `Content-Encoding`.
-    pub fn token(self) -> &'static str {
+    pub(crate) fn token(self) -> &'static str {
         match self {
             Self::Gzip => "gzip",
             Self::Br => "br",
@@ -42,7 +42,7 @@ impl Coding {
     }
 
     /// The file-name extension of a precompressed sibling (`app.js.br`).
-    pub fn extension(self) -> &'static str {
+    pub(crate) fn extension(self) -> &'static str {
         match self {
             Self::Gzip => "gz",
             Self::Br => "br",
@@ -138,7 +138,7 @@ impl Compression {
 /// Whether an answer of this `Content-Type` is worth compressing: text, JSON, XML,
 /// JavaScript, SVG, wasm and other uncompressed formats; never images, audio, video,
 /// archives or fonts that are compressed already.
-pub fn is_compressible(content_type: &str) -> bool {
+pub(crate) fn is_compressible(content_type: &str) -> bool {
     let media = content_type.split(';').next().unwrap_or_default().trim();
     let Some((kind, sub)) = media.split_once('/') else {
         return false;

@@ -76,7 +76,7 @@ impl Args {
 /// Parses a query string or urlencoded body: `&`-separated, `%XX` decoding only (`+` stays), a part
 /// without `=` maps to `true`, later duplicates overwrite (BEHAVIOUR.md: Dynamic routes ›
 /// Arguments).
-pub fn parse_query(s: &str) -> Map<String, Value> {
+pub(super) fn parse_query(s: &str) -> Map<String, Value> {
     let mut map = Map::new();
     for part in s.split('&') {
         let (key, value) = match part.split_once('=') {

@@ -84,7 +84,7 @@ impl fmt::Display for Mask {
 
 /// Dynamic routes per method, longest mask first, equal lengths in registration order.
 #[derive(Debug, Clone)]
-pub struct RouteTable<T> {
+pub(crate) struct RouteTable<T> {
     routes: [Vec<Route<T>>; 4],
 }
 
@@ -98,11 +98,9 @@ struct Route<T> {
 
 /// Outcome of [`RouteTable::find`] when some route's mask matched the target.
 #[derive(Debug)]
-pub enum RouteHit<'r, T> {
+pub(crate) enum RouteHit<'r, T> {
     /// The first matching route accepted the request.
     Matched {
-        /// Mask of the route.
-        mask: &'r Mask,
         /// Value registered with the route (the handler).
         value: &'r T,
         /// Arguments computed from the target.
@@ -110,14 +108,7 @@ pub enum RouteHit<'r, T> {
     },
     /// The first matching route rejected the number of paths: the request falls through to
     /// the static phase (GET/HEAD) or a 404 (other methods); no other route is tried.
-    ArgcMismatch {
-        /// Mask of the route.
-        mask: &'r Mask,
-        /// The route's argc.
-        expected: usize,
-        /// `args.paths.len()` of the request.
-        got: usize,
-    },
+    ArgcMismatch,
 }
 
 impl<T> Default for RouteTable<T> {
@@ -129,15 +120,10 @@ impl<T> Default for RouteTable<T> {
 }
 
 impl<T> RouteTable<T> {
-    /// An empty table.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Registers `value` for `(method, mask)` with an optional argc; re-registering the same
     /// pair replaces the route in place and returns the previous value. `HEAD` shares the
     /// `GET` routes; `OPTIONS` and unknown methods are never routed, so `value` comes back.
-    pub fn insert(
+    pub(crate) fn insert(
         &mut self,
         method: Method,
         mask: &str,
@@ -167,33 +153,14 @@ impl<T> RouteTable<T> {
         None
     }
 
-    /// Sets the argc of an existing `(method, mask)` route; returns whether it exists.
-    pub fn set_argc(&mut self, method: Method, mask: &str, argc: Option<usize>) -> bool {
-        match self
-            .list_mut(method)
-            .and_then(|routes| routes.iter_mut().find(|route| route.mask.as_str() == mask))
-        {
-            Some(route) => {
-                route.argc = argc;
-                true
-            }
-            None => false,
-        }
-    }
-
     /// Finds the first route of `method` matching `target` and applies its argc check.
-    pub fn find(&self, method: Method, target: &str) -> Option<RouteHit<'_, T>> {
+    pub(crate) fn find(&self, method: Method, target: &str) -> Option<RouteHit<'_, T>> {
         self.list(method).iter().find_map(|route| {
             let found = route.mask.matches(target)?;
             let args = Args::from_rest(found.rest, found.segments);
             Some(match route.argc {
-                Some(expected) if expected != args.paths.len() => RouteHit::ArgcMismatch {
-                    mask: &route.mask,
-                    expected,
-                    got: args.paths.len(),
-                },
+                Some(expected) if expected != args.paths.len() => RouteHit::ArgcMismatch,
                 _ => RouteHit::Matched {
-                    mask: &route.mask,
                     value: &route.value,
                     args,
                 },
@@ -329,7 +296,7 @@ mod tests {
 
     #[test]
     fn head_uses_the_get_routes_and_options_is_never_routed() {
-        let mut table = RouteTable::new();
+        let mut table = RouteTable::default();
         table.insert(Method::Get, "/a", None, "get");
         assert!(table.find(Method::Head, "/a").is_some());
         assert_eq!(
@@ -342,13 +309,13 @@ mod tests {
     fn hit_value<'r>(hit: Option<RouteHit<'r, &'static str>>) -> Option<(&'r str, Vec<String>)> {
         match hit? {
             RouteHit::Matched { value, args, .. } => Some((*value, args.paths)),
-            RouteHit::ArgcMismatch { .. } => None,
+            RouteHit::ArgcMismatch => None,
         }
     }
 
     #[test]
     fn longest_mask_first_then_registration_order() {
-        let mut table = RouteTable::new();
+        let mut table = RouteTable::default();
         table.insert(Method::Get, "/a", None, "short");
         table.insert(Method::Get, "/a/:x", None, "capture");
         table.insert(Method::Get, "/a/bc", None, "literal");
@@ -368,7 +335,7 @@ mod tests {
 
     #[test]
     fn reinsert_replaces_in_place() {
-        let mut table = RouteTable::new();
+        let mut table = RouteTable::default();
         assert_eq!(table.insert(Method::Get, "/a/:x", None, "one"), None);
         table.insert(Method::Get, "/a/bc", None, "two");
         assert_eq!(
@@ -381,17 +348,13 @@ mod tests {
         }
         assert!(matches!(
             table.find(Method::Get, "/a/q/extra"),
-            Some(RouteHit::ArgcMismatch {
-                expected: 0,
-                got: 1,
-                ..
-            })
+            Some(RouteHit::ArgcMismatch)
         ));
     }
 
     #[test]
     fn argc_examples() {
-        let mut table = RouteTable::new();
+        let mut table = RouteTable::default();
         table.insert(Method::Get, "/api/uptime/", Some(1), "uptime");
         assert_eq!(
             hit_value(table.find(Method::Get, "/api/uptime/6")),
@@ -401,19 +364,12 @@ mod tests {
             hit_value(table.find(Method::Get, "/api/uptime/7/")),
             Some(("uptime", vec!["7".to_owned()]))
         );
-        match table.find(Method::Get, "/api/uptime/") {
-            Some(RouteHit::ArgcMismatch {
-                mask,
-                expected,
-                got,
-            }) => {
-                assert_eq!(mask.as_str(), "/api/uptime/");
-                assert_eq!((expected, got), (1, 0));
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        assert!(matches!(
+            table.find(Method::Get, "/api/uptime/"),
+            Some(RouteHit::ArgcMismatch)
+        ));
 
-        let mut zero = RouteTable::new();
+        let mut zero = RouteTable::default();
         zero.insert(Method::Post, "/x", Some(0), "x");
         for ok in ["/x", "/x/", "/x?a=1"] {
             assert_eq!(
@@ -424,28 +380,24 @@ mod tests {
         }
         assert!(matches!(
             zero.find(Method::Post, "/x/y"),
-            Some(RouteHit::ArgcMismatch {
-                expected: 0,
-                got: 1,
-                ..
-            })
+            Some(RouteHit::ArgcMismatch)
         ));
     }
 
     #[test]
     fn argc_failure_does_not_try_other_routes() {
-        let mut table = RouteTable::new();
+        let mut table = RouteTable::default();
         table.insert(Method::Get, "/api/long", Some(0), "long");
         table.insert(Method::Get, "/api", None, "short");
         assert!(matches!(
             table.find(Method::Get, "/api/long/1"),
-            Some(RouteHit::ArgcMismatch { .. })
+            Some(RouteHit::ArgcMismatch)
         ));
     }
 
     #[test]
     fn argc_is_per_method_and_mask() {
-        let mut table = RouteTable::new();
+        let mut table = RouteTable::default();
         table.insert(Method::Get, "/m", Some(1), "get");
         table.insert(Method::Post, "/m", Some(0), "post");
         assert_eq!(
@@ -456,25 +408,21 @@ mod tests {
             hit_value(table.find(Method::Post, "/m")).map(|h| h.0),
             Some("post")
         );
-        assert!(table.set_argc(Method::Post, "/m", None));
-        assert!(!table.set_argc(Method::Put, "/m", None));
+        // Registering the pair again replaces its argc.
+        table.insert(Method::Post, "/m", None, "post");
         assert_eq!(
             hit_value(table.find(Method::Post, "/m/1/2")).map(|h| h.0),
             Some("post")
         );
         assert!(matches!(
             table.find(Method::Get, "/m"),
-            Some(RouteHit::ArgcMismatch {
-                expected: 1,
-                got: 0,
-                ..
-            })
+            Some(RouteHit::ArgcMismatch)
         ));
     }
 
     #[test]
     fn segments_reach_args() {
-        let mut table = RouteTable::new();
+        let mut table = RouteTable::default();
         table.insert(Method::Put, "/u/:id/:part", None, ());
         match table.find(Method::Put, "/u/4%2F2/x/rest?q#f") {
             Some(RouteHit::Matched { args, .. }) => {

@@ -9,9 +9,9 @@ pub(crate) mod multipart;
 pub(crate) mod route;
 pub(crate) mod upload;
 
-pub use args::{parse_query, Args};
+pub use args::Args;
 pub use json::{json_compact, json_dumps, JsonError};
-pub use mask::{Mask, MaskMatch, RouteHit, RouteTable};
+pub use mask::Mask;
 pub(crate) use multipart::boundary_from_content_type;
 pub use multipart::MultipartError;
 pub use route::{render, Handler};

@@ -82,7 +82,7 @@ impl DynamicRoutes {
             Some(RouteHit::Matched { value, args, .. }) => {
                 Routed::Matched(value.clone(), Box::new(args))
             }
-            Some(RouteHit::ArgcMismatch { .. }) | None => Routed::None,
+            Some(RouteHit::ArgcMismatch) | None => Routed::None,
         }
     }
 

@@ -38,7 +38,7 @@ impl ETag {
 
     /// The tag of this representation compressed with `coding`: the coding's token
     /// appended (`"3610a686-br"`), so each representation has its own strong tag.
-    pub fn with_coding(&self, coding: Coding) -> Self {
+    pub(crate) fn with_coding(&self, coding: Coding) -> Self {
         Self {
             hex: format!("{}-{}", self.hex, coding.token()),
         }
@@ -157,7 +157,7 @@ impl TagList {
     }
 
     /// Weak comparison, for `If-None-Match`: `*`, or a member with `tag`'s value.
-    pub fn matches_weak(&self, tag: &ETag) -> bool {
+    pub(crate) fn matches_weak(&self, tag: &ETag) -> bool {
         match self {
             Self::Any => true,
             Self::Tags(tags) => tags.iter().any(|t| t.opaque == tag.bare()),
@@ -166,7 +166,7 @@ impl TagList {
 
     /// Strong comparison, for `If-Match`: `*`, or a member that is not weak with `tag`'s
     /// value (our tags are all strong).
-    pub fn matches_strong(&self, tag: &ETag) -> bool {
+    pub(crate) fn matches_strong(&self, tag: &ETag) -> bool {
         match self {
             Self::Any => true,
             Self::Tags(tags) => tags.iter().any(|t| !t.weak && t.opaque == tag.bare()),

@@ -17,13 +17,13 @@ const DEFAULT_WHITE_LIST: [&str; 21] = [
 /// Matching runs in O(pattern × text) time at worst: one `*` is backtracked at a time, so
 /// patterns such as `*a*a*a*b` cannot blow up.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pattern {
+pub(super) struct Pattern {
     tokens: Vec<Token>,
 }
 
 impl Pattern {
     /// Compiles `pattern`; every string is a valid pattern.
-    pub fn new(pattern: &str) -> Self {
+    pub(super) fn new(pattern: &str) -> Self {
         let chars: Vec<char> = pattern.chars().collect();
         let mut tokens = Vec::new();
         let mut i = 0;
@@ -51,7 +51,7 @@ impl Pattern {
     }
 
     /// Whether the whole of `text` matches the pattern.
-    pub fn matches(&self, text: &str) -> bool {
+    pub(super) fn matches(&self, text: &str) -> bool {
         let mut p = 0;
         let mut t = 0;
         // The last star seen and the text position it currently stops at.

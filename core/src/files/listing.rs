@@ -55,7 +55,7 @@ font-variant-numeric:tabular-nums}\n\
 
 /// What a listing is sorted by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SortKey {
+pub(super) enum SortKey {
     /// The name, case-insensitively (`sort=name`, the default).
     #[default]
     Name,
@@ -67,7 +67,7 @@ pub enum SortKey {
 
 /// How a listing is ordered: folders first, then by `key`, ties by name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SortOrder {
+pub(super) struct SortOrder {
     /// What entries are compared by.
     pub key: SortKey,
     /// Largest, latest or last name first (`order=desc`); folders still come first.
@@ -77,7 +77,7 @@ pub struct SortOrder {
 /// A listing query that names an unknown order; answered with 400.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum QueryError {
+pub(super) enum QueryError {
     /// `sort=` is not `name`, `size` or `date`.
     Sort(String),
     /// `order=` is not `asc` or `desc`.
@@ -98,7 +98,7 @@ impl std::error::Error for QueryError {}
 impl SortOrder {
     /// Reads `sort` and `order` from a raw query string; other parameters are ignored and
     /// the last occurrence of each wins.
-    pub fn from_query(query: Option<&str>) -> Result<Self, QueryError> {
+    pub(super) fn from_query(query: Option<&str>) -> Result<Self, QueryError> {
         let mut order = Self::default();
         for pair in query.unwrap_or("").split('&') {
             match pair.split_once('=').unwrap_or((pair, "")) {
@@ -116,7 +116,7 @@ impl SortOrder {
     }
 
     /// Sorts `entries` in this order.
-    pub fn sort(self, entries: &mut [DirEntry]) {
+    pub(super) fn sort(self, entries: &mut [DirEntry]) {
         entries.sort_by_cached_key(|e| {
             let size = match self.key {
                 SortKey::Size if !e.is_dir => e.size,
@@ -153,7 +153,7 @@ impl SortOrder {
 
 /// What a listing is sent as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListingFormat {
+pub(super) enum ListingFormat {
     /// The HTML page (browsers, `*/*`).
     Html,
     /// A JSON array of entries.
@@ -163,7 +163,7 @@ pub enum ListingFormat {
 impl ListingFormat {
     /// JSON when the `Accept` field ranks `application/json` above `text/html`, by
     /// q-value and then by how specific the matching range is.
-    pub fn negotiate(accept: Option<&str>) -> Self {
+    pub(super) fn negotiate(accept: Option<&str>) -> Self {
         let Some(accept) = accept else {
             return Self::Html;
         };
@@ -175,7 +175,7 @@ impl ListingFormat {
     }
 
     /// The `Content-Type` of this format.
-    pub fn content_type(self) -> &'static str {
+    pub(super) fn content_type(self) -> &'static str {
         match self {
             Self::Html => "text/html; charset=utf-8",
             Self::Json => "application/json",
@@ -185,7 +185,7 @@ impl ListingFormat {
     /// The body listing `entries` (already sorted) of the folder at `display_path`.
     /// `served_above` says, for the root and each folder down to the parent, whether a GET
     /// of it is served: only those become links.
-    pub fn render(
+    pub(super) fn render(
         self,
         display_path: &str,
         served_above: &[bool],

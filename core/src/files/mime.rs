@@ -122,7 +122,7 @@ const TYPES: &[(&str, &str)] = &[
 /// As Python's `splitext`, leading dots of the base name do not start an extension
 /// (`.bashrc` has none). `.Z` is matched case-sensitively, as the original, and is
 /// `application/octet-stream`; unknown extensions are `application/octet-stream`.
-pub fn content_type(file_name: &str) -> &'static str {
+pub(super) fn content_type(file_name: &str) -> &'static str {
     let Some(ext) = extension(file_name) else {
         return DEFAULT_TYPE;
     };

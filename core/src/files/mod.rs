@@ -16,16 +16,12 @@ pub(crate) mod range;
 mod serve;
 mod watch;
 
-pub use crate::fs::DirEntry;
 pub use cache::{CacheLimits, SETTLE_TIME};
-pub use etag::{crc32_hex, ETag, ListedTag, TagList};
-pub use glob::{FileFilter, Pattern};
-pub use listing::{ListingFormat, QueryError, SortKey, SortOrder};
-pub use mime::content_type;
+pub use etag::{crc32_hex, ETag, TagList};
 pub use precondition::{Preconditions, Verdict};
 pub use range::MAX_RANGES;
 pub use serve::{
-    BadPrefix, Deferred, FallbackHook, Favicon, StaticFiles, SymlinkPolicy, EMPTY_FAVICON,
+    BadPrefix, FallbackHook, Favicon, StaticFiles, SymlinkPolicy, EMPTY_FAVICON,
     INLINE_LISTING_ENTRIES,
 };
 pub use watch::{WatchOp, WATCH_MASK};

@@ -134,7 +134,7 @@ pub const INLINE_LISTING_ENTRIES: usize = 64;
 /// [`StaticFiles::finish`] completes it, off the event loop, from where `serve` stopped:
 /// the path is not looked up or opened again.
 #[derive(Debug)]
-pub struct Deferred(Pending);
+pub(crate) struct Deferred(Pending);
 
 /// Where a [`Deferred`] answer resumes. A new kind of slow work adds a variant here and
 /// its arm in [`StaticFiles::finish`].
@@ -270,7 +270,7 @@ impl StaticFiles {
     /// answer needing more (a big file whose ETag is not known yet) yields [`Deferred`],
     /// which the caller completes with [`finish`](Self::finish) in a job, so an event
     /// loop never reads a large file.
-    pub fn serve(&self, head: &RequestHead, wall: SystemTime) -> Result<Response, Deferred> {
+    pub(crate) fn serve(&self, head: &RequestHead, wall: SystemTime) -> Result<Response, Deferred> {
         let nanos = wall
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
@@ -542,7 +542,7 @@ impl StaticFiles {
 
     /// Completes an answer [`serve`](Self::serve) deferred, doing the work it held back.
     /// Call it off the event loop, with the head of the same request.
-    pub fn finish(&self, deferred: Deferred, head: &RequestHead) -> Response {
+    pub(crate) fn finish(&self, deferred: Deferred, head: &RequestHead) -> Response {
         let answer = match deferred.0 {
             Pending::File { path, file, key } => {
                 let key = key.as_ref().map(|(raw_path, wall)| CacheKey {

@@ -332,12 +332,12 @@ impl RequestHead {
     }
 
     /// Whether the client allows the connection to stay open after this exchange.
-    pub fn keep_alive(&self) -> bool {
+    pub(crate) fn keep_alive(&self) -> bool {
         self.keep_alive
     }
 
     /// Whether the client waits for `100 Continue` before sending the body.
-    pub fn expects_continue(&self) -> bool {
+    pub(crate) fn expects_continue(&self) -> bool {
         self.expect_continue
     }
 

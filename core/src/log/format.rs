@@ -25,7 +25,7 @@ pub fn elapsed_string(seconds: f64) -> String {
 /// 1024-based unit it reaches (` B`, ` kB`, ` MB`, ` GB`).
 ///
 /// Keeps the original's exponent form for 1000 to 1023 of a unit (`1.02e+03 kB`).
-pub fn size_string(bytes: u64) -> String {
+pub(super) fn size_string(bytes: u64) -> String {
     // Same steps as the original: the count as a float, divided by 1024 per unit.
     let mut value = bytes as f64;
     let mut unit = " B";
@@ -117,16 +117,6 @@ pub struct RequestLogLine<'a> {
     pub request_line: &'a str,
     /// The response status code.
     pub status: u16,
-    /// The client address, shown only through [`RequestLogLine::with_client`].
-    pub client: &'a str,
-}
-
-impl<'a> RequestLogLine<'a> {
-    /// The same line prefixed by `<client> `, for logs that want the peer address; the
-    /// original's shape has none.
-    pub fn with_client(self) -> ClientLogLine<'a> {
-        ClientLogLine(self)
-    }
 }
 
 impl fmt::Display for RequestLogLine<'_> {
@@ -144,16 +134,6 @@ impl fmt::Display for RequestLogLine<'_> {
             escape_control(self.request_line),
             self.status
         )
-    }
-}
-
-/// A [`RequestLogLine`] displayed with the client address in front.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientLogLine<'a>(RequestLogLine<'a>);
-
-impl fmt::Display for ClientLogLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", escape_control(self.0.client), self.0)
     }
 }
 
@@ -379,15 +359,10 @@ mod tests {
             size: Some(9),
             request_line: "GET /sub/a.txt HTTP/1.1",
             status: 200,
-            client: "127.0.0.1:5555",
         };
         assert_eq!(
             line.to_string(),
             "   0.784ms [2026-11-23 21:20:01] 9 B \"GET /sub/a.txt HTTP/1.1\" 200"
-        );
-        assert_eq!(
-            line.with_client().to_string(),
-            "127.0.0.1:5555    0.784ms [2026-11-23 21:20:01] 9 B \"GET /sub/a.txt HTTP/1.1\" 200"
         );
         let bare = RequestLogLine {
             elapsed: None,

@@ -7,7 +7,7 @@ mod format;
 mod record;
 
 pub use format::{
-    elapsed_string, escape_control, format_local_time, should_log, size_string,
-    slow_request_finished, slow_request_started, ClientLogLine, RequestLogLine,
+    elapsed_string, escape_control, format_local_time, should_log, slow_request_finished,
+    slow_request_started, RequestLogLine,
 };
 pub use record::{RequestLog, RequestRecord, SlowRequest};

@@ -11,4 +11,5 @@ pub(crate) mod route;
 
 pub use exchange::{Connect, Release};
 pub use pool::IdlePool;
-pub use route::{ProxyError, ProxyRoute};
+pub use route::ProxyError;
+pub(crate) use route::ProxyRoute;

@@ -11,7 +11,7 @@ use super::exchange::Connect;
 
 /// A prefix forwarded to one or more `http://` or `https://` upstreams.
 #[derive(Debug, Clone)]
-pub struct ProxyRoute {
+pub(crate) struct ProxyRoute {
     prefix: String,
     upstreams: Arc<Upstreams>,
 }
@@ -69,7 +69,7 @@ pub(crate) struct Upstreams {
 impl ProxyRoute {
     /// Forwards requests under `prefix` to `urls`: one `http[s]://host[:port][/path]`
     /// URL, or several separated by commas (schemes may mix), taken in turn.
-    pub fn new(prefix: &str, urls: &str) -> Result<Self, ProxyError> {
+    pub(crate) fn new(prefix: &str, urls: &str) -> Result<Self, ProxyError> {
         if prefix.is_empty() || !prefix.starts_with('/') || !prefix.ends_with('/') {
             return Err(ProxyError::Prefix(prefix.to_owned()));
         }
@@ -88,13 +88,9 @@ impl ProxyRoute {
         })
     }
 
-    /// The prefix this route forwards.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// The upstreams as `(host, port)`, in turn order.
-    pub fn upstreams(&self) -> impl Iterator<Item = (&str, u16)> {
+    #[cfg(test)]
+    fn upstreams(&self) -> impl Iterator<Item = (&str, u16)> {
         self.upstreams
             .targets
             .iter()

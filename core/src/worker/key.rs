@@ -21,7 +21,7 @@ impl TaskKey {
 
     /// Reads a key from its canonical decimal text (`"42"`, not `"042"` or `"+42"`), so
     /// that only the exact strings the server handed out name a task, as in the original.
-    pub fn parse_canonical(text: &str) -> Option<Self> {
+    pub(crate) fn parse_canonical(text: &str) -> Option<Self> {
         let canonical = !text.is_empty()
             && text.bytes().all(|b| b.is_ascii_digit())
             && (text == "0" || !text.starts_with('0'));
@@ -46,7 +46,7 @@ impl fmt::Display for TaskKey {
 /// Seed for [`WorkerRegistry::start`](super::WorkerRegistry::start) from a clock reading
 /// the caller took (e.g. time since the server started): the CRC-32 of its decimal text
 /// in seconds, like the original's keys.
-pub fn clock_seed(elapsed: Duration) -> u32 {
+pub(crate) fn clock_seed(elapsed: Duration) -> u32 {
     crc32fast::hash(format!("{}", elapsed.as_secs_f64()).as_bytes())
 }
 

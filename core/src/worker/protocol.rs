@@ -8,7 +8,7 @@ use super::key::TaskKey;
 
 /// One worker request, parsed from its JSON body `{"action": …, "token": …, "payload": …}`.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Command {
+pub(crate) enum Command {
     /// Start a job with this payload (`payload` missing or falsy → `{}`).
     Start {
         /// The job's input; mask captures still have to be added with [`apply_segments`].
@@ -34,7 +34,7 @@ pub enum Command {
 impl Command {
     /// Parses a request body; fails with the original's texts on a missing or unknown
     /// `action` or a missing `token`.
-    pub fn from_json(body: Value) -> Result<Self, WorkerError> {
+    pub(crate) fn from_json(body: Value) -> Result<Self, WorkerError> {
         let Value::Object(mut fields) = body else {
             return Err(WorkerError::NotAnObject);
         };
@@ -61,7 +61,7 @@ impl Command {
 /// Writes the mask captures into a `start` payload, overriding keys the client sent.
 ///
 /// Fails only when there is a capture and the payload is not a JSON object.
-pub fn apply_segments<'a, I>(payload: &mut Value, segments: I) -> Result<(), WorkerError>
+pub(crate) fn apply_segments<'a, I>(payload: &mut Value, segments: I) -> Result<(), WorkerError>
 where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
@@ -104,7 +104,7 @@ pub struct Token {
 
 impl Token {
     /// Reads a token from the request's `token` value.
-    pub fn from_json(value: Value) -> Self {
+    pub(crate) fn from_json(value: Value) -> Self {
         let key = match &value {
             Value::String(text) => TaskKey::parse_canonical(text),
             Value::Number(number) => TaskKey::parse_canonical(&number.to_string()),
@@ -187,7 +187,8 @@ impl Reply {
     }
 
     /// The reply as the JSON object the route answers.
-    pub fn to_json_value(&self) -> Value {
+    #[cfg(test)]
+    pub(crate) fn to_json_value(&self) -> Value {
         Value::from(self.clone())
     }
 }

@@ -14,7 +14,7 @@ use super::key::TaskKey;
 use super::protocol::{Reply, Token};
 use super::{CARGO_TTL, RESULT_RETENTION};
 
-/// How a job ended, as reported by the transport to [`WorkerRegistry::finish`].
+/// How a job ended, as reported by the transport to `WorkerRegistry::finish`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TaskOutcome {
     /// The job returned; holds the JSON text of its return value (`"null"` for none).
@@ -23,7 +23,7 @@ pub enum TaskOutcome {
     Failed(WorkerFailure),
 }
 
-/// What [`WorkerRegistry::finish`] did with an outcome.
+/// What `WorkerRegistry::finish` did with an outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finished {
     /// The outcome is kept until collected or purged.
@@ -32,7 +32,7 @@ pub enum Finished {
     Discarded,
 }
 
-/// Answer of [`WorkerRegistry::stop`].
+/// Answer of `WorkerRegistry::stop`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stopped {
     /// The reply to send: always done, no result, no continue.
@@ -41,7 +41,7 @@ pub struct Stopped {
     pub was_running: bool,
 }
 
-/// Something [`WorkerRegistry::handle_timeout`] removed unread; its `Display` is the
+/// Something `WorkerRegistry::handle_timeout` removed unread; its `Display` is the
 /// original's log text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Purged {
@@ -72,7 +72,7 @@ impl fmt::Display for Purged {
 /// it was created, and a cancelled key as soon as its job finishes. Only running tasks
 /// have no deadline; they end when the transport calls [`finish`](Self::finish).
 #[derive(Debug, Default)]
-pub struct WorkerRegistry {
+pub(super) struct WorkerRegistry {
     tasks: HashMap<TaskKey, Task>,
     cancelled: HashSet<TaskKey>,
     cargo: HashMap<TaskKey, Chunk>,
@@ -102,15 +102,10 @@ enum Expiry {
 }
 
 impl WorkerRegistry {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Registers a new running task and returns its key: `seed` (e.g. from
     /// [`clock_seed`](super::clock_seed)), incremented until unused among tasks, cargo and
     /// cancelled keys.
-    pub fn start(&mut self, seed: u32) -> TaskKey {
+    pub(super) fn start(&mut self, seed: u32) -> TaskKey {
         let key = self.unused_key(TaskKey::new(seed));
         self.tasks.insert(key, Task::Running);
         key
@@ -118,7 +113,7 @@ impl WorkerRegistry {
 
     /// Records the end of a job at `now`. A cancelled task's outcome is dropped and its
     /// key freed; otherwise it is kept for [`RESULT_RETENTION`].
-    pub fn finish(&mut self, key: TaskKey, outcome: TaskOutcome, now: Instant) -> Finished {
+    pub(super) fn finish(&mut self, key: TaskKey, outcome: TaskOutcome, now: Instant) -> Finished {
         if self.cancelled.remove(&key) {
             return Finished::Discarded;
         }
@@ -137,7 +132,7 @@ impl WorkerRegistry {
     /// characters is split into cargo and the reply lists the chunk keys in order. A failed
     /// task yields [`WorkerError::Job`]. With `max_chunk_size` 0 a result that needs
     /// splitting yields [`WorkerError::InvalidChunkSize`] and the task stays collectable.
-    pub fn get(
+    pub(super) fn get(
         &mut self,
         token: &Token,
         max_chunk_size: usize,
@@ -176,7 +171,7 @@ impl WorkerRegistry {
 
     /// Answers `stop`: a running task is removed and marked cancelled (its outcome will be
     /// dropped), a finished one loses its result, an unknown one is ignored.
-    pub fn stop(&mut self, token: &Token) -> Stopped {
+    pub(super) fn stop(&mut self, token: &Token) -> Stopped {
         let reply = Reply::stopped(token);
         let Some(key) = token.key() else {
             return Stopped {
@@ -200,7 +195,7 @@ impl WorkerRegistry {
 
     /// Answers `cargo`: removes and returns one chunk; a second fetch (or an unknown key)
     /// yields [`WorkerError::UnknownCargo`].
-    pub fn cargo(&mut self, token: &Token) -> Result<Reply, WorkerError> {
+    pub(super) fn cargo(&mut self, token: &Token) -> Result<Reply, WorkerError> {
         let chunk = token
             .key()
             .and_then(|key| Some((key, self.cargo.remove(&key)?)));
@@ -211,25 +206,27 @@ impl WorkerRegistry {
         Ok(Reply::finished(token, false, Value::String(chunk.text)))
     }
 
-    /// Whether the task was stopped while running and its job has not finished yet; the
-    /// job's cooperative cancellation check.
-    pub fn is_cancelled(&self, key: TaskKey) -> bool {
+    /// Whether the task was stopped while running and its job has not finished yet (jobs
+    /// see it through their `CancelFlag`; tests look here).
+    #[cfg(test)]
+    fn is_cancelled(&self, key: TaskKey) -> bool {
         self.cancelled.contains(&key)
     }
 
     /// Whether nothing is stored: no task, no cancelled key, no cargo.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.tasks.is_empty() && self.cancelled.is_empty() && self.cargo.is_empty()
     }
 
     /// The next purge deadline, if anything is waiting to be collected.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
         self.deadlines.first().map(|(at, _)| *at)
     }
 
     /// Purges every result and chunk whose deadline is at or before `now` and returns
     /// them in deadline order for logging.
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Purged> {
+    pub(super) fn handle_timeout(&mut self, now: Instant) -> Vec<Purged> {
         let mut purged = Vec::new();
         while let Some(&(at, expiry)) = self.deadlines.first() {
             if at > now {
@@ -341,7 +338,7 @@ mod tests {
 
     #[test]
     fn start_uses_seed_then_increments_past_used_keys() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         assert_eq!(reg.start(10).to_string(), "10");
         assert_eq!(reg.start(10).to_string(), "11");
         assert_eq!(reg.start(10).to_string(), "12");
@@ -351,7 +348,7 @@ mod tests {
 
     #[test]
     fn start_skips_cancelled_and_cargo_keys() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let now = Instant::now();
         let cancelled = reg.start(5);
         assert!(reg.stop(&Token::from(cancelled)).was_running);
@@ -369,7 +366,7 @@ mod tests {
 
     #[test]
     fn get_unknown_task() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let now = Instant::now();
         for tok in [
             json!("123"),
@@ -388,7 +385,7 @@ mod tests {
 
     #[test]
     fn get_running_task() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let key = reg.start(1);
         let reply = reg.get(&Token::from(key), BIG, Instant::now()).unwrap();
         assert_eq!(
@@ -405,7 +402,7 @@ mod tests {
 
     #[test]
     fn get_small_result_delivers_and_removes() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let now = Instant::now();
         let key = reg.start(42);
         assert_eq!(reg.finish(key, done("{\"a\": 1}"), now), Finished::Stored);
@@ -422,7 +419,7 @@ mod tests {
 
     #[test]
     fn numeric_token_finds_task_and_echoes_number() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let now = Instant::now();
         let key = reg.start(3_163_488_080);
         reg.finish(key, done("null"), now);
@@ -435,7 +432,7 @@ mod tests {
 
     #[test]
     fn result_of_exactly_max_chars_is_inline() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let now = Instant::now();
         let key = reg.start(1);
         reg.finish(key, done("€€€"), now);
@@ -446,7 +443,7 @@ mod tests {
 
     #[test]
     fn big_result_becomes_one_shot_cargo_in_order() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let now = Instant::now();
         let key = reg.start(7);
         let text = "[\"héllo wörld 😀\", 12345]";
@@ -489,7 +486,7 @@ mod tests {
 
     #[test]
     fn multi_byte_split_counts_characters() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let now = Instant::now();
         let key = reg.start(1);
         reg.finish(key, done("😀😀😀😀😀"), now);
@@ -513,7 +510,7 @@ mod tests {
 
     #[test]
     fn unknown_cargo_is_key_error() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let err = reg.cargo(&token(json!("999"))).unwrap_err();
         assert_eq!(err.to_string(), "KeyError: '999'");
         assert_eq!(err.status(), 500);
@@ -525,7 +522,7 @@ mod tests {
 
     #[test]
     fn failed_task_is_error_and_removed() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let now = Instant::now();
         let key = reg.start(1);
         reg.finish(key, failed(None, "ValueError: boom"), now);
@@ -544,7 +541,7 @@ mod tests {
 
     #[test]
     fn pdr_failure_carries_its_code() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let now = Instant::now();
         let key = reg.start(1);
         reg.finish(key, failed(Some(403), "forbidden"), now);
@@ -555,7 +552,7 @@ mod tests {
 
     #[test]
     fn zero_chunk_size_errors_and_keeps_task() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let now = Instant::now();
         let key = reg.start(1);
         reg.finish(key, done("\"x\""), now);
@@ -567,7 +564,7 @@ mod tests {
 
     #[test]
     fn stop_running_task_cancels_and_discards_result() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let now = Instant::now();
         let key = reg.start(9);
         let stopped = reg.stop(&token(json!(9)));
@@ -586,7 +583,7 @@ mod tests {
 
     #[test]
     fn stop_finished_task_drops_result() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let now = Instant::now();
         let key = reg.start(9);
         reg.finish(key, done("1"), now);
@@ -601,7 +598,7 @@ mod tests {
 
     #[test]
     fn stop_unknown_answers_the_same() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         for tok in [json!("5"), json!(null), json!({})] {
             let stopped = reg.stop(&token(tok.clone()));
             assert!(!stopped.was_running);
@@ -615,7 +612,7 @@ mod tests {
 
     #[test]
     fn finish_twice_or_unknown_is_discarded() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let now = Instant::now();
         let key = reg.start(1);
         assert_eq!(reg.finish(key, done("1"), now), Finished::Stored);
@@ -633,7 +630,7 @@ mod tests {
 
     #[test]
     fn uncollected_result_is_purged_after_retention() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let t0 = Instant::now();
         let ok = reg.start(1);
         let bad = reg.start(50);
@@ -668,7 +665,7 @@ mod tests {
 
     #[test]
     fn unread_cargo_is_purged_after_ttl() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let t0 = Instant::now();
         let key = reg.start(1);
         reg.finish(key, done("abcdef"), t0);
@@ -695,7 +692,7 @@ mod tests {
     /// Memory bound: abandoned tasks and their cargo do not outlive the retention times.
     #[test]
     fn abandoned_tasks_and_cargo_are_all_purged() {
-        let mut reg = WorkerRegistry::new();
+        let mut reg = WorkerRegistry::default();
         let t0 = Instant::now();
         let keys: Vec<TaskKey> = (0..1000u32)
             .map(|i| reg.start(i.wrapping_mul(2_654_435_761)))

@@ -23,7 +23,7 @@ pub type WorkerFn = Arc<dyn Fn(Value, &CancelFlag) -> Result<String, WorkerFailu
 
 /// A finished background computation, to record in its route's store (a remote store
 /// has recorded it already, off the event loop).
-pub struct WorkerDone {
+pub(crate) struct WorkerDone {
     route: Arc<WorkerRoute>,
     key: TaskKey,
     outcome: Option<TaskOutcome>,
@@ -51,7 +51,7 @@ pub(crate) enum Answer {
 }
 
 /// One worker mask: its computation and the store of its tasks.
-pub struct WorkerRoute {
+pub(crate) struct WorkerRoute {
     mask: String,
     work: WorkerFn,
     store: Arc<dyn TaskStore>,

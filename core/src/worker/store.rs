@@ -92,7 +92,7 @@ pub enum Polled {
 /// The in-process [`TaskStore`]: a [`WorkerRegistry`] and the cancel flags of the
 /// running tasks, behind one mutex.
 #[derive(Debug, Default)]
-pub struct MemoryTasks {
+pub(crate) struct MemoryTasks {
     tasks: Mutex<Tasks>,
 }
 
@@ -104,7 +104,7 @@ struct Tasks {
 
 impl MemoryTasks {
     /// No tasks.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
