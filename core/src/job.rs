@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 /// Identifies a job within its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct JobId(pub(crate) u64);
+pub(crate) struct JobId(pub(crate) u64);
 
 /// Which pool a job belongs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,11 +103,6 @@ impl Job {
             kind: JobKind::Background,
             work: Box::new(move || Output::Worker(work())),
         }
-    }
-
-    /// Which job this is.
-    pub fn id(&self) -> JobId {
-        self.id
     }
 
     /// Which pool it belongs on.

@@ -147,11 +147,10 @@ pub mod fuzzing {
     };
 }
 pub use cors::{CorsPolicy, InvalidOrigin, Origin};
-pub use fs::{DiskFs, FileSystem, MemoryFs, OpenFile};
 pub use http::error::HttpError;
 pub use http::head::{Framing, MediaType, Method, RequestHead, Version};
 pub use http::response::{Body, FileRegion, Response};
-pub use job::{Completion, Job, JobId, JobKind};
+pub use job::{Completion, Job, JobKind};
 pub use limits::Limits;
 pub use request::{PeerInfo, Request};
 pub use server::{PreMiddleware, Server, ServerBuilder, VERSION};

@@ -10,10 +10,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use quick_server_core::dynamic::{Args, Handler};
+use quick_server_core::fs::MemoryFs;
 use quick_server_core::Method;
-use quick_server_core::{
-    Body, Connection, MemoryFs, PeerInfo, Request, Response, Server, Transmit,
-};
+use quick_server_core::{Body, Connection, PeerInfo, Request, Response, Server, Transmit};
 
 /// Larger than the core's inline limit (32 KiB), so it leaves as a file region.
 const BIG_FILE: usize = 40 * 1024;

@@ -9,7 +9,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
-use quick_server_core::{Connection, MemoryFs, PeerInfo, Server, Transmit};
+use quick_server_core::fs::MemoryFs;
+use quick_server_core::{Connection, PeerInfo, Server, Transmit};
 
 /// The requests the client sends, chosen by the first byte.
 const REQUESTS: [(&[u8], bool); 4] = [
