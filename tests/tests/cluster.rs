@@ -615,3 +615,48 @@ fn stop_reaches_a_task_running_again() {
         json!({"continue": false, "done": false, "result": null, "token": token})
     );
 }
+
+#[test]
+fn gets_racing_on_two_instances_claim_a_lost_task_once() {
+    need_redis!();
+    let redis = RedisServer::start(false);
+    let url = redis.url();
+    let mut a = Instance::start(Some(&url), &[]);
+    let [b, c] = [0, 1].map(|_| Instance::start(Some(&url), &[]));
+    let token = start_long_on(&a, AGAIN, json!({"seconds": 1, "echo": "once"}));
+    a.kill();
+    // Both poll as fast as they can until one of them collects the result.
+    let results: Vec<Option<Value>> = thread::scope(|scope| {
+        let pollers: Vec<_> = [&b, &c]
+            .map(|instance| {
+                let token = &token;
+                scope.spawn(move || {
+                    eventually(Duration::from_secs(40), || {
+                        let get = json!({"action": "get", "token": token});
+                        let reply = act_on(instance, AGAIN, get);
+                        match (reply["done"].as_bool(), reply["continue"].as_bool()) {
+                            (Some(true), _) => Some(Some(reply)),
+                            (Some(false), Some(false)) => Some(None),
+                            _ => None,
+                        }
+                    })
+                })
+            })
+            .into_iter()
+            .collect();
+        pollers.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    let collected: Vec<&Value> = results.iter().flatten().collect();
+    assert_eq!(collected.len(), 1, "collected once: {results:?}");
+    let result: Value = serde_json::from_str(collected[0]["result"].as_str().unwrap()).unwrap();
+    let claims = |instance: &Instance| {
+        let log = instance.log();
+        log.iter()
+            .filter(|l| l.contains("running it here again"))
+            .count()
+    };
+    let (on_b, on_c) = (claims(&b), claims(&c));
+    assert_eq!(on_b + on_c, 1, "one claim in all");
+    let runner = if on_b == 1 { b.pid() } else { c.pid() };
+    assert_eq!(result, json!({"echo": "once", "pid": runner}));
+}
