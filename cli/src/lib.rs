@@ -111,7 +111,8 @@
 //!   owner's lease and sets itself as owner, so exactly one instance wins) and runs it
 //!   again from the payload. The client keeps polling the same token and gets the
 //!   re-run's result; `stop` reaches the re-run like any job. After `RERUN_MAX` (3)
-//!   re-runs the task is lost as on other routes.
+//!   re-runs the task is lost as on other routes. A task nobody polls any more is not
+//!   run again: its result would have no reader.
 //! - **Atomicity**: each token load and compare-and-set commit, and each worker action,
 //!   is one Lua script in Redis, so 300 increments over three instances end at 300.
 //!   Expiry uses Redis' clock (`PEXPIRE`); results (120 s) and cargo (600 s) expire by
