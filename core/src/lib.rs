@@ -118,6 +118,7 @@ pub mod files;
 pub mod fs;
 mod http;
 mod job;
+mod json;
 mod limits;
 pub mod log;
 mod panic;
@@ -130,6 +131,7 @@ pub mod testing;
 #[cfg(feature = "rustls")]
 pub mod tls;
 pub mod tokens;
+mod upload;
 pub mod wire;
 pub mod worker;
 
@@ -139,12 +141,12 @@ pub use conn::{Connection, Transmit, Upstream};
 /// and nothing else. Not part of the API: hidden, and free to change with the internals.
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::dynamic::multipart::{Event, MultipartParser};
     pub use crate::files::etag::{if_none_match, EtagHasher};
     pub use crate::files::path::{redirect_location, sanitize, split_target, PathError, SafePath};
     pub use crate::files::range::{
         if_range_allows, parse_range, unsatisfiable_content_range, ByteRange, RangeOutcome,
     };
+    pub use crate::upload::multipart::{Event, MultipartParser};
 }
 pub use cors::{CorsPolicy, InvalidOrigin, Origin};
 pub use http::error::HttpError;

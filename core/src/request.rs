@@ -1,9 +1,9 @@
 //! A request as routes see it, and the facts about its peer: shared by the connection,
 //! the server and every route kind, so it sits below all of them.
 
-use crate::dynamic::upload::{Collector, Multipart};
 use crate::http::error::HttpError;
 use crate::http::head::RequestHead;
+use crate::upload::{Collector, Multipart};
 
 /// Facts about the peer the transport knows and the core cannot look up.
 #[derive(Debug, Clone, Default)]

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::coding::Compression;
 use crate::cors::CorsPolicy;
-use crate::dynamic::boundary_from_content_type;
 use crate::dynamic::route::{DynamicRoutes, Routed, Target};
-use crate::dynamic::upload::Collector;
 use crate::dynamic::Handler;
 use crate::files::{StaticFiles, WatchOp};
 use crate::fs::{DiskFs, FileSystem};
@@ -24,6 +22,8 @@ use crate::proxy::exchange::TunnelSlot;
 use crate::proxy::route::Rest;
 use crate::proxy::{ProxyError, ProxyRoute};
 use crate::request::{BodySink, PeerInfo, Request};
+use crate::upload::multipart::boundary_from_content_type;
+use crate::upload::Collector;
 use crate::worker::{MemoryTasks, TaskStore, WorkerDone, WorkerFn, WorkerRoute};
 use std::sync::atomic::AtomicUsize;
 

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
-use super::upload::Upload;
 use crate::files::Preconditions;
+use crate::upload::Upload;
 use serde_json::{Map, Value};
 
 /// Request arguments derived from the target left over after a mask matched (BEHAVIOUR.md: Dynamic

@@ -135,7 +135,7 @@ fn parse_body(request: &mut Request, args: &mut Args) -> Result<(), HttpError> {
         }
         MediaType::Multipart => {
             // Parsed by the connection as it arrived (files spilled to disk past a threshold).
-            let Some(super::upload::Multipart { fields, files }) = request.take_multipart() else {
+            let Some(crate::upload::Multipart { fields, files }) = request.take_multipart() else {
                 return Err(HttpError::MissingBoundary);
             };
             if let Value::Object(post) = &mut args.post {

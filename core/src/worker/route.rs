@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use super::{apply_segments, clock_seed, Command, Purged, Reply, TaskKey, TaskOutcome, Token};
 use super::{CancelFlag, Polled, TaskStore, WorkerError, WorkerFailure};
-use crate::dynamic::json_dumps;
 use crate::http::error::HttpError;
 use crate::http::response::{Body, Response};
+use crate::json::json_dumps;
 use crate::panic::panic_message;
 
 /// A worker computation as the core stores it: payload and cancellation flag in, the

@@ -2,6 +2,8 @@
 //! a threshold and spilled to temporary files beyond it, so an upload never has to fit in
 //! RAM. Temporary files are removed when the last handle to the upload is dropped.
 
+pub(crate) mod multipart;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,9 +15,11 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::multipart::{Event, MultipartError, MultipartParser};
+use self::multipart::{Event, MultipartParser};
 use crate::fs::{FileSystem, TempFile};
 use crate::http::error::HttpError;
+
+pub use self::multipart::MultipartError;
 
 /// One uploaded file of a multipart body.
 #[derive(Debug, Clone)]
