@@ -80,7 +80,7 @@ pub struct CorsPolicy {
 
 impl CorsPolicy {
     /// Lets any origin read answers, without credentials (`on`), or stops doing so.
-    pub fn set_any_origin(&mut self, on: bool) {
+    pub(crate) fn set_any_origin(&mut self, on: bool) {
         self.any_origin = on;
     }
 
@@ -113,7 +113,7 @@ impl CorsPolicy {
     }
 
     /// Whether any origin at all may read answers.
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.any_origin || !self.origins.is_empty()
     }
 

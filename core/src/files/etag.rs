@@ -30,7 +30,7 @@ impl ETag {
     }
 
     /// The tag for an already computed CRC-32 value.
-    pub fn from_crc32(crc: u32) -> Self {
+    pub(crate) fn from_crc32(crc: u32) -> Self {
         Self {
             hex: format!("{crc:x}"),
         }

@@ -127,7 +127,7 @@ impl HttpError {
     /// follow cannot be framed with confidence. An unmet `Expect` counts: the client may be
     /// holding its body back or sending it anyway. (A refusal that leaves a body unread
     /// closes too; the connection knows that, not the error.)
-    pub fn must_close(&self) -> bool {
+    pub(crate) fn must_close(&self) -> bool {
         matches!(
             self,
             Self::BadSyntax(_)
