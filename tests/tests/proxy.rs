@@ -1481,3 +1481,91 @@ fn a_websocket_echo_passes_through_the_proxy() {
         assert_eq!(plain.status, 400, "the upstream saw no upgrade");
     });
 }
+
+const UPGRADE: &[u8] = b"GET /px/chat HTTP/1.1\r\nHost: front.test\r\nConnection: Upgrade\r\n\
+    Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    Sec-WebSocket-Version: 13\r\n\r\n";
+
+/// A WebSocket upstream that switches, then holds its side open, saying nothing, until
+/// the proxy closes it; counts the tunnels it saw closed.
+fn silent_tunnels(closed: Arc<AtomicUsize>) -> RawUpstream {
+    let handler = move |_: RawRequest, stream: &mut TcpStream, _: &AtomicBool| {
+        let switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        if stream.write_all(switch).is_err() {
+            return;
+        }
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut chunk = [0u8; 256];
+        while let Ok(n) = stream.read(&mut chunk) {
+            if n == 0 {
+                closed.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+        }
+    };
+    RawUpstream::start(IpAddr::V4(Ipv4Addr::LOCALHOST), Arc::new(handler))
+        .expect("start the WebSocket upstream")
+}
+
+/// Upgrades a new client connection of `proxy`; the status of the answer.
+fn upgrade(proxy: &Proxy) -> (Client, u16) {
+    let mut client = proxy.connect();
+    client.send(UPGRADE).unwrap();
+    let status = client.read_head_response().unwrap().status;
+    (client, status)
+}
+
+#[test]
+fn a_tunnel_silent_past_its_idle_timeout_is_closed_on_both_sides() {
+    let _gate = shared();
+    let limits = Limits {
+        tunnel_idle_timeout: Duration::from_millis(600),
+        ..Limits::default()
+    };
+    each_setup(|setup| {
+        let closed = Arc::new(AtomicUsize::new(0));
+        let upstream = silent_tunnels(Arc::clone(&closed));
+        let proxy = Proxy::start(setup, limits.clone(), &[("/px/", &upstream.url())]);
+        let (mut client, status) = upgrade(&proxy);
+        assert_eq!(status, 101);
+        assert!(
+            client.closes_within(Duration::from_secs(10)),
+            "the silent tunnel is closed towards the client"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while closed.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(closed.load(Ordering::SeqCst), 1, "and towards the upstream");
+    });
+}
+
+#[test]
+fn tunnels_beyond_the_cap_are_refused_with_503_until_one_closes() {
+    let _gate = shared();
+    let limits = Limits {
+        max_tunnels: 1,
+        ..Limits::default()
+    };
+    each_setup(|setup| {
+        let upstream = silent_tunnels(Arc::new(AtomicUsize::new(0)));
+        let proxy = Proxy::start(setup, limits.clone(), &[("/px/", &upstream.url())]);
+        let (first, status) = upgrade(&proxy);
+        assert_eq!(status, 101);
+        let (_, status) = upgrade(&proxy);
+        assert_eq!(status, 503, "one tunnel at a time");
+        let plain = proxy.connect().request(&get("/local.txt"));
+        assert_eq!(plain.text(), LOCAL, "other requests are served");
+        drop(first);
+        // The place comes back once the proxy saw the client leave.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            let (_, status) = upgrade(&proxy);
+            if status == 101 || Instant::now() >= deadline {
+                break status;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status, 101, "the place was given back");
+    });
+}
