@@ -1569,3 +1569,28 @@ fn tunnels_beyond_the_cap_are_refused_with_503_until_one_closes() {
         assert_eq!(status, 101, "the place was given back");
     });
 }
+
+#[test]
+fn an_upstream_head_past_its_limit_answers_502_without_waiting_for_the_rest() {
+    let _gate = shared();
+    // 64 KiB + 16 KiB of head and no end, then the upstream waits: only the limit can
+    // end the exchange before the upstream timeout.
+    let endless_head = |_: RawRequest, stream: &mut TcpStream, _: &AtomicBool| {
+        let mut head = b"HTTP/1.1 200 OK\r\nX-Filler: ".to_vec();
+        head.resize(80 * 1024, b'a');
+        if stream.write_all(&head).is_ok() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+            let _ = stream.read(&mut [0u8; 1]); // until the proxy closes it
+        }
+    };
+    let upstream = RawUpstream::start(IpAddr::V4(Ipv4Addr::LOCALHOST), Arc::new(endless_head))
+        .expect("start the upstream");
+    each_setup(|setup| {
+        let proxy = Proxy::start(setup, Limits::default(), &[("/px/", &upstream.url())]);
+        let mut client = proxy.connect();
+        let response = client.request(&get("/px/big-head"));
+        assert_eq!(response.status, 502, "{}", response.text());
+        let again = client.request(&get("/local.txt"));
+        assert_eq!(again.text(), LOCAL, "the client connection goes on");
+    });
+}

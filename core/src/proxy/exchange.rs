@@ -289,12 +289,18 @@ impl Exchange {
         matches!(self.phase, Phase::Tunnel)
     }
 
-    /// A buffer to read upstream bytes into; empty when none are expected.
+    /// A buffer to read upstream bytes into; empty when none are expected. While the head
+    /// is collected it reaches one byte past [`MAX_RESPONSE_HEAD`] at most, so the
+    /// exchange fails with the first byte over the limit and never holds more.
     pub(crate) fn read_buf(&mut self) -> &mut [u8] {
         if !self.wants_read() {
             return &mut [];
         }
-        self.input.resize(READ_SIZE, 0);
+        let size = match self.phase {
+            Phase::Head => READ_SIZE.min(MAX_RESPONSE_HEAD + 1 - self.head_buf.len()),
+            _ => READ_SIZE,
+        };
+        self.input.resize(size, 0);
         &mut self.input
     }
 
@@ -1053,6 +1059,44 @@ mod tests {
         c.upstream().unwrap().read_eof(now);
         client_output(&mut c, now);
         assert!(c.is_closed(), "a cut body cannot be finished: close");
+    }
+
+    #[test]
+    fn a_response_head_over_the_limit_fails_with_its_first_extra_byte() {
+        let (mut c, now) = conn();
+        c.feed(b"GET /px/ HTTP/1.1\r\nHost: f\r\n\r\n", now);
+        c.upstream().unwrap().connected(now);
+        upstream_output(&mut c, now);
+        let limit = super::MAX_RESPONSE_HEAD;
+        // One long field: the head is partial until its end, fields are not counted yet.
+        let mut head = b"HTTP/1.1 200 OK\r\nX-Filler: ".to_vec();
+        head.resize(limit, b'a');
+        let mut sent = 0;
+        while sent < limit {
+            let mut upstream = c.upstream().unwrap();
+            let buf = upstream.read_buf();
+            assert!(!buf.is_empty(), "still reading after {sent} bytes");
+            assert!(
+                sent + buf.len() <= limit + 1,
+                "never more than one byte over"
+            );
+            let n = buf.len().min(limit - sent);
+            buf[..n].copy_from_slice(&head[sent..sent + n]);
+            upstream.commit(n, now);
+            sent += n;
+        }
+        assert_eq!(
+            client_output(&mut c, now),
+            "",
+            "at the limit: still waiting"
+        );
+        let mut upstream = c.upstream().unwrap();
+        assert_eq!(upstream.read_buf().len(), 1);
+        upstream.read_buf()[0] = b'X';
+        upstream.commit(1, now);
+        let wire = client_output(&mut c, now);
+        assert!(wire.starts_with("HTTP/1.1 502 "), "{wire}");
+        assert_eq!(release(&mut c), Some(Release::Close));
     }
 
     #[test]
