@@ -28,7 +28,7 @@ use crate::workers::{
     mirror_worker_js, worker_fn, CacheId, CacheSlot, DEFAULT_CACHE_SECTION, WORKER_JS,
     WORKER_JS_CONTENT_TYPE,
 };
-use quick_server_core::worker::{CancelFlag, WorkerFailure};
+use quick_server_core::worker::{CancelFlag, MemoryTasks, WorkerFailure};
 use serde_json::Value;
 use std::sync::atomic::AtomicUsize;
 
@@ -309,9 +309,9 @@ impl QuickServer {
         self
     }
 
-    /// Runs `register` with the answers of its JSON and text routes never compressed: for
-    /// answers that mix a secret with reflected input, which BREACH can read over HTTPS
-    /// when compressed (see [`compress`](Self::compress)).
+    /// Runs `register` with the answers of its JSON, text and worker routes never
+    /// compressed: for answers that mix a secret with reflected input, which BREACH can
+    /// read over HTTPS when compressed (see [`compress`](Self::compress)).
     ///
     /// ```
     /// # use quick_server::{Abort, QuickServer};
@@ -936,14 +936,15 @@ impl QuickServer {
         );
         self.routing.workers += 1;
         #[cfg(feature = "redis")]
-        if let Some(shared) = &self.routing.shared {
-            self.builder
-                .worker_in(mask, work, Arc::new(shared.tasks(mask, self.routing.rerun)));
-        } else {
-            self.builder.worker(mask, work);
-        }
+        let shared = (self.routing.shared.as_ref()).map(|s| {
+            Arc::new(s.tasks(mask, self.routing.rerun))
+                as Arc<dyn quick_server_core::worker::TaskStore>
+        });
         #[cfg(not(feature = "redis"))]
-        self.builder.worker(mask, work);
+        let shared = None;
+        let store = shared.unwrap_or_else(|| Arc::new(MemoryTasks::new()));
+        let compress = !self.routing.uncompressed;
+        self.builder.worker_in(mask, work, store, compress);
         if !self.routing.scope.is_empty() {
             let chain = self.routing.scope.clone();
             self.routing

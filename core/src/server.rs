@@ -426,22 +426,25 @@ impl ServerBuilder {
     /// Registers a worker at `mask`: a POST route (argc 0) speaking the start/get/stop/cargo
     /// protocol (BEHAVIOUR.md: Workers), whose computations run as background jobs.
     pub fn worker(&mut self, mask: &str, work: WorkerFn) -> &mut Self {
-        self.worker_in(mask, work, Arc::new(MemoryTasks::new()))
+        self.worker_in(mask, work, Arc::new(MemoryTasks::new()), true)
     }
 
     /// Like [`worker`](Self::worker), keeping the tasks in `store` (for example in Redis,
-    /// shared by several instances).
+    /// shared by several instances); `compress: false` keeps its answers uncompressed, for
+    /// results that mix a secret with reflected input (BEHAVIOUR.md: Compression).
     pub fn worker_in(
         &mut self,
         mask: &str,
         work: WorkerFn,
         store: Arc<dyn TaskStore>,
+        compress: bool,
     ) -> &mut Self {
         let route = Arc::new(WorkerRoute::new(
             mask,
             work,
             store,
             Arc::clone(&self.max_chunk_size),
+            compress,
         ));
         self.workers.push(Arc::clone(&route));
         self.dynamic

@@ -299,7 +299,11 @@ fn handler_and_worker_answers_are_compressed() {
         });
         let b = big.clone();
         qs.uncompressed(|qs| {
+            let w = b.clone();
             qs.json_get("/api/secret", None, move |_, _| Ok::<_, Abort>(b.clone()));
+            qs.json_worker("/api/secret-work", None, move |_: Value, _: &CancelFlag| {
+                Ok::<_, Abort>(w.clone())
+            });
         });
         let server = FacadeServer::start(setup, qs);
         let mut client = server.connect();
@@ -365,6 +369,28 @@ fn handler_and_worker_answers_are_compressed() {
             let result: Value = serde_json::from_str(result).expect("JSON");
             assert_eq!(result, big, "{setup} {url}");
         }
+        // A worker registered inside `uncompressed` never codes its answers.
+        let mut request = post_json("/api/secret-work", &json!({"action": "start"}));
+        let at = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 2;
+        request.splice(at..at, b"Accept-Encoding: gzip\r\n".iter().copied());
+        let mut answer = client_request(&server, &request);
+        for _ in 0..200 {
+            assert_eq!(answer.header("content-encoding"), None, "{setup} opted out");
+            assert_eq!(answer.header("vary"), None, "{setup}");
+            let reply = json_of(&answer);
+            if reply["done"] == true {
+                let result: Value =
+                    serde_json::from_str(reply["result"].as_str().expect("text")).expect("JSON");
+                assert_eq!(result, big, "{setup}");
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+            let get = json!({"action": "get", "token": reply["token"]});
+            let mut request = post_json("/api/secret-work", &get);
+            request.splice(at..at, b"Accept-Encoding: gzip\r\n".iter().copied());
+            answer = client_request(&server, &request);
+        }
+        assert_eq!(json_of(&answer)["done"], true, "{setup} the job ended");
     });
 }
 

@@ -33,8 +33,7 @@ pub use protocol::{Reply, Token};
 pub use registry::{Finished, Purged, Stopped, TaskOutcome};
 pub use route::WorkerFn;
 pub(crate) use route::{WorkerDone, WorkerRoute};
-pub(crate) use store::MemoryTasks;
-pub use store::{Polled, TaskStore};
+pub use store::{MemoryTasks, Polled, TaskStore};
 
 /// How long a finished task whose result was never collected is kept (BEHAVIOUR.md: Workers ›
 /// Result retention).

@@ -56,6 +56,8 @@ pub(crate) struct WorkerRoute {
     work: WorkerFn,
     store: Arc<dyn TaskStore>,
     max_chunk_size: Arc<AtomicUsize>,
+    /// Whether its answers may be compressed (false: the BREACH opt-out).
+    compress: bool,
 }
 
 impl fmt::Debug for WorkerRoute {
@@ -72,12 +74,14 @@ impl WorkerRoute {
         work: WorkerFn,
         store: Arc<dyn TaskStore>,
         max_chunk_size: Arc<AtomicUsize>,
+        compress: bool,
     ) -> Self {
         Self {
             mask: mask.to_owned(),
             work,
             store,
             max_chunk_size,
+            compress,
         }
     }
 
@@ -130,7 +134,7 @@ impl WorkerRoute {
             Command::Cargo { token } => self.store.cargo(&token),
         };
         Answer::Respond(match reply {
-            Ok(reply) => reply_response(reply),
+            Ok(reply) => self.reply_response(reply),
             Err(e) => error_page(&e),
         })
     }
@@ -204,8 +208,21 @@ impl WorkerRoute {
     pub(crate) fn answer_start(&self, key: TaskKey, now: Instant) -> Response {
         let max_chunk = self.max_chunk_size.load(Ordering::Relaxed);
         match self.store.get(&Token::from(key), max_chunk, now) {
-            Ok(reply) => reply_response(reply),
+            Ok(reply) => self.reply_response(reply),
             Err(e) => error_page(&e),
+        }
+    }
+
+    /// A protocol reply as the original's JSON route answers it: 200, pretty sorted JSON,
+    /// compressed unless the route opted out.
+    fn reply_response(&self, reply: Reply) -> Response {
+        match json_dumps(&Value::from(reply)) {
+            Ok(text) => Response {
+                compress: self.compress,
+                ..Response::new(200, Body::Bytes(text.into_bytes()))
+                    .with_field("Content-Type", "application/json")
+            },
+            Err(e) => HttpError::Internal(e.to_string()).response(),
         }
     }
 
@@ -243,15 +260,6 @@ fn failure_log(mask: &str, key: TaskKey, outcome: &TaskOutcome) -> Option<String
             Some(format!("Error in worker for {mask} ({key}): {}", f.message))
         }
         _ => None,
-    }
-}
-
-/// A protocol reply as the original's JSON route answers it: 200, pretty sorted JSON.
-fn reply_response(reply: Reply) -> Response {
-    match json_dumps(&Value::from(reply)) {
-        Ok(text) => Response::new(200, Body::Bytes(text.into_bytes()))
-            .with_field("Content-Type", "application/json"),
-        Err(e) => HttpError::Internal(e.to_string()).response(),
     }
 }
 
@@ -344,6 +352,7 @@ mod tests {
             work,
             store.clone(),
             Arc::new(AtomicUsize::new(1 << 20)),
+            true,
         ));
         let get = br#"{"action": "get", "token": "12"}"#;
         let (now, wall) = (Instant::now(), SystemTime::now());

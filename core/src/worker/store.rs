@@ -89,10 +89,10 @@ pub enum Polled {
     },
 }
 
-/// The in-process [`TaskStore`]: a [`WorkerRegistry`] and the cancel flags of the
+/// The in-process [`TaskStore`], the default: the task registry and the cancel flags of the
 /// running tasks, behind one mutex.
 #[derive(Debug, Default)]
-pub(crate) struct MemoryTasks {
+pub struct MemoryTasks {
     tasks: Mutex<Tasks>,
 }
 
@@ -104,7 +104,7 @@ struct Tasks {
 
 impl MemoryTasks {
     /// No tasks.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self::default()
     }
 
