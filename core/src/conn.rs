@@ -697,6 +697,7 @@ impl Connection {
                 secure: self.peer.secure,
                 debug: self.server.debug_proxy(),
                 tunnel,
+                max_head: self.server.limits.upstream_max_head,
             };
             let exchange = Exchange::new(route, request, now);
             let reader = (!exchange.request_done()).then_some(reader);

@@ -41,6 +41,11 @@ pub struct Limits {
     /// How long an upstream that refused a connection is skipped by its binding's
     /// round-robin. Default 10 s.
     pub upstream_down_time: Duration,
+    /// Largest upstream response head (interim `1xx` heads included): the client gets 502
+    /// as soon as it is crossed. Default 64 KiB.
+    pub upstream_max_head: usize,
+    /// Most fields in one upstream response head (502 beyond). Default 128.
+    pub upstream_max_fields: usize,
     /// Upgraded connections (WebSocket) tunnelled through the proxy at once; more are
     /// answered 503. Default 256.
     pub max_tunnels: usize,
@@ -69,6 +74,8 @@ impl Default for Limits {
             upstream_max_idle: 16,
             upstream_idle_timeout: Duration::from_secs(15),
             upstream_down_time: Duration::from_secs(10),
+            upstream_max_head: 64 * 1024,
+            upstream_max_fields: 128,
             max_tunnels: 256,
             tunnel_idle_timeout: Duration::from_secs(300),
             max_pending_output: 256 * 1024,

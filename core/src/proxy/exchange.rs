@@ -13,7 +13,7 @@ use crate::http::head::{Method, RequestHead, Version};
 use crate::limits::Limits;
 
 use super::debug::Debug;
-use super::forward::{self, ClientSide, RequestBody, MAX_RESPONSE_HEAD};
+use super::forward::{self, ClientSide, RequestBody};
 use super::route::{ProxyRoute, Rest, Upstreams};
 
 /// Request body bytes buffered for the upstream before the client is read again.
@@ -116,6 +116,8 @@ pub(crate) struct Request<'a> {
     /// For an upgrade request, its place among the server's tunnels (without one the
     /// upgrade is not passed on).
     pub(crate) tunnel: Option<TunnelSlot>,
+    /// `Limits::upstream_max_head`.
+    pub(crate) max_head: usize,
 }
 
 /// A proxied request in flight.
@@ -142,8 +144,9 @@ pub(crate) struct Exchange {
     request_done: bool,
     /// The buffer the transport reads upstream bytes into.
     input: Vec<u8>,
-    /// The response head collected so far.
+    /// The response head collected so far, and its limit.
     head_buf: Vec<u8>,
+    max_head: usize,
     phase: Phase,
     client: ClientSide,
     relayed: Relayed,
@@ -195,6 +198,7 @@ impl Exchange {
             request_done: request_body == RequestBody::None,
             input: Vec::new(),
             head_buf: Vec::new(),
+            max_head: request.max_head,
             phase: Phase::Head,
             client: ClientSide {
                 head_only: head.method() == Method::Head,
@@ -290,14 +294,14 @@ impl Exchange {
     }
 
     /// A buffer to read upstream bytes into; empty when none are expected. While the head
-    /// is collected it reaches one byte past [`MAX_RESPONSE_HEAD`] at most, so the
+    /// is collected it reaches one byte past `Limits::upstream_max_head` at most, so the
     /// exchange fails with the first byte over the limit and never holds more.
     pub(crate) fn read_buf(&mut self) -> &mut [u8] {
         if !self.wants_read() {
             return &mut [];
         }
         let size = match self.phase {
-            Phase::Head => READ_SIZE.min(MAX_RESPONSE_HEAD + 1 - self.head_buf.len()),
+            Phase::Head => READ_SIZE.min(self.max_head + 1 - self.head_buf.len()),
             _ => READ_SIZE,
         };
         self.input.resize(size, 0);
@@ -502,6 +506,7 @@ impl Exchange {
         };
         let parsed = forward::response_head(
             &self.head_buf,
+            answer.limits.upstream_max_fields,
             client,
             answer.server,
             answer.date,
@@ -537,7 +542,7 @@ impl Exchange {
                     }
                 }
             }
-            Ok(None) if self.head_buf.len() > MAX_RESPONSE_HEAD => {
+            Ok(None) if self.head_buf.len() > self.max_head => {
                 self.fail(ProxyFailure::Malformed, answer.now);
             }
             Ok(None) => {}
@@ -1067,7 +1072,7 @@ mod tests {
         c.feed(b"GET /px/ HTTP/1.1\r\nHost: f\r\n\r\n", now);
         c.upstream().unwrap().connected(now);
         upstream_output(&mut c, now);
-        let limit = super::MAX_RESPONSE_HEAD;
+        let limit = crate::limits::Limits::default().upstream_max_head;
         // One long field: the head is partial until its end, fields are not counted yet.
         let mut head = b"HTTP/1.1 200 OK\r\nX-Filler: ".to_vec();
         head.resize(limit, b'a');
@@ -1097,6 +1102,31 @@ mod tests {
         let wire = client_output(&mut c, now);
         assert!(wire.starts_with("HTTP/1.1 502 "), "{wire}");
         assert_eq!(release(&mut c), Some(Release::Close));
+    }
+
+    #[test]
+    fn an_upstream_head_with_too_many_fields_answers_502() {
+        for (fields, status) in [(2, "200"), (3, "502")] {
+            let now = Instant::now();
+            let mut builder =
+                Server::builder_with_fs((now, SystemTime::UNIX_EPOCH), Arc::new(MemoryFs::new()));
+            builder.limits(crate::limits::Limits {
+                upstream_max_fields: 2,
+                ..crate::limits::Limits::default()
+            });
+            builder.bind_proxy("/px/", "http://up.test:9/").unwrap();
+            let mut c = Connection::new(builder.build(), PeerInfo::default(), now);
+            let mut answer = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n".to_vec();
+            for n in 1..fields {
+                answer.extend_from_slice(format!("X-{n}: v\r\n").as_bytes());
+            }
+            answer.extend_from_slice(b"\r\n");
+            let (wire, _) = one_get(&mut c, &answer, now);
+            assert!(
+                wire.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{fields}: {wire}"
+            );
+        }
     }
 
     #[test]

@@ -7,11 +7,6 @@ use crate::http::head::{Framing, RequestHead};
 
 use super::route::Target;
 
-/// Largest upstream response head accepted (502 beyond it).
-pub(crate) const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-/// Most fields in an upstream response head.
-const MAX_RESPONSE_FIELDS: usize = 128;
-
 /// Fields that describe one connection, not the message (RFC 9110 §7.6.1): never forwarded.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -177,8 +172,10 @@ pub(crate) struct ResponseHead {
 
 /// Parses the upstream's answer from `input` once a final head is complete (`Ok(None)`
 /// until then; interim 1xx answers are skipped) and writes the client's head to `out`.
+/// A head of more than `max_fields` fields is malformed.
 pub(crate) fn response_head(
     input: &[u8],
+    max_fields: usize,
     client: ClientSide,
     server: &str,
     date: &[u8],
@@ -186,7 +183,7 @@ pub(crate) fn response_head(
 ) -> Result<Option<ResponseHead>, Malformed> {
     let mut skipped = 0;
     loop {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_FIELDS];
+        let mut fields = vec![httparse::EMPTY_HEADER; max_fields];
         let mut response = httparse::Response::new(&mut fields);
         let consumed = match response.parse(&input[skipped..]) {
             Ok(httparse::Status::Complete(n)) => n,
