@@ -60,6 +60,11 @@
 //! Every transport in this workspace runs this loop in the same order; so does
 //! `cli/examples/embed.rs`, a complete embedding in one file.
 //!
+//! Under TLS (feature `rustls`), `tls::TlsPump` stands between the socket and the
+//! connection (a rustls server session) or its upstream (a client session, for
+//! `https://` upstreams): the transport lends it the socket, it moves records and
+//! plaintext, and the drain rule stays the same.
+//!
 //! ## Example
 //! A request for a handler: the answer leaves as a job, its completion comes back, and
 //! the drain writes it.

@@ -501,6 +501,91 @@ mod tests {
         assert!(bad.to_string().contains("invalid server name"), "{bad}");
     }
 
+    /// A socket in memory: reads take what the peer sent, or would block.
+    #[derive(Default)]
+    struct Duplex {
+        inbound: Vec<u8>,
+        outbound: Vec<u8>,
+    }
+
+    impl Read for Duplex {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.inbound.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.inbound.len());
+            buf[..n].copy_from_slice(&self.inbound[..n]);
+            self.inbound.drain(..n);
+            Ok(n)
+        }
+    }
+
+    impl Write for Duplex {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.outbound.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_proxied_request_crosses_an_upstream_tls_session() {
+        use crate::fs::MemoryFs;
+        use crate::request::PeerInfo;
+        use crate::server::Server;
+        use std::time::SystemTime;
+
+        let (client_config, server_config) = configs();
+        let now = Instant::now();
+        let mut builder =
+            Server::builder_with_fs((now, SystemTime::UNIX_EPOCH), Arc::new(MemoryFs::new()));
+        builder
+            .bind_proxy("/px/", "https://localhost:8443/")
+            .unwrap();
+        builder.upstream_tls(Arc::clone(&client_config));
+        let server = builder.build();
+        let mut conn = Connection::new(Arc::clone(&server), PeerInfo::default(), now);
+        conn.feed(b"GET /px/a HTTP/1.1\r\nHost: f\r\n\r\n", now);
+        let connect = conn.upstream().unwrap().poll_connect().unwrap();
+        assert!(connect.tls);
+        let mut pump = TlsPump::client(server.upstream_tls(), &connect.host).unwrap();
+        conn.upstream().unwrap().connected(now);
+        let mut upstream = TlsPump::new(ServerConnection::new(server_config).unwrap());
+        let mut socket = Duplex::default();
+        let mut seen = Kept::default();
+        for _ in 0..10 {
+            let mut up = conn.upstream().unwrap();
+            pump.transfer(&mut socket, &mut up, now).unwrap();
+            let sent = std::mem::take(&mut socket.outbound);
+            if !sent.is_empty() {
+                upstream.read_records(&mut sent.as_slice()).unwrap();
+            }
+            upstream.deliver(&mut seen, now).unwrap();
+            if seen.got.ends_with(b"\r\n\r\n") && !upstream.close_sent() {
+                upstream
+                    .send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .unwrap();
+                upstream.close();
+            }
+            while upstream.wants_write() {
+                upstream.write_records(&mut socket.inbound).unwrap();
+            }
+        }
+        let request = String::from_utf8_lossy(&seen.got).into_owned();
+        assert!(
+            request.starts_with("GET /a HTTP/1.1\r\nHost: localhost:8443\r\n"),
+            "{request}"
+        );
+        let answer =
+            String::from_utf8_lossy(&crate::testing::drain(&mut conn, now, None)).into_owned();
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.ends_with("\r\n\r\nok"),
+            "{answer}"
+        );
+    }
+
     #[test]
     fn an_idle_session_is_intact_until_the_peer_speaks_or_closes() {
         let (mut client, mut server) = pair();
