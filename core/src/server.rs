@@ -417,7 +417,7 @@ impl ServerBuilder {
 
     /// Forwards requests under `prefix` to the `http://` or `https://` upstream `url` (or
     /// several, comma-separated), before any other route (BEHAVIOUR.md: Proxy); the newest
-    /// binding wins. `https://` needs [`upstream_tls`](Self::upstream_tls).
+    /// binding wins. `https://` needs `upstream_tls` (feature `rustls`).
     pub fn bind_proxy(&mut self, prefix: &str, url: &str) -> Result<&mut Self, ProxyError> {
         self.proxies.insert(0, ProxyRoute::new(prefix, url)?);
         Ok(self)
