@@ -37,6 +37,8 @@ pub(crate) struct Admission {
     pub(crate) server: Arc<Server>,
     /// Change notifications for the file cache, read here too while no worker waits.
     pub(crate) watcher: Arc<Watcher>,
+    /// Accepted sockets have `TCP_NODELAY` from the listener already.
+    pub(crate) nodelay_inherited: bool,
 }
 
 /// Accepts until the stop signal; the listener closes when this returns, so later
@@ -97,11 +99,16 @@ fn accept_until_stopped(listener: &TcpListener, admission: &Admission) -> io::Re
 impl Admission {
     /// Hands a connection to the worker pool, or to the rejecter when full.
     fn admit(&self, socket: TcpStream, peer: SocketAddr) {
-        // Accepted sockets may inherit the listener's non-blocking mode on some systems.
-        if socket.set_nonblocking(false).is_err() {
+        // Accepted sockets may inherit the listener's non-blocking mode on some systems;
+        // not on Linux, whose accept4(2) leaves the flag off unless asked.
+        if !cfg!(any(target_os = "linux", target_os = "android"))
+            && socket.set_nonblocking(false).is_err()
+        {
             return;
         }
-        let _ = socket.set_nodelay(true);
+        if !self.nodelay_inherited {
+            let _ = socket.set_nodelay(true);
+        }
         // Admission bounds the pool's queue: it never holds more than `max_connections`.
         if self.control.admit(self.max_connections) {
             self.pool.push(Accepted { socket, peer });

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,8 +25,9 @@ pub(crate) struct Control {
     load: Mutex<usize>,
     /// Signalled when `load` drops to zero.
     drained: Condvar,
-    /// The socket each busy worker serves, by worker id (workers come and go).
-    sockets: Mutex<HashMap<usize, TcpStream>>,
+    /// The socket descriptor each busy worker serves, by worker id (workers come and go);
+    /// a worker unregisters before it closes its socket, so no number here is reused.
+    sockets: Mutex<HashMap<usize, RawFd>>,
 }
 
 impl Control {
@@ -114,25 +114,38 @@ impl Control {
         true
     }
 
-    /// Records the socket worker `worker` serves, so [`force`](Self::force) can close it.
-    pub(crate) fn register(&self, worker: usize, socket: &TcpStream) -> io::Result<()> {
-        let clone = socket.try_clone()?;
-        lock(&self.sockets).insert(worker, clone);
-        Ok(())
-    }
-
-    /// Worker `worker` is done with its socket.
-    pub(crate) fn unregister(&self, worker: usize) {
-        lock(&self.sockets).remove(&worker);
+    /// Records the socket worker `worker` serves, so [`force`](Self::force) can close it,
+    /// until the returned guard drops: drop it before the socket closes.
+    pub(crate) fn register(&self, worker: usize, socket: RawFd) -> Registered<'_> {
+        lock(&self.sockets).insert(worker, socket);
+        Registered {
+            control: self,
+            worker,
+        }
     }
 
     /// Ends the grace period: shuts down every socket being served, so blocked reads and
     /// writes return at once, and makes workers drop what is still queued.
     pub(crate) fn force(&self) {
         self.forced.store(true, Ordering::SeqCst);
-        for socket in lock(&self.sockets).values() {
-            let _ = socket.shutdown(Shutdown::Both);
+        for &socket in lock(&self.sockets).values() {
+            // SAFETY: a registered descriptor is open (its worker unregisters before
+            // closing it, under this lock); shutdown(2) touches nothing else.
+            unsafe { libc::shutdown(socket, libc::SHUT_RDWR) };
         }
+    }
+}
+
+/// A worker's socket registered with [`Control::register`]; dropping it unregisters.
+#[derive(Debug)]
+pub(crate) struct Registered<'a> {
+    control: &'a Control,
+    worker: usize,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        lock(&self.control.sockets).remove(&self.worker);
     }
 }
 
@@ -144,7 +157,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use std::io::Read;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
     use std::time::Duration;
 
     use super::*;
@@ -184,13 +197,12 @@ mod tests {
         let (server, _) = listener.accept().unwrap();
         let control = Control::new().unwrap();
         // Worker ids grow without bound as workers come and go.
-        control.register(1_000, &server).unwrap();
+        let registered = control.register(1_000, server.as_raw_fd());
         control.force();
         assert!(control.is_forced());
         let mut buf = [0; 1];
         assert_eq!(client.read(&mut buf).unwrap(), 0, "the peer sees the close");
-        control.unregister(1_000);
-        control.unregister(7);
+        drop(registered);
         assert!(lock(&control.sockets).is_empty());
     }
 }

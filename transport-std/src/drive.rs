@@ -42,22 +42,21 @@ pub(crate) struct Accepted {
     pub(crate) peer: SocketAddr,
 }
 
-/// Serves an admitted connection on worker `worker`: its socket registered so that a
-/// forced shutdown can close it, and counted out of the load once done.
+/// Serves an admitted connection on worker `worker`, counted out of the load once done.
 pub(crate) fn serve_admitted(worker: usize, accepted: Accepted, ctx: &Context) {
     let Accepted { socket, peer } = accepted;
     let control = &ctx.control;
     // Past the grace period, what is still queued is dropped unanswered.
-    if !control.is_forced() && control.register(worker, &socket).is_ok() {
+    if !control.is_forced() {
         // A panic is a bug, but it must cost one connection, not a pool thread.
-        let _ = catch_unwind(AssertUnwindSafe(|| serve(socket, peer, ctx)));
-        control.unregister(worker);
+        let _ = catch_unwind(AssertUnwindSafe(|| serve(worker, socket, peer, ctx)));
     }
     control.release();
 }
 
-/// Serves one accepted connection until it closes.
-fn serve(socket: TcpStream, peer: SocketAddr, ctx: &Context) {
+/// Serves one accepted connection until it closes, its socket registered so that a
+/// forced shutdown can close it.
+fn serve(worker: usize, socket: TcpStream, peer: SocketAddr, ctx: &Context) {
     let now = Instant::now();
     let info = PeerInfo {
         addr: peer.to_string(),
@@ -67,6 +66,8 @@ fn serve(socket: TcpStream, peer: SocketAddr, ctx: &Context) {
     let Ok(mut wire) = Wire::new(socket, ctx.tls.as_ref()) else {
         return;
     };
+    // Dropped before `wire`, which closes the socket.
+    let _registered = ctx.control.register(worker, wire.fd());
     // A handshake is bounded like a request head, from the moment a worker takes it.
     let handshake_deadline = now + ctx.server.limits().header_timeout;
     let end = drive(&mut conn, &mut wire, ctx, handshake_deadline);
@@ -86,6 +87,7 @@ fn drive(
     let mut upstream = None;
     let mut stop_seen = false;
     let mut peer_closed = false;
+    let mut fresh = true;
     loop {
         if drain(conn, wire, &mut upstream, ctx).is_err() {
             return End::Abort;
@@ -100,6 +102,10 @@ fn drive(
         }
         let input = if conn.wants_read() && wire.has_buffered_input() {
             wire.read_buffered(conn, Instant::now())
+        } else if std::mem::take(&mut fresh) && conn.wants_read() {
+            // A new connection's first bytes usually came with it (the accept thread read
+            // the change notifications already).
+            wire.read_now(conn, Instant::now())
         } else {
             let handshake = wire.is_handshaking().then_some(handshake_deadline);
             let deadline = earliest(conn.poll_timeout(), handshake);

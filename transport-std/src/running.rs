@@ -38,6 +38,10 @@ pub fn start(listener: TcpListener, server: Arc<Server>, options: Options) -> io
     }
     let local_addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
+    // Linux copies `TCP_NODELAY` from the listener into every accepted socket: set once
+    // here, not once per connection.
+    let nodelay_inherited = cfg!(any(target_os = "linux", target_os = "android"))
+        && crate::socket::set_nodelay(&listener).is_ok();
     let control = Arc::new(Control::new()?);
     let background = background::spawn(background::thread_count(), &server)?;
     let watcher = Arc::new(Watcher::new());
@@ -69,6 +73,7 @@ pub fn start(listener: TcpListener, server: Arc<Server>, options: Options) -> io
         max_connections: options.max_connections,
         server,
         watcher,
+        nodelay_inherited,
     };
     let acceptor = thread::Builder::new()
         .name("quick-server-std-accept".to_owned())

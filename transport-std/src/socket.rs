@@ -1,5 +1,6 @@
 //! A connection's TCP stream and the send timeout last set on it, so that bounding each
-//! write by the core's deadline costs a `setsockopt` only when that bound really moves.
+//! write by the core's deadline costs a `setsockopt` only when a write has to wait and
+//! that bound really moves.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -12,6 +13,10 @@ pub(crate) struct Socket {
     stream: TcpStream,
     /// `SO_SNDTIMEO` as last set (`None`: unbounded, the default of a new socket).
     write_timeout: Option<Duration>,
+    /// The bound of the next write that has to wait.
+    deadline: Option<Instant>,
+    /// Reads return `WouldBlock` instead of waiting.
+    eager: bool,
 }
 
 impl Socket {
@@ -20,7 +25,14 @@ impl Socket {
         Self {
             stream,
             write_timeout: None,
+            deadline: None,
+            eager: false,
         }
+    }
+
+    /// Makes reads return `WouldBlock` rather than wait (`true`), or wait again.
+    pub(crate) fn set_eager(&mut self, eager: bool) {
+        self.eager = eager;
     }
 
     /// The stream itself.
@@ -34,7 +46,18 @@ impl Socket {
     /// away, so keep-alive traffic sets it once, and a write overshoots its deadline by
     /// at most that 64th.
     pub(crate) fn bound_write(&mut self, deadline: Option<Instant>) -> io::Result<()> {
-        let want = match deadline {
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.deadline = deadline;
+        Ok(())
+    }
+
+    /// Sets `SO_SNDTIMEO` for the time left until the deadline, unless the one in place is
+    /// close enough; `TimedOut` if the deadline passed. Writes call it before they wait;
+    /// call it before any other blocking send (`sendfile`).
+    pub(crate) fn apply_bound(&mut self) -> io::Result<()> {
+        let want = match self.deadline {
             None => None,
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -59,18 +82,73 @@ impl Socket {
 
 impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.eager {
+            return recv(self.stream.as_raw_fd(), buf, libc::MSG_DONTWAIT);
+        }
         self.stream.read(buf)
     }
 }
 
 impl Write for Socket {
+    /// Writes without waiting when the socket has room (the usual case, and no
+    /// `setsockopt`); otherwise waits, bounded by the deadline.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.write(buf)
+        match send(self.stream.as_raw_fd(), buf, libc::MSG_DONTWAIT) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.apply_bound()?;
+                send(self.stream.as_raw_fd(), buf, 0)
+            }
+            sent => sent,
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.stream.flush()
     }
+}
+
+/// Sets `TCP_NODELAY` on `listener`, which Linux copies into the sockets it accepts.
+pub(crate) fn set_nodelay(listener: &std::net::TcpListener) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: the descriptor is open for the call and `on` is a live `c_int` of the size
+    // passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `recv(2)` with `flags`.
+fn recv(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
+    // SAFETY: `fd` is an open socket borrowed for the call; `buf` is a live, exclusively
+    // borrowed slice of `buf.len()` writable bytes.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// `send(2)` with `flags`, never raising `SIGPIPE`.
+fn send(fd: RawFd, buf: &[u8], flags: libc::c_int) -> io::Result<usize> {
+    // SAFETY: `fd` is an open socket borrowed for the call; `buf` is a live slice of
+    // `buf.len()` readable bytes.
+    let n = unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            flags | libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 impl AsRawFd for Socket {
@@ -85,6 +163,12 @@ mod tests {
 
     use super::*;
 
+    /// Bounds the next write by `deadline` and sets the timeout as a waiting write would.
+    fn bound(socket: &mut Socket, deadline: Option<Instant>) -> io::Result<()> {
+        socket.bound_write(deadline)?;
+        socket.apply_bound()
+    }
+
     fn pair() -> (Socket, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -93,27 +177,31 @@ mod tests {
     }
 
     #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn accepted_sockets_inherit_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        set_nodelay(&listener).unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert!(server.nodelay().unwrap());
+    }
+
+    #[test]
     fn the_timeout_is_set_again_only_when_the_bound_moves() {
         let (mut socket, _client) = pair();
         let now = Instant::now();
-        socket
-            .bound_write(Some(now + Duration::from_secs(60)))
-            .unwrap();
+        bound(&mut socket, Some(now + Duration::from_secs(60))).unwrap();
         let first = socket.stream.write_timeout().unwrap().unwrap();
         assert!(first > Duration::from_secs(59), "{first:?}");
         // A fresh deadline the same distance away keeps the timeout in place.
         std::thread::sleep(Duration::from_millis(5));
-        socket
-            .bound_write(Some(Instant::now() + Duration::from_secs(60)))
-            .unwrap();
+        bound(&mut socket, Some(Instant::now() + Duration::from_secs(60))).unwrap();
         assert_eq!(socket.stream.write_timeout().unwrap(), Some(first));
         // A nearer deadline tightens it; none removes it.
-        socket
-            .bound_write(Some(Instant::now() + Duration::from_secs(2)))
-            .unwrap();
+        bound(&mut socket, Some(Instant::now() + Duration::from_secs(2))).unwrap();
         let tight = socket.stream.write_timeout().unwrap().unwrap();
         assert!(tight <= Duration::from_secs(2), "{tight:?}");
-        socket.bound_write(None).unwrap();
+        bound(&mut socket, None).unwrap();
         assert_eq!(socket.stream.write_timeout().unwrap(), None);
     }
 

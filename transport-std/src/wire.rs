@@ -90,6 +90,15 @@ impl Wire {
         }
     }
 
+    /// Reads from the socket without waiting, when bytes are likely there already (a new
+    /// connection's first request usually arrived with it): spares a `poll`.
+    pub(crate) fn read_now(&mut self, conn: &mut Connection, now: Instant) -> io::Result<Input> {
+        self.socket.set_eager(true);
+        let input = self.read(conn, now);
+        self.socket.set_eager(false);
+        input
+    }
+
     /// Reads from the socket (which is readable) and hands what arrived to the core.
     pub(crate) fn read(&mut self, conn: &mut Connection, now: Instant) -> io::Result<Input> {
         if let Some(tls) = &mut self.tls {
@@ -133,6 +142,7 @@ impl Wire {
             Transmit::File(region) => {
                 if self.sendfile {
                     if let Some(file) = region.file.raw_fd() {
+                        self.socket.apply_bound()?;
                         match sendfile(self.socket.as_raw_fd(), file, region.offset, region.len) {
                             Ok(0) => return Err(short_file()),
                             Ok(n) => return Ok(n),
@@ -174,8 +184,8 @@ impl Wire {
         }
     }
 
-    /// Closes the connection the way `end` calls for.
-    pub(crate) fn close(mut self, end: End) {
+    /// Ends the connection the way `end` calls for; the socket closes when the wire drops.
+    pub(crate) fn close(&mut self, end: End) {
         if end == End::Abort {
             return;
         }
