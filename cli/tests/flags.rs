@@ -755,6 +755,51 @@ fn max_connections_answers_503_past_the_limit() {
     }
 }
 
+/// The soft and hard open-file limits of process `pid`, from `/proc`.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let mut words = line["Max open files".len()..].split_whitespace();
+    let soft = words.next().unwrap().to_owned();
+    (soft, words.next().unwrap().to_owned())
+}
+
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_one() {
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::with_files("nofile");
+    let server = Process::start_program(binary(), &["--max-connections", "1048576"], |command| {
+        command.current_dir(&dir.0).stdin(Stdio::piped());
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+                // Below the connection limit, whatever the machine's hard limit is.
+                limit.rlim_max = limit.rlim_max.min(4096);
+                limit.rlim_cur = limit.rlim_cur.min(256);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                Ok(())
+            })
+        };
+    });
+    let (soft, hard) = open_file_limits(server.pid());
+    assert_eq!(soft, hard, "started with a soft limit of at most 256");
+    assert_ne!(soft, "256");
+    let line = logged(&server, "open-file limit");
+    assert!(
+        line.contains(&format!("({hard})")) && line.contains("(1048576)"),
+        "{line}"
+    );
+    assert_eq!(get(server.addr, "/hello.txt", &[]).status, 200);
+}
+
 #[test]
 fn no_listing_hides_folders_without_an_index() {
     let dir = TempDir::with_files("listing");
