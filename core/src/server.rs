@@ -998,6 +998,10 @@ mod tests {
         upstream.connected(now);
         let sent = String::from_utf8_lossy(upstream.transmit().unwrap()).into_owned();
         assert!(sent.contains("\r\nHost: up.test\r\n"), "{sent}");
+        assert!(
+            sent.contains("\r\nX-Forwarded-Proto: http\r\n"),
+            "what the client used, not the upstream's scheme: {sent}"
+        );
         let n = sent.len();
         upstream.transmitted(n, now);
         upstream.tls_failed("invalid peer certificate: UnknownIssuer", now);
