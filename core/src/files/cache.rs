@@ -101,11 +101,13 @@ impl CachedFile {
 
     /// The bytes this entry holds, as counted against [`CacheLimits::max_bytes`].
     fn cost(&self, key: &str) -> usize {
+        let folders = self.folders.iter().flatten();
         self.content.len()
             + self.fields.len()
             + self.not_modified.len()
             + key.len()
             + self.path.as_os_str().len()
+            + folders.map(|f| f.as_os_str().len()).sum::<usize>()
     }
 }
 
@@ -315,6 +317,10 @@ mod tests {
         cache.remove("/a");
         assert_eq!(cache.usage(), (0, 0));
         assert!(cache.get("/a").is_none());
+        let mut watched = Arc::into_inner(entry(10)).unwrap();
+        watched.folders = Some(vec![PathBuf::from("/www"), PathBuf::from("/")].into());
+        cache.insert(&limits, "/a", Arc::new(watched));
+        assert_eq!(cache.usage(), (1, cost + 5), "the folders count too");
     }
 
     #[test]
