@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -21,8 +21,11 @@ pub(crate) struct Control {
     stopped_at: Mutex<Option<Instant>>,
     /// Sockets are closed under the workers' feet: the grace period is over.
     forced: AtomicBool,
-    /// Connections queued or being served.
-    load: Mutex<usize>,
+    /// Connections queued or being served: counted without a lock, as the accept thread
+    /// and every worker change it once per connection.
+    load: AtomicUsize,
+    /// Held to wait for, and to signal, `load` dropping to zero.
+    drained_lock: Mutex<()>,
     /// Signalled when `load` drops to zero.
     drained: Condvar,
     /// The socket descriptor each busy worker serves, by worker id (workers come and go);
@@ -41,7 +44,8 @@ impl Control {
             stopping: AtomicBool::new(false),
             stopped_at: Mutex::new(None),
             forced: AtomicBool::new(false),
-            load: Mutex::new(0),
+            load: AtomicUsize::new(0),
+            drained_lock: Mutex::new(()),
             drained: Condvar::new(),
             sockets: Mutex::new(HashMap::new()),
         })
@@ -80,34 +84,39 @@ impl Control {
 
     /// Counts one more connection if fewer than `max` are admitted; false otherwise.
     pub(crate) fn admit(&self, max: usize) -> bool {
-        let mut load = lock(&self.load);
-        if *load >= max {
-            return false;
-        }
-        *load += 1;
-        true
+        self.load
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |load| {
+                (load < max).then_some(load + 1)
+            })
+            .is_ok()
     }
 
     /// A connection admitted by [`admit`](Self::admit) is finished.
     pub(crate) fn release(&self) {
-        let mut load = lock(&self.load);
-        *load = load.saturating_sub(1);
-        if *load == 0 {
+        let before = self
+            .load
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |load| {
+                Some(load.saturating_sub(1))
+            })
+            .unwrap_or_default();
+        if before <= 1 {
+            // Under the lock: a waiter that saw a load above zero is waiting by now.
+            let _waiters = lock(&self.drained_lock);
             self.drained.notify_all();
         }
     }
 
     /// Waits until no connection is left or `deadline` passes; true if none is left.
     pub(crate) fn wait_drained(&self, deadline: Instant) -> bool {
-        let mut load = lock(&self.load);
-        while *load > 0 {
+        let mut guard = lock(&self.drained_lock);
+        while self.load.load(Ordering::Acquire) > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
-            load = self
+            guard = self
                 .drained
-                .wait_timeout(load, left)
+                .wait_timeout(guard, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }

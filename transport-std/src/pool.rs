@@ -178,18 +178,22 @@ impl<T> Shared<T> {
     /// One worker: serves items one after the other until the pool closes, or until it
     /// retires.
     fn work(&self, id: usize, serve: &(dyn Fn(usize, T) + Send + Sync)) {
-        while let Some(item) = self.next(id) {
+        let mut served = false;
+        while let Some(item) = self.next(id, served) {
             serve(id, item);
-            // Idle again: it looks at the queue next, before it waits.
-            self.lock().idle += 1;
+            served = true;
         }
     }
 
-    /// The next item for worker `id`, waiting for one. `None` when the pool is closed and
-    /// the queue empty, or when this worker is one beyond the warm ones and found nothing
-    /// for `idle_time`; it has then left the counts.
-    fn next(&self, id: usize) -> Option<T> {
+    /// The next item for worker `id`, which is idle again if it `served` one (counted
+    /// under the same lock it looks at the queue with), waiting for one. `None` when the
+    /// pool is closed and the queue empty, or when this worker is one beyond the warm ones
+    /// and found nothing for `idle_time`; it has then left the counts.
+    fn next(&self, id: usize, served: bool) -> Option<T> {
         let mut state = self.lock();
+        if served {
+            state.idle += 1;
+        }
         let mut idle_until = Instant::now() + self.size.idle_time;
         loop {
             if let Some(item) = state.queue.pop_front() {
