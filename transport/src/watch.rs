@@ -50,10 +50,15 @@ impl Watcher {
             // borrowed allocation of `buffer.len()` bytes.
             let n = unsafe { libc::read(fd.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
             let Ok(n) = usize::try_from(n) else {
-                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                    continue;
+                match io::Error::last_os_error().kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => break, // drained
+                    // Notifications may be lost: trust no watch until asked again.
+                    _ => {
+                        server.invalidate(Path::new("/"));
+                        break;
+                    }
                 }
-                break; // drained (`EAGAIN`)
             };
             if n == 0 {
                 break;
