@@ -132,7 +132,11 @@ def fetch(port):
             wire += piece
 
 
-def judge(theirs, ours):
+# `Limits::upstream_max_head`'s default: a longer upstream head is refused (502).
+UPSTREAM_MAX_HEAD = 64 * 1024
+
+
+def judge(answer, theirs, ours):
     """None when we agree with h11; ("stricter", why) where we refuse on purpose what h11
     reads; ("fail", why) otherwise."""
     if ours[0] == "garbage":
@@ -140,6 +144,10 @@ def judge(theirs, ours):
     if theirs[0] == "ok":
         if ours[0] == "ok" and ours[1:] == theirs[1:]:
             return None
+        head = answer.find(b"\r\n\r\n") + 4
+        if head > UPSTREAM_MAX_HEAD and ours[:2] == ("ok", 502):
+            # h11 reads a complete head of any size in one piece; ours has a named limit.
+            return ("stricter", f"a {head}-byte head is over upstream_max_head: we answered 502")
         if not 100 <= theirs[1] <= 599 and ours[:2] == ("ok", 502):
             # RFC 9110 section 15: every valid status code is in 100..599; h11 takes any
             # three digits. We answer 502 (docs/BEHAVIOUR.md, Proxy).
@@ -187,7 +195,7 @@ def main():
                 upstream.answer = answer
                 theirs = h11_verdict(answer)
                 ours = ours_verdict(fetch(port))
-                problem = judge(theirs, ours)
+                problem = judge(answer, theirs, ours)
                 if problem:
                     kind, why = problem
                     failures += kind == "fail"
