@@ -13,17 +13,25 @@
 //! pool and the timers; it sleeps in `Poll::poll` until a socket is ready, a job is done (a
 //! [`Waker`]) or the nearest deadline. After every event it runs the core's drain rule on the
 //! connection concerned: jobs, the upstream's verbs, output, then timer and interests.
+//! An inotify descriptor in the same poller carries the server's folder watches, so a
+//! cached file is answered without a `stat` until a change in its folder is read.
 
+use std::ffi::CString;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use quick_server_core::dynamic::{json_dumps, render, Args};
+use quick_server_core::files::{WatchOp, WATCH_MASK};
 use quick_server_core::proxy::{Connect, IdlePool, Release};
 use quick_server_core::worker::{CancelFlag, WorkerFailure};
 use quick_server_core::{
@@ -33,6 +41,8 @@ use serde_json::{json, Value};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
+/// The inotify descriptor; connection tokens count up from 2.
+const WATCHES: Token = Token(usize::MAX);
 /// How long a closing connection waits for the peer's FIN after its last answer.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -45,6 +55,12 @@ fn main() -> io::Result<()> {
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let watches = Watches::new()?;
+    poll.registry().register(
+        &mut SourceFd(&watches.fd.as_raw_fd()),
+        WATCHES,
+        Interest::READABLE,
+    )?;
     let (done_tx, done_rx) = mpsc::channel();
     let limits = server.limits();
     let mut event_loop = EventLoop {
@@ -71,14 +87,86 @@ fn main() -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             other => other?,
         }
+        if events.iter().any(|event| event.token() == WATCHES) {
+            // Before any connection: a request sent after a change must see it.
+            watches.read(&event_loop.server);
+        }
         for event in &events {
             match event.token() {
                 LISTENER => event_loop.accept(&listener),
                 WAKER => event_loop.completions(&done_rx),
+                WATCHES => {}
                 token => event_loop.drive(slot_of(token)),
             }
         }
+        watches.apply(&event_loop.server);
         event_loop.timers(Instant::now());
+    }
+}
+
+/// The server's folder watches: an inotify descriptor, non-blocking.
+struct Watches {
+    fd: OwnedFd,
+}
+
+impl Watches {
+    fn new() -> io::Result<Self> {
+        // SAFETY: no pointer arguments; a descriptor or -1 comes back.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and nothing else owns it.
+        Ok(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Adds and removes the watches the server asks for (`poll_watch`), telling it how
+    /// each addition went (`watch_added`; a failed one means "revalidate those files").
+    fn apply(&self, server: &Server) {
+        while let Some(op) = server.poll_watch() {
+            match op {
+                WatchOp::Add(folder) => {
+                    let descriptor = CString::new(folder.as_os_str().as_bytes())
+                        .ok()
+                        // SAFETY: a live descriptor and a NUL-terminated path.
+                        .map(|path| unsafe {
+                            libc::inotify_add_watch(self.fd.as_raw_fd(), path.as_ptr(), WATCH_MASK)
+                        })
+                        .filter(|wd| *wd >= 0);
+                    server.watch_added(&folder, descriptor);
+                }
+                WatchOp::Remove(descriptor) => {
+                    // SAFETY: a live descriptor; a stale watch number is only an error.
+                    unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), descriptor) };
+                }
+            }
+        }
+    }
+
+    /// Hands the server every pending notification (`watch_events`); if they cannot be
+    /// read, some may be lost, so every cached file goes (`invalidate`).
+    fn read(&self, server: &Server) {
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            // SAFETY: a live descriptor and a buffer of `buffer.len()` writable bytes.
+            let n = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                )
+            };
+            match usize::try_from(n) {
+                Ok(n) => server.watch_events(&buffer[..n]),
+                Err(_) => match io::Error::last_os_error().kind() {
+                    io::ErrorKind::Interrupted => {}
+                    io::ErrorKind::WouldBlock => return,
+                    _ => return server.invalidate(Path::new("/")),
+                },
+            }
+        }
     }
 }
 

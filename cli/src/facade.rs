@@ -28,7 +28,7 @@ use crate::workers::{
     mirror_worker_js, worker_fn, CacheId, CacheSlot, DEFAULT_CACHE_SECTION, WORKER_JS,
     WORKER_JS_CONTENT_TYPE,
 };
-use quick_server_core::worker::{CancelFlag, MemoryTasks, WorkerFailure};
+use quick_server_core::worker::{CancelFlag, MemoryTasks, TaskStore, WorkerFailure};
 use serde_json::Value;
 use std::sync::atomic::AtomicUsize;
 
@@ -935,14 +935,9 @@ impl QuickServer {
             cache_id,
         );
         self.routing.workers += 1;
-        #[cfg(feature = "redis")]
-        let shared = (self.routing.shared.as_ref()).map(|s| {
-            Arc::new(s.tasks(mask, self.routing.rerun))
-                as Arc<dyn quick_server_core::worker::TaskStore>
-        });
-        #[cfg(not(feature = "redis"))]
-        let shared = None;
-        let store = shared.unwrap_or_else(|| Arc::new(MemoryTasks::new()));
+        let store = self
+            .shared_tasks(mask)
+            .unwrap_or_else(|| Arc::new(MemoryTasks::new()));
         let compress = !self.routing.uncompressed;
         self.builder.worker_in(mask, work, store, compress);
         if !self.routing.scope.is_empty() {
@@ -952,6 +947,19 @@ impl QuickServer {
                 .guard_worker(&mut self.builder, mask, chain, self.max_age);
         }
         self
+    }
+
+    /// The Redis store of the worker at `mask`, when state is shared.
+    #[cfg(feature = "redis")]
+    fn shared_tasks(&self, mask: &str) -> Option<Arc<dyn TaskStore>> {
+        let shared = self.routing.shared.as_ref()?;
+        Some(Arc::new(shared.tasks(mask, self.routing.rerun)))
+    }
+
+    /// Without the `redis` feature, tasks are never shared.
+    #[cfg(not(feature = "redis"))]
+    fn shared_tasks(&self, _mask: &str) -> Option<Arc<dyn TaskStore>> {
+        None
     }
 
     /// Serves the bundled `worker.js` at `mask` (`application/javascript; charset=utf-8`,

@@ -599,4 +599,15 @@ fn embed_serves_files_a_handler_a_worker_and_the_proxy() {
         .find("hello from the folder above")
         .expect("the third answer");
     assert!(first < second && second < third, "{wire}");
+    // Once settled, the file is cached and its folder watched, so hits need no `stat`.
+    // Saved by rename, as editors do: the notification, read before the next request,
+    // drops the cached file, which then comes back changed.
+    thread::sleep(quick_server_core::files::SETTLE_TIME + Duration::from_millis(200));
+    for _ in 0..3 {
+        assert_eq!(get("/hello.txt").text(), "hello from the folder above\n");
+    }
+    let saved = folder.root.join(".hello.txt.swp");
+    std::fs::write(&saved, "changed\n").unwrap();
+    std::fs::rename(&saved, folder.root.join("hello.txt")).unwrap();
+    assert_eq!(get("/hello.txt").text(), "changed\n");
 }

@@ -40,7 +40,12 @@
 //! The [`Server`] (shared by all connections):
 //! [`poll_timeout`](Server::poll_timeout) + [`handle_timeout`](Server::handle_timeout)
 //! (worker results and cargo expire), [`complete`](Server::complete) (a background job
-//! whose connection is gone).
+//! whose connection is gone); and, optionally, the folder watches that spare cached files
+//! a `stat` per hit: drain [`poll_watch`](Server::poll_watch) (add or remove an inotify
+//! watch) and answer each addition with [`watch_added`](Server::watch_added); feed what
+//! the watch descriptor reads to [`watch_events`](Server::watch_events), or call
+//! [`invalidate`](Server::invalidate) for changes no watch reports. Without them every
+//! hit is revalidated.
 //!
 //! ## The drain rule
 //! A single-mutation invariant: after **every** input or command, on a connection or its
@@ -57,6 +62,8 @@
 //! 5. close the socket if `is_closed` (after a bounded linger if `needs_linger`).
 //!
 //! The server's timer is armed from [`Server::poll_timeout`] beside the connections'.
+//! Watch notifications are read before the connections woken with them (a request sent
+//! after a change must see it), and `poll_watch` is drained once the connections are.
 //! Every transport in this workspace runs this loop in the same order; so does
 //! `cli/examples/embed.rs`, a complete embedding in one file.
 //!
