@@ -107,6 +107,13 @@ pub struct TlsPump<C> {
     session: C,
     /// Decrypted bytes may be waiting in the session.
     plaintext: bool,
+    /// Decrypted bytes the session holds, as of the last records read, less those
+    /// delivered since: once none are left, `deliver` stops without asking the sink for
+    /// room again (a 4 KiB buffer per request).
+    pending: usize,
+    /// The last records read ended the stream (`close_notify` or the end of TCP):
+    /// `deliver` reads on to report it.
+    ending: bool,
     /// `close_notify` is queued.
     close_sent: bool,
 }
@@ -122,6 +129,8 @@ where
         Self {
             session,
             plaintext: false,
+            pending: 0,
+            ending: false,
             close_sent: false,
         }
     }
@@ -162,7 +171,9 @@ where
     /// taken).
     pub fn read_records(&mut self, socket: &mut dyn Read) -> Result<usize, TlsError> {
         let n = self.session.read_tls(socket).map_err(TlsError::Io)?;
-        self.session.process_new_packets().map_err(TlsError::Tls)?;
+        let state = self.session.process_new_packets().map_err(TlsError::Tls)?;
+        self.pending = state.plaintext_bytes_to_read();
+        self.ending = n == 0 || state.peer_has_closed();
         self.plaintext = true;
         Ok(n)
     }
@@ -176,6 +187,10 @@ where
     pub fn deliver(&mut self, sink: &mut impl Sink, now: Instant) -> io::Result<Input> {
         let mut input = Input::Nothing;
         loop {
+            if input == Input::Data && self.pending == 0 && !self.ending {
+                self.plaintext = false;
+                return Ok(input);
+            }
             let buf = sink.read_buf();
             if buf.is_empty() {
                 return Ok(input);
@@ -183,6 +198,7 @@ where
             match self.session.reader().read(buf) {
                 Ok(0) => break, // close_notify
                 Ok(n) => {
+                    self.pending = self.pending.saturating_sub(n);
                     sink.commit(n, now);
                     input = Input::Data;
                 }
@@ -418,16 +434,18 @@ mod tests {
         Ok(n)
     }
 
-    /// A sink that keeps what it is given.
+    /// A sink that keeps what it is given, and counts the times it was asked for room.
     #[derive(Default)]
     struct Kept {
         buf: Vec<u8>,
         got: Vec<u8>,
         eof: bool,
+        asked: usize,
     }
 
     impl Sink for Kept {
         fn read_buf(&mut self) -> &mut [u8] {
+            self.asked += 1;
             self.buf.resize(4, 0);
             &mut self.buf
         }
@@ -456,6 +474,10 @@ mod tests {
         let mut kept = Kept::default();
         assert_eq!(server.deliver(&mut kept, now).unwrap(), Input::Data);
         assert_eq!(kept.got, b"request", "in pieces the sink's size");
+        assert_eq!(
+            kept.asked, 2,
+            "not asked again once the plaintext is all taken"
+        );
         assert!(!server.has_plaintext());
         server.send(b"answer").unwrap();
         server.close();
