@@ -1222,8 +1222,14 @@ impl Notes {
     }
 }
 
-/// A proxy for `/px/` to `urls` whose debug log goes to the returned notes.
-fn debug_proxy(setup: Setup, urls: &str) -> (TestServer, Arc<Notes>) {
+/// A proxy for `/px/` to `urls` on one event loop (mio: its pool holds every idle
+/// upstream connection), set up further by `configure`; its log's notes go to the
+/// returned lines.
+fn logged_proxy(
+    setup: Setup,
+    urls: &str,
+    configure: impl FnOnce(&mut ServerBuilder),
+) -> (TestServer, Arc<Notes>) {
     let notes = Arc::new(Notes::default());
     let (log, urls) = (Arc::clone(&notes), urls.to_owned());
     let tuning = Tuning {
@@ -1231,14 +1237,21 @@ fn debug_proxy(setup: Setup, urls: &str) -> (TestServer, Arc<Notes>) {
         ..Tuning::default()
     };
     let server = TestServer::start_tuned(setup, tuning, move |mut builder| {
+        configure(&mut builder);
         builder
             .request_log(log)
-            .debug_proxy(true)
             .bind_proxy("/px/", &urls)
             .expect("bind the proxy");
         builder
     });
     (server, notes)
+}
+
+/// A proxy for `/px/` to `urls` whose debug log goes to the returned notes.
+fn debug_proxy(setup: Setup, urls: &str) -> (TestServer, Arc<Notes>) {
+    logged_proxy(setup, urls, |builder| {
+        builder.debug_proxy(true);
+    })
 }
 
 #[test]
@@ -1312,22 +1325,9 @@ fn https_proxy(
     urls: &str,
     tls: Arc<rustls::ClientConfig>,
 ) -> (TestServer, Arc<Notes>) {
-    let notes = Arc::new(Notes::default());
-    let (log, urls) = (Arc::clone(&notes), urls.to_owned());
-    // On one event loop (mio): its pool holds every idle upstream connection.
-    let tuning = Tuning {
-        loops: Some(1),
-        ..Tuning::default()
-    };
-    let server = TestServer::start_tuned(setup, tuning, move |mut builder| {
-        builder
-            .request_log(log)
-            .upstream_tls(tls)
-            .bind_proxy("/px/", &urls)
-            .expect("bind the proxy");
-        builder
-    });
-    (server, notes)
+    logged_proxy(setup, urls, |builder| {
+        builder.upstream_tls(tls);
+    })
 }
 
 #[test]
