@@ -143,6 +143,8 @@ impl HttpError {
                 | Self::UnknownTransferCoding
                 | Self::BadChunk(_)
                 | Self::BodyTooLarge
+                // The original closes after it, whether or not the body was all read.
+                | Self::UploadTooLarge(_)
                 | Self::ExpectationFailed
                 | Self::HeadTimeout
                 | Self::BodyTimeout
@@ -215,10 +217,11 @@ mod tests {
         assert!(HttpError::BadChunk("x").must_close());
         assert!(HttpError::HeadTimeout.must_close());
         assert!(HttpError::ExpectationFailed.must_close());
+        // As the original: closed even when the whole body was read before the refusal.
+        assert!(HttpError::UploadTooLarge("big".into()).must_close());
         for kept in [
             HttpError::NotFound,
             HttpError::LengthRequired,
-            HttpError::UploadTooLarge("big".into()),
             HttpError::Internal("boom".into()),
         ] {
             assert!(!kept.must_close(), "{kept:?}");
