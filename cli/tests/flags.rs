@@ -909,10 +909,26 @@ fn log_all_logs_successful_requests_too() {
 #[test]
 fn loops_sets_the_event_loops_and_a_restart_with_them_refuses_nothing() {
     let dir = TempDir::with_files("loops");
-    let mut server = serve(&dir.0, &["--loops", "3"]);
+    let server = serve(&dir.0, &["--loops", "3"]);
     let names = thread_names(server.pid());
     // `quick-server-mio-N` reads `quick-server-mi`.
     assert_eq!(count(&names, "quick-server-mi"), 3, "{names:?}");
+    restart_refuses_nothing(server);
+}
+
+#[test]
+fn a_restart_on_std_refuses_nothing() {
+    // Its idle threads all wait on the listening socket the next process takes over.
+    let dir = TempDir::with_files("std-restart");
+    let server = serve(&dir.0, &["--transport", "std"]);
+    let names = thread_names(server.pid());
+    assert!(count(&names, "quick-server-st") >= 4, "{names:?}");
+    restart_refuses_nothing(server);
+}
+
+/// Restarts `server` (SIGHUP: the listening socket passes to a new process) while a
+/// client sends requests one connection after another; none may fail.
+fn restart_refuses_nothing(mut server: Process) {
     let addr = server.addr;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hammer = {
@@ -931,7 +947,6 @@ fn loops_sets_the_event_loops_and_a_restart_with_them_refuses_nothing() {
         })
     };
     thread::sleep(std::time::Duration::from_millis(200));
-    // SIGHUP restarts: the listening socket passes to a new process, with three loops too.
     server.signal(libc::SIGHUP);
     assert_eq!(server.started(), addr);
     thread::sleep(std::time::Duration::from_millis(200));

@@ -1,121 +1,156 @@
-//! The accept thread: takes connections until the stop signal, admits them into the
-//! worker pool, or passes them to the rejecter when the server is full.
+//! Taking connections from the listening socket: the pool threads accept for themselves
+//! (and the housekeeping thread for them while all are busy); each connection is admitted
+//! below `max_connections` or passed to the rejecter. The socket closes at the stop, so
+//! later connects are refused (or, during a restart, wait for the next process).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::mpsc::SyncSender;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use quick_server_core::Server;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
 use crate::control::Control;
-use crate::drive::Accepted;
-use crate::poll;
-use crate::pool::Pool;
-use quick_server_transport::Watcher;
 
 /// Pause after the process ran out of descriptors or memory, before accepting again.
-const RESOURCE_BACKOFF: Duration = Duration::from_millis(50);
-/// Longest sleep between two runs of the server's timer: a deadline it gains while this
-/// thread sleeps (a worker result recorded elsewhere) is late by at most this much.
-const SERVER_TICK: Duration = Duration::from_secs(1);
+pub(crate) const RESOURCE_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Where accepted sockets go.
+/// A connection admitted, on its way to a pool thread.
 #[derive(Debug)]
-pub(crate) struct Admission {
-    /// The worker pool; dropped with this, which closes its queue.
-    pub(crate) pool: Pool<Accepted>,
-    /// Sockets to answer with 503.
-    pub(crate) reject: SyncSender<TcpStream>,
+pub(crate) struct Accepted {
+    /// The connection.
+    pub(crate) socket: TcpStream,
+    /// The client address.
+    pub(crate) peer: SocketAddr,
+}
+
+/// What one try to accept gave.
+#[derive(Debug)]
+pub(crate) enum Accept {
+    /// A connection, counted in the load: serve it, then release it.
+    Admitted(Accepted),
+    /// Nothing to serve, but more may wait: the connection was rejected, or failed
+    /// before it was taken.
+    Again,
+    /// No connection waits, or the server is stopping.
+    Empty,
+    /// The process is out of descriptors or memory: wait [`RESOURCE_BACKOFF`] first.
+    Backoff,
+}
+
+/// What lives until the stop.
+#[derive(Debug)]
+struct Open {
+    listener: TcpListener,
+    /// Sockets to answer with 503; dropping it ends the rejecter once it is done.
+    reject: SyncSender<TcpStream>,
+}
+
+/// The listening socket, shared by every thread that accepts, and what admission needs.
+#[derive(Debug)]
+pub(crate) struct Acceptor {
+    /// Taken out (and closed) at the stop, under the write lock, so no thread accepts on
+    /// a descriptor number that was closed and perhaps reused.
+    open: RwLock<Option<Open>>,
+    /// The listener's descriptor, to wait on; valid until the stop.
+    fd: RawFd,
     /// Stop signal and connection count.
-    pub(crate) control: Arc<Control>,
+    control: Arc<Control>,
     /// Most connections queued or served at once.
-    pub(crate) max_connections: usize,
-    /// The server, whose own timer (expiry of worker results) this thread runs.
-    pub(crate) server: Arc<Server>,
-    /// Change notifications for the file cache, read here too while no worker waits.
-    pub(crate) watcher: Arc<Watcher>,
+    max_connections: usize,
     /// Accepted sockets have `TCP_NODELAY` from the listener already.
-    pub(crate) nodelay_inherited: bool,
+    nodelay_inherited: bool,
+    /// Why the listener failed, which stopped the server.
+    failure: Mutex<Option<io::Error>>,
 }
 
-/// Accepts until the stop signal; the listener closes when this returns, so later
-/// connects are refused. A failure of the listener stops the server too.
-pub(crate) fn run(listener: TcpListener, admission: Admission) -> io::Result<()> {
-    let result = accept_until_stopped(&listener, &admission);
-    admission.control.stop();
-    result
-}
+impl Acceptor {
+    /// Accepts from `listener` (non-blocking) for a server with these limits.
+    pub(crate) fn new(
+        listener: TcpListener,
+        reject: SyncSender<TcpStream>,
+        control: Arc<Control>,
+        max_connections: usize,
+        nodelay_inherited: bool,
+    ) -> Self {
+        Self {
+            fd: listener.as_raw_fd(),
+            open: RwLock::new(Some(Open { listener, reject })),
+            control,
+            max_connections,
+            nodelay_inherited,
+            failure: Mutex::new(None),
+        }
+    }
 
-fn accept_until_stopped(listener: &TcpListener, admission: &Admission) -> io::Result<()> {
-    let control = &admission.control;
-    let server = &admission.server;
-    loop {
-        let tick = Instant::now() + SERVER_TICK;
-        let deadline = server.poll_timeout().map_or(tick, |d| d.min(tick));
-        let woken = poll::wait(
-            Some(listener.as_raw_fd()),
-            None,
-            Some(control.stop_fd()),
-            admission.watcher.fd(),
-            Some(deadline),
-        )?;
-        if woken.stop || control.is_stopping() {
-            return Ok(());
+    /// The listening descriptor, to wait on until the stop.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// Accepts one connection if one waits, and admits it or rejects it. A failure of the
+    /// listener itself stops the server.
+    pub(crate) fn accept(&self) -> Accept {
+        let open = self.open.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(open) = open.as_ref() else {
+            return Accept::Empty;
+        };
+        if self.control.is_stopping() {
+            return Accept::Empty;
         }
-        if woken.changes {
-            admission.watcher.read_changes(server);
-        }
-        let now = Instant::now();
-        if server.poll_timeout().is_some_and(|d| now >= d) {
-            server.handle_timeout(now);
-        }
-        if !woken.readable {
-            continue;
-        }
-        loop {
-            match listener.accept() {
-                Ok((socket, peer)) => admission.admit(socket, peer),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if is_transient(&e) => {}
-                Err(e) if is_out_of_resources(&e) => {
-                    poll::wait(
-                        None,
-                        None,
-                        Some(control.stop_fd()),
-                        None,
-                        Some(Instant::now() + RESOURCE_BACKOFF),
-                    )?;
-                    break;
-                }
-                Err(e) => return Err(e),
+        match open.listener.accept() {
+            Ok((socket, peer)) => self.admit(open, socket, peer),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Accept::Empty,
+            Err(e) if is_transient(&e) => Accept::Again,
+            Err(e) if is_out_of_resources(&e) => Accept::Backoff,
+            Err(e) => {
+                self.failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_or_insert(e);
+                self.control.stop();
+                Accept::Empty
             }
         }
     }
-}
 
-impl Admission {
-    /// Hands a connection to the worker pool, or to the rejecter when full.
-    fn admit(&self, socket: TcpStream, peer: SocketAddr) {
+    /// Counts a connection in, or hands it to the rejecter when the server is full.
+    fn admit(&self, open: &Open, socket: TcpStream, peer: SocketAddr) -> Accept {
         // Accepted sockets may inherit the listener's non-blocking mode on some systems;
         // not on Linux, whose accept4(2) leaves the flag off unless asked.
         if !cfg!(any(target_os = "linux", target_os = "android"))
             && socket.set_nonblocking(false).is_err()
         {
-            return;
+            return Accept::Again;
         }
         if !self.nodelay_inherited {
             let _ = socket.set_nodelay(true);
         }
-        // Admission bounds the pool's queue: it never holds more than `max_connections`.
         if self.control.admit(self.max_connections) {
-            self.pool.push(Accepted { socket, peer });
-            return;
+            return Accept::Admitted(Accepted { socket, peer });
         }
         // When the rejecter is busy too, closing is all that is left.
-        let _ = self.reject.try_send(socket);
+        let _ = open.reject.try_send(socket);
+        Accept::Again
+    }
+
+    /// Closes the listener (the stop), and lets the rejecter end; threads that accept
+    /// find nothing from now on.
+    pub(crate) fn close(&self) {
+        let open = self
+            .open
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(open);
+    }
+
+    /// Why the listener failed, if it did.
+    pub(crate) fn failure(&self) -> Option<io::Error> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 }
 
@@ -139,6 +174,8 @@ fn is_out_of_resources(error: &io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc;
+
     use super::*;
 
     #[test]
@@ -154,5 +191,33 @@ mod tests {
         assert!(!is_out_of_resources(&io::Error::from_raw_os_error(
             libc::EBADF
         )));
+    }
+
+    #[test]
+    fn admits_up_to_the_limit_and_nothing_after_the_close() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (reject, rejected) = mpsc::sync_channel(4);
+        let control = Arc::new(Control::new().unwrap());
+        let acceptor = Acceptor::new(listener, reject, Arc::clone(&control), 1, false);
+        assert!(matches!(acceptor.accept(), Accept::Empty), "none waits");
+        let _first = TcpStream::connect(addr).unwrap();
+        let _second = TcpStream::connect(addr).unwrap();
+        let admit = |acceptor: &Acceptor| loop {
+            match acceptor.accept() {
+                Accept::Admitted(accepted) => return Some(accepted),
+                Accept::Again if rejected.try_recv().is_ok() => return None,
+                _ => std::thread::yield_now(),
+            }
+        };
+        assert!(admit(&acceptor).is_some());
+        assert!(admit(&acceptor).is_none(), "over the limit: rejected");
+        control.release();
+        acceptor.close();
+        assert!(TcpStream::connect(addr).is_err(), "refused once closed");
+        assert!(matches!(acceptor.accept(), Accept::Empty));
+        assert!(rejected.recv().is_err(), "the rejecter's queue is closed");
+        assert!(acceptor.failure().is_none());
     }
 }

@@ -1,4 +1,4 @@
-//! What the accept thread, the workers and the shutdown handle share: the stop signal,
+//! What the pool threads, the housekeeper and the shutdown handle share: the stop signal,
 //! the count of admitted connections, and each worker's socket so a shutdown whose grace
 //! ran out can close it.
 
@@ -21,8 +21,8 @@ pub(crate) struct Control {
     stopped_at: Mutex<Option<Instant>>,
     /// Sockets are closed under the workers' feet: the grace period is over.
     forced: AtomicBool,
-    /// Connections queued or being served: counted without a lock, as the accept thread
-    /// and every worker change it once per connection.
+    /// Connections queued or being served: counted without a lock, as every thread that
+    /// accepts or serves changes it once per connection.
     load: AtomicUsize,
     /// Held to wait for, and to signal, `load` dropping to zero.
     drained_lock: Mutex<()>,

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use quick_server_core::{Connection, Job, JobKind, PeerInfo, Server};
 
+use crate::accept::Accepted;
 use crate::control::Control;
 use crate::poll;
 use crate::upstream::{self, Upstream};
@@ -31,15 +32,6 @@ pub(crate) struct Context {
     pub(crate) upstreams: upstream::Pool,
     /// Change notifications for the file cache.
     pub(crate) watcher: Arc<Watcher>,
-}
-
-/// A connection admitted by the accept thread, waiting for a worker.
-#[derive(Debug)]
-pub(crate) struct Accepted {
-    /// The connection.
-    pub(crate) socket: TcpStream,
-    /// The client address.
-    pub(crate) peer: SocketAddr,
 }
 
 /// Serves an admitted connection on worker `worker`, counted out of the load once done.
@@ -103,8 +95,9 @@ fn drive(
         let input = if conn.wants_read() && wire.has_buffered_input() {
             wire.read_buffered(conn, Instant::now())
         } else if std::mem::take(&mut fresh) && conn.wants_read() {
-            // A new connection's first bytes usually came with it (the accept thread read
-            // the change notifications already).
+            // A new connection's first bytes usually came with it (the wait that accepted
+            // it read the change notifications already, or another thread is at it).
+            ctx.watcher.settle();
             wire.read_now(conn, Instant::now())
         } else {
             let handshake = wire.is_handshaking().then_some(handshake_deadline);
@@ -122,6 +115,8 @@ fn drive(
             if woken.changes {
                 // Before the request that may have been sent after the change.
                 ctx.watcher.read_changes(&ctx.server);
+            } else {
+                ctx.watcher.settle();
             }
             let now = Instant::now();
             // The stop goes first: bytes sent after it must not start a new exchange.

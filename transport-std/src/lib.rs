@@ -1,11 +1,15 @@
 //! # quick-server-std
 //!
-//! The blocking transport of quick-server: one accept thread hands sockets to a pool of
-//! worker threads, and each worker drives one connection at a time, from its first request
-//! to its close, through the core's drain loop (plain TCP with `sendfile`, or TLS with
-//! rustls). Like the original's thread per connection, but bounded: `threads` workers are
-//! kept warm, one more starts whenever a connection arrives and none is idle (up to
-//! `max_threads`; beyond, connections queue), and the extra ones end after 30 s idle.
+//! The blocking transport of quick-server: a pool of worker threads, each of which, when
+//! idle, waits on the listening socket itself (an epoll set per thread, the listener in it
+//! with `EPOLLEXCLUSIVE`, so a connection wakes one idle worker), accepts, and drives that
+//! connection from its first request to its close through the core's drain loop (plain
+//! TCP with `sendfile`, or TLS with rustls): one wake per connection, no hand-off. Like the
+//! original's thread per connection, but bounded: `threads` workers are kept warm, one
+//! more starts whenever a worker takes a connection and none is left waiting (up to
+//! `max_threads`; beyond, a housekeeping thread accepts for them and queues), and the
+//! extra ones end after 30 s idle. The housekeeper also runs the server's timer and
+//! closes the listener at the stop.
 //! Request jobs run inline on the worker, which blocks per connection anyway; background
 //! jobs have a pool of their own. A proxied request's upstream socket is connected by the
 //! same worker (blocking, bounded by the upstream timeout) and then watched beside the
@@ -15,6 +19,8 @@ mod accept;
 mod background;
 mod control;
 mod drive;
+mod idle;
+mod keeper;
 mod linger;
 mod poll;
 mod pool;

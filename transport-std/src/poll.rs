@@ -103,7 +103,7 @@ fn fired(fd: &libc::pollfd) -> bool {
 
 /// Milliseconds until `deadline`, rounded up so the wait never ends before it; -1 waits
 /// without limit.
-fn timeout_ms(deadline: Option<Instant>, now: Instant) -> libc::c_int {
+pub(crate) fn timeout_ms(deadline: Option<Instant>, now: Instant) -> libc::c_int {
     let Some(deadline) = deadline else { return -1 };
     let ms = deadline
         .saturating_duration_since(now)

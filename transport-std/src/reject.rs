@@ -1,6 +1,6 @@
 //! The rejecter thread: answers connections over the limit with `503 Service
-//! Unavailable` (over TLS too) and closes them, one at a time, so the accept thread never
-//! blocks on a client.
+//! Unavailable` (over TLS too) and closes them, one at a time, so no thread that accepts
+//! ever blocks on a client.
 
 use std::io;
 use std::net::TcpStream;

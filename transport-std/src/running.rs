@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use quick_server_core::proxy::IdlePool;
 use quick_server_core::Server;
 
-use crate::accept::{self, Admission};
+use crate::accept::Acceptor;
 use crate::control::Control;
-use crate::drive::{serve_admitted, Accepted, Context};
-use crate::pool::{self, Workers};
-use crate::{background, reject, Options, Running, ShutdownHandle};
+use crate::drive::{serve_admitted, Context};
+use crate::pool::{self, Pool};
+use crate::{background, keeper, reject, Options, Running, ShutdownHandle};
 use quick_server_transport::Watcher;
 
 /// How long to wait for connections cut at the end of the grace period to let go of
@@ -43,49 +43,10 @@ pub fn start(listener: TcpListener, server: Arc<Server>, options: Options) -> io
     let nodelay_inherited = cfg!(any(target_os = "linux", target_os = "android"))
         && crate::socket::set_nodelay(&listener).is_ok();
     let control = Arc::new(Control::new()?);
-    let background = background::spawn(background::thread_count(), &server)?;
-    let watcher = Arc::new(Watcher::new());
-    let ctx = Arc::new(Context {
-        watcher: Arc::clone(&watcher),
-        server: Arc::clone(&server),
-        tls: options.tls.clone(),
-        control: Arc::clone(&control),
-        background,
-        upstreams: Mutex::new(IdlePool::new(
-            server.limits().upstream_max_idle,
-            server.limits().upstream_idle_timeout,
-        )),
-    });
-    let size = pool::Size {
-        warm: threads,
-        max: options.max_threads,
-        idle_time: pool::IDLE_WORKER_TIME,
-    };
-    // On any error below, dropping the pool's feeding end ends the workers already started.
-    let (pool, workers) = pool::start(size, move |worker, accepted| {
-        serve_admitted(worker, accepted, &ctx);
-    })?;
-    let (reject, rejecter) = reject::spawn(options.tls, Arc::clone(&control))?;
-    let admission = Admission {
-        pool,
-        reject,
-        control: Arc::clone(&control),
-        max_connections: options.max_connections,
-        server,
-        watcher,
-        nodelay_inherited,
-    };
-    let acceptor = thread::Builder::new()
-        .name("quick-server-std-accept".to_owned())
-        .spawn(move || accept::run(listener, admission))?;
+    // From here on, a failure stops the control, which ends every thread started.
+    let started = spawn(listener, server, options, nodelay_inherited, &control);
+    let threads = started.inspect_err(|_| control.stop())?;
     let stop = Arc::clone(&control);
-    let threads = Threads {
-        grace: options.shutdown_grace,
-        control,
-        acceptor,
-        workers,
-        rejecter,
-    };
     Ok(Running::new(
         local_addr,
         // Stops accepting (new connects are refused), lets each connection finish the
@@ -95,12 +56,75 @@ pub fn start(listener: TcpListener, server: Arc<Server>, options: Options) -> io
     ))
 }
 
+/// Starts the threads: the rejecter, the background jobs, the pool and the housekeeper.
+fn spawn(
+    listener: TcpListener,
+    server: Arc<Server>,
+    options: Options,
+    nodelay_inherited: bool,
+    control: &Arc<Control>,
+) -> io::Result<Threads> {
+    let background = background::spawn(background::thread_count(), &server)?;
+    let watcher = Arc::new(Watcher::new());
+    let (reject, rejecter) = reject::spawn(options.tls.clone(), Arc::clone(control))?;
+    let acceptor = Arc::new(Acceptor::new(
+        listener,
+        reject,
+        Arc::clone(control),
+        options.max_connections,
+        nodelay_inherited,
+    ));
+    let ctx = Context {
+        watcher: Arc::clone(&watcher),
+        server: Arc::clone(&server),
+        tls: options.tls.clone(),
+        control: Arc::clone(control),
+        background,
+        upstreams: Mutex::new(IdlePool::new(
+            server.limits().upstream_max_idle,
+            server.limits().upstream_idle_timeout,
+        )),
+    };
+    let size = pool::Size {
+        warm: options.std_threads(),
+        max: options.max_threads,
+        idle_time: pool::IDLE_WORKER_TIME,
+    };
+    let pool = Pool::start(
+        size,
+        Arc::clone(&acceptor),
+        Arc::clone(control),
+        watcher,
+        Arc::clone(&server),
+        move |worker, accepted| serve_admitted(worker, accepted, &ctx),
+    )?;
+    let keeper = {
+        let (pool, acceptor, control) = (
+            Arc::clone(&pool),
+            Arc::clone(&acceptor),
+            Arc::clone(control),
+        );
+        thread::Builder::new()
+            .name("quick-server-std-keeper".to_owned())
+            .spawn(move || keeper::run(&pool, &acceptor, &control, &server))?
+    };
+    Ok(Threads {
+        grace: options.shutdown_grace,
+        control: Arc::clone(control),
+        acceptor,
+        keeper,
+        pool,
+        rejecter,
+    })
+}
+
 /// The threads of a running server.
 struct Threads {
     grace: Duration,
     control: Arc<Control>,
-    acceptor: JoinHandle<io::Result<()>>,
-    workers: Workers<Accepted>,
+    acceptor: Arc<Acceptor>,
+    keeper: JoinHandle<io::Result<()>>,
+    pool: Arc<Pool>,
     rejecter: JoinHandle<()>,
 }
 
@@ -109,8 +133,8 @@ impl Threads {
     /// or the grace period ran out (its socket is then closed under it). Fails if the
     /// listener failed.
     fn wait(self) -> io::Result<()> {
-        let accepted = self.acceptor.join();
-        // The accept thread also ends when the listener fails: stop everything then too.
+        let kept = self.keeper.join();
+        // The housekeeper also ends when its wait fails: stop everything then too.
         self.control.stop();
         let grace_end = self.control.stopped_at().unwrap_or_else(Instant::now) + self.grace;
         let mut drained = self.control.wait_drained(grace_end);
@@ -118,13 +142,16 @@ impl Threads {
             self.control.force();
             drained = self.control.wait_drained(Instant::now() + FORCE_WAIT);
         }
-        // A handler that never returns keeps its worker: leave it rather than hang. The
-        // accept thread has ended and closed the pool, so no worker starts after this.
+        // A handler that never returns keeps its thread: leave it rather than hang. The
+        // stop ends every idle thread and no thread starts after it.
         if drained {
-            self.workers.join();
+            self.pool.join();
             let _ = self.rejecter.join();
         }
-        accepted.unwrap_or_else(|_| Err(io::Error::other("the accept thread panicked")))
+        if let Some(failure) = self.acceptor.failure() {
+            return Err(failure);
+        }
+        kept.unwrap_or_else(|_| Err(io::Error::other("the housekeeping thread panicked")))
     }
 }
 

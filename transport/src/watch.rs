@@ -9,6 +9,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use quick_server_core::files::{WatchOp, WATCH_MASK};
@@ -25,6 +26,9 @@ pub struct Watcher {
     /// Held while reading, so a thread woken with others waits until the first one has
     /// dropped what went stale.
     buffer: Mutex<Vec<u8>>,
+    /// Set while a thread reads and applies notifications: another thread that found
+    /// none pending may have found them taken by that read, not yet applied.
+    reading: AtomicBool,
 }
 
 impl Watcher {
@@ -33,6 +37,7 @@ impl Watcher {
         Self {
             fd: init().ok(),
             buffer: Mutex::new(vec![0; READ_BUFFER]),
+            reading: AtomicBool::new(false),
         }
     }
 
@@ -45,6 +50,7 @@ impl Watcher {
     pub fn read_changes(&self, server: &Server) {
         let Some(fd) = &self.fd else { return };
         let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.reading.store(true, Ordering::SeqCst);
         loop {
             // SAFETY: `fd` is open while `self` lives and `buffer` is a live, exclusively
             // borrowed allocation of `buffer.len()` bytes.
@@ -65,8 +71,18 @@ impl Watcher {
             }
             server.watch_events(&buffer[..n]);
         }
+        self.reading.store(false, Ordering::SeqCst);
         drop(buffer);
         self.apply(server);
+    }
+
+    /// Waits for a read of notifications that another thread has under way: call it
+    /// after a wait that reported none and before serving what that wait reported, as
+    /// the change may have been read, not yet applied, elsewhere. Costs a load otherwise.
+    pub fn settle(&self) {
+        if self.reading.load(Ordering::SeqCst) {
+            drop(self.buffer.lock().unwrap_or_else(PoisonError::into_inner));
+        }
     }
 
     /// Adds and removes the watches `server` asks for; without a descriptor, refuses them.
