@@ -134,6 +134,12 @@ impl Acceptor {
         Accept::Again
     }
 
+    /// Runs `f` on the listening descriptor while it stays open; `None` once closed.
+    pub(crate) fn with_listener<R>(&self, f: impl FnOnce(RawFd) -> R) -> Option<R> {
+        let open = self.open.read().unwrap_or_else(PoisonError::into_inner);
+        open.as_ref().map(|open| f(open.listener.as_raw_fd()))
+    }
+
     /// Closes the listener (the stop), and lets the rejecter end; threads that accept
     /// find nothing from now on.
     pub(crate) fn close(&self) {

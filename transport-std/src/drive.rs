@@ -12,8 +12,8 @@ use quick_server_core::{Connection, Job, JobKind, PeerInfo, Server};
 
 use crate::accept::Accepted;
 use crate::control::Control;
-use crate::poll;
 use crate::upstream::{self, Upstream};
+use crate::wait::Waiter;
 use crate::wire::{is_timeout, End, Input, Wire};
 use quick_server_transport::Watcher;
 
@@ -35,20 +35,27 @@ pub(crate) struct Context {
 }
 
 /// Serves an admitted connection on worker `worker`, counted out of the load once done.
-pub(crate) fn serve_admitted(worker: usize, accepted: Accepted, ctx: &Context) {
+pub(crate) fn serve_admitted(
+    worker: usize,
+    waiter: &mut Waiter,
+    accepted: Accepted,
+    ctx: &Context,
+) {
     let Accepted { socket, peer } = accepted;
     let control = &ctx.control;
     // Past the grace period, what is still queued is dropped unanswered.
     if !control.is_forced() {
         // A panic is a bug, but it must cost one connection, not a pool thread.
-        let _ = catch_unwind(AssertUnwindSafe(|| serve(worker, socket, peer, ctx)));
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            serve(worker, waiter, socket, peer, ctx)
+        }));
     }
     control.release();
 }
 
 /// Serves one accepted connection until it closes, its socket registered so that a
 /// forced shutdown can close it.
-fn serve(worker: usize, socket: TcpStream, peer: SocketAddr, ctx: &Context) {
+fn serve(worker: usize, waiter: &mut Waiter, socket: TcpStream, peer: SocketAddr, ctx: &Context) {
     let now = Instant::now();
     let info = PeerInfo {
         addr: peer.to_string(),
@@ -62,7 +69,8 @@ fn serve(worker: usize, socket: TcpStream, peer: SocketAddr, ctx: &Context) {
     let _registered = ctx.control.register(worker, wire.fd());
     // A handshake is bounded like a request head, from the moment a worker takes it.
     let handshake_deadline = now + ctx.server.limits().header_timeout;
-    let end = drive(&mut conn, &mut wire, ctx, handshake_deadline);
+    waiter.begin();
+    let end = drive(&mut conn, &mut wire, waiter, ctx, handshake_deadline);
     wire.close(end);
 }
 
@@ -72,6 +80,7 @@ fn serve(worker: usize, socket: TcpStream, peer: SocketAddr, ctx: &Context) {
 fn drive(
     conn: &mut Connection,
     wire: &mut Wire,
+    waiter: &mut Waiter,
     ctx: &Context,
     handshake_deadline: Instant,
 ) -> End {
@@ -104,12 +113,10 @@ fn drive(
             let deadline = earliest(conn.poll_timeout(), handshake);
             let socket = conn.wants_read().then(|| wire.fd());
             let watch = upstream.as_ref().and_then(|u| u.watch(conn));
-            let stop = (!stop_seen).then(|| control.stop_fd());
-            if socket.is_none() && watch.is_none() && stop.is_none() && deadline.is_none() {
+            if socket.is_none() && watch.is_none() && stop_seen && deadline.is_none() {
                 return End::Finished; // nothing could ever wake this connection again
             }
-            let changes = ctx.watcher.fd();
-            let Ok(woken) = poll::wait(socket, watch, stop, changes, deadline) else {
+            let Ok(woken) = waiter.connection(socket, watch, !stop_seen, deadline) else {
                 return End::Abort;
             };
             if woken.changes {

@@ -9,8 +9,9 @@
 //! more starts whenever a worker takes a connection and none is left waiting (up to
 //! `max_threads`; beyond, a housekeeping thread accepts for them and queues), and the
 //! extra ones end after 30 s idle. The housekeeper also runs the server's timer and
-//! closes the listener at the stop.
-//! Request jobs run inline on the worker, which blocks per connection anyway; background
+//! closes the listener at the stop. Between two requests of a connection the worker waits
+//! in the same epoll set, its socket in place of the listener. Each worker holds one
+//! descriptor for its set beside its connection's. Request jobs run inline on the worker, which blocks per connection anyway; background
 //! jobs have a pool of their own. A proxied request's upstream socket is connected by the
 //! same worker (blocking, bounded by the upstream timeout) and then watched beside the
 //! client socket.
@@ -19,7 +20,6 @@ mod accept;
 mod background;
 mod control;
 mod drive;
-mod idle;
 mod keeper;
 mod linger;
 mod poll;
@@ -30,6 +30,7 @@ mod sendfile;
 mod socket;
 mod tls;
 mod upstream;
+mod wait;
 mod wire;
 
 pub use quick_server_transport::{Options, Running, ShutdownHandle};

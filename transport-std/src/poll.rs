@@ -1,5 +1,6 @@
 //! Blocking until a socket is readable, a proxy upstream is ready, the stop signal fires
-//! or a deadline passes, with `poll(2)`: the one wait every thread of the transport does.
+//! or a deadline passes, with `poll(2)`: the wait of the housekeeper, and of a worker
+//! whose wait its epoll set does not fit.
 
 use std::io;
 use std::os::fd::RawFd;

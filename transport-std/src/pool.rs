@@ -23,8 +23,8 @@ use quick_server_transport::Watcher;
 
 use crate::accept::{Accept, Accepted, Acceptor, RESOURCE_BACKOFF};
 use crate::control::Control;
-use crate::idle::{IdleWait, Watched};
 use crate::poll;
+use crate::wait::Waiter;
 
 /// How long a thread beyond the warm ones waits for work before it ends: long enough that
 /// a burst followed by a pause reuses its threads (starting one costs tens of
@@ -42,9 +42,9 @@ pub(crate) struct Size {
     pub(crate) idle_time: Duration,
 }
 
-/// What a thread does with a connection: called with the thread's id. It must release
-/// the connection from the load ([`Control::release`]) when done.
-type Serve = dyn Fn(usize, Accepted) + Send + Sync;
+/// What a thread does with a connection: called with the thread's id and its waiter. It
+/// must release the connection from the load ([`Control::release`]) when done.
+type Serve = dyn Fn(usize, &mut Waiter, Accepted) + Send + Sync;
 
 /// What the pool's threads share with whoever runs them.
 pub(crate) struct Pool {
@@ -90,7 +90,7 @@ impl Pool {
         control: Arc<Control>,
         watcher: Arc<Watcher>,
         server: Arc<Server>,
-        serve: impl Fn(usize, Accepted) + Send + Sync + 'static,
+        serve: impl Fn(usize, &mut Waiter, Accepted) + Send + Sync + 'static,
     ) -> io::Result<Arc<Self>> {
         let (busy_tx, busy_rx) = UnixStream::pair()?;
         busy_tx.set_nonblocking(true)?;
@@ -127,15 +127,15 @@ impl Pool {
     /// lock, so the thread's handle and counts are in place before it can look at them.
     fn spawn(self: &Arc<Self>, state: &mut State) -> io::Result<()> {
         let id = state.next_id;
-        let wait = IdleWait::new(Watched {
-            listener: self.acceptor.fd(),
-            stop: self.control.stop_fd(),
-            changes: self.watcher.fd(),
-        })?;
+        let mut waiter = Waiter::new(
+            Arc::clone(&self.acceptor),
+            self.control.stop_fd(),
+            self.watcher.fd(),
+        )?;
         let pool = Arc::clone(self);
         let handle = thread::Builder::new()
             .name(format!("quick-server-std-{id}"))
-            .spawn(move || pool.work(id, &wait))?;
+            .spawn(move || pool.work(id, &mut waiter))?;
         state.next_id += 1;
         state.live += 1;
         state.idle += 1;
@@ -145,7 +145,7 @@ impl Pool {
 
     /// One thread: takes connections from the queue, or accepts them, and serves them
     /// one after the other until the stop, or until it retires.
-    fn work(self: &Arc<Self>, id: usize, wait: &IdleWait) {
+    fn work(self: &Arc<Self>, id: usize, waiter: &mut Waiter) {
         loop {
             let accepted = match self.queued() {
                 Some(queued) => {
@@ -153,12 +153,12 @@ impl Pool {
                     self.watcher.read_changes(&self.server);
                     queued
                 }
-                None => match self.accept(id, wait) {
+                None => match self.accept(id, waiter) {
                     Some(accepted) => accepted,
                     None => return,
                 },
             };
-            (self.serve)(id, accepted);
+            (self.serve)(id, waiter, accepted);
             self.lock().idle += 1;
         }
     }
@@ -182,7 +182,7 @@ impl Pool {
 
     /// Waits for a connection and accepts it; `None` at the stop, or when this thread,
     /// one beyond the warm ones, found nothing for `idle_time` (it then left the counts).
-    fn accept(self: &Arc<Self>, id: usize, wait: &IdleWait) -> Option<Accepted> {
+    fn accept(self: &Arc<Self>, id: usize, waiter: &mut Waiter) -> Option<Accepted> {
         let mut idle_until = Instant::now() + self.size.idle_time;
         loop {
             if self.control.is_stopping() {
@@ -192,7 +192,7 @@ impl Pool {
                 state.live -= 1;
                 return None;
             }
-            let Ok(woken) = wait.wait(Some(idle_until)) else {
+            let Ok(woken) = waiter.idle(Some(idle_until)) else {
                 // The wait itself failed: leave, as a retired thread, if another thread
                 // still waits; otherwise try again after a pause.
                 if self.retire(id, 1) {
@@ -382,7 +382,7 @@ mod tests {
             Arc::clone(&control),
             Arc::new(Watcher::new()),
             Arc::clone(&server),
-            move |id, accepted: Accepted| {
+            move |id, _: &mut Waiter, accepted: Accepted| {
                 let _ = started_tx.send(id);
                 let _ = (&accepted.socket).read(&mut [0; 1]);
                 release.release();

@@ -96,7 +96,7 @@ fn spawn(
         Arc::clone(control),
         watcher,
         Arc::clone(&server),
-        move |worker, accepted| serve_admitted(worker, accepted, &ctx),
+        move |worker, waiter, accepted| serve_admitted(worker, waiter, accepted, &ctx),
     )?;
     let keeper = {
         let (pool, acceptor, control) = (
