@@ -32,10 +32,14 @@ pub use upstream::Upstream;
 /// Bodies up to this size are read into the output buffer, so head and body leave in one
 /// write; larger ones leave as a file region.
 const INLINE_FILE_MAX: u64 = 32 * 1024;
-/// Room reserved for a response head in the output buffer.
-const HEAD_ROOM: usize = 256;
-/// Free space `read_buf` offers for the first read of a request: most heads fit.
-const FIRST_READ: usize = 4 * 1024;
+/// Room reserved for a response head in the output buffer: a file's head (validators,
+/// `Vary`, `Accept-Ranges`) is near 300 bytes, and outgrowing the room costs a copy.
+const HEAD_ROOM: usize = 512;
+/// Free space `read_buf` offers for the first read of a request: most heads fit, as in
+/// nginx's default `client_header_buffer_size`; a longer head grows the buffer by
+/// [`READ_CHUNK`]. Small enough for the allocator's per-thread cache, and zeroed anew
+/// for every request (the buffer is given back between requests).
+const FIRST_READ: usize = 1024;
 /// Free space `read_buf` offers once a request needs more (long heads, bodies).
 const READ_CHUNK: usize = 16 * 1024;
 /// How long a graceful shutdown waits for the first request of a connection accepted just
@@ -155,7 +159,7 @@ impl Wanted {
 #[derive(Debug)]
 pub struct Connection {
     server: Arc<Server>,
-    peer: PeerInfo,
+    peer: Arc<PeerInfo>,
     input: Vec<u8>,
     /// Bytes of `input` holding received data.
     filled: usize,
@@ -229,7 +233,7 @@ impl Connection {
     pub fn new(server: Arc<Server>, peer: PeerInfo, now: Instant) -> Self {
         Self {
             server,
-            peer,
+            peer: Arc::new(peer),
             input: Vec::new(),
             filled: 0,
             consumed: 0,
@@ -707,7 +711,7 @@ impl Connection {
             };
             return;
         }
-        let (request, routed) = self.server.request(head, self.peer.clone());
+        let (request, routed) = self.server.request(head, Arc::clone(&self.peer));
         if matches!(reader, BodyReader::Length(0)) {
             return self.answer(request, routed, now); // no body to read
         }

@@ -237,7 +237,10 @@ fn write_node(out: &mut String, node: &Node, style: Style) {
         }),
         Node::Map(entries) => {
             write_container(out, ('{', '}'), entries, style, |out, (key, value)| {
-                write_str(out, &key.text());
+                match key {
+                    Key::Str(text) => write_str(out, text),
+                    other => write_str(out, &other.text()),
+                }
                 out.push_str(match style {
                     Style::Indented { .. } => ": ",
                     Style::Compact => ":",
@@ -282,10 +285,21 @@ fn newline(out: &mut String, depth: usize) {
     }
 }
 
-/// Writes a JSON string with Python's `ensure_ascii` escaping (lower-case `\uXXXX`).
+/// Writes a JSON string with Python's `ensure_ascii` escaping (lower-case `\uXXXX`);
+/// runs of printable ASCII are copied whole.
 fn write_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
+    let mut rest = s;
+    // Every byte before the first one needing care is printable ASCII, so that byte
+    // starts a character.
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| !matches!(b, b' '..=b'~') || b == b'"' || b == b'\\')
+    {
+        let (plain, tail) = rest.split_at(at);
+        out.push_str(plain);
+        let mut chars = tail.chars();
+        let Some(c) = chars.next() else { break };
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -294,7 +308,6 @@ fn write_str(out: &mut String, s: &str) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
             _ => {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
@@ -302,7 +315,9 @@ fn write_str(out: &mut String, s: &str) {
                 }
             }
         }
+        rest = chars.as_str();
     }
+    out.push_str(rest);
     out.push('"');
 }
 

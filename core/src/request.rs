@@ -1,6 +1,8 @@
 //! A request as routes see it, and the facts about its peer: shared by the connection,
 //! the server and every route kind, so it sits below all of them.
 
+use std::sync::Arc;
+
 use crate::http::error::HttpError;
 use crate::http::head::RequestHead;
 use crate::upload::{Collector, Multipart};
@@ -19,8 +21,8 @@ pub struct PeerInfo {
 pub struct Request {
     /// The parsed head.
     pub head: RequestHead,
-    /// The client.
-    pub peer: PeerInfo,
+    /// The client (shared with its connection: a request does not copy it).
+    pub peer: Arc<PeerInfo>,
     body: Vec<u8>,
     sink: BodySink,
     body_seen: u64,
@@ -41,7 +43,7 @@ pub(crate) enum BodySink {
 
 impl Request {
     /// A request for `head` whose body goes to `sink`.
-    pub(crate) fn new(head: RequestHead, peer: PeerInfo, sink: BodySink) -> Self {
+    pub(crate) fn new(head: RequestHead, peer: Arc<PeerInfo>, sink: BodySink) -> Self {
         Self {
             head,
             peer,

@@ -147,7 +147,7 @@ impl Server {
     /// discarded).
     /// A request for `head`: its dynamic route is looked up once, here, and decides where
     /// the body goes (dropped, kept, or parsed as multipart as it arrives).
-    pub(crate) fn request(&self, head: RequestHead, peer: PeerInfo) -> (Request, Routed) {
+    pub(crate) fn request(&self, head: RequestHead, peer: Arc<PeerInfo>) -> (Request, Routed) {
         let routed = self.dynamic.route(&head);
         let sink = match routed {
             Routed::Matched(..)

@@ -10,7 +10,19 @@ use crate::coding::Coding;
 
 /// The CRC-32 (zlib/IEEE) of `bytes` as lower-case hex without leading zeros.
 pub fn crc32_hex(bytes: &[u8]) -> String {
-    format!("{:x}", crc32fast::hash(bytes))
+    let mut hex = String::with_capacity(8);
+    push_hex(&mut hex, crc32fast::hash(bytes));
+    hex
+}
+
+/// Appends `n` in lower-case hex without leading zeros (no formatting machinery: a tag
+/// is made for every dynamic answer).
+fn push_hex(out: &mut String, n: u32) {
+    let digits = (32 - n.leading_zeros()).div_ceil(4).max(1);
+    for shift in (0..digits).rev() {
+        let nibble = (n >> (shift * 4)) & 0xf;
+        out.push(char::from_digit(nibble, 16).unwrap_or('0'));
+    }
 }
 
 /// A strong entity tag holding the CRC-32 hex of a representation.
@@ -18,41 +30,48 @@ pub fn crc32_hex(bytes: &[u8]) -> String {
 /// `Display` gives the quoted header form, [`ETag::bare`] the original's unquoted form.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ETag {
-    hex: String,
+    /// The header form, `"hex"`: kept quoted so writing the field is one copy.
+    quoted: String,
 }
 
 impl ETag {
     /// The tag of a representation held in memory.
     pub fn of(bytes: &[u8]) -> Self {
-        Self {
-            hex: crc32_hex(bytes),
-        }
+        Self::from_crc32(crc32fast::hash(bytes))
     }
 
     /// The tag for an already computed CRC-32 value.
     pub(crate) fn from_crc32(crc: u32) -> Self {
-        Self {
-            hex: format!("{crc:x}"),
-        }
+        let mut quoted = String::with_capacity(10);
+        quoted.push('"');
+        push_hex(&mut quoted, crc);
+        quoted.push('"');
+        Self { quoted }
     }
 
     /// The tag of this representation compressed with `coding`: the coding's token
     /// appended (`"3610a686-br"`), so each representation has its own strong tag.
     pub(crate) fn with_coding(&self, coding: Coding) -> Self {
-        Self {
-            hex: format!("{}-{}", self.hex, coding.token()),
-        }
+        let token = coding.token();
+        let mut quoted = String::with_capacity(self.quoted.len() + 1 + token.len());
+        quoted.push('"');
+        quoted.push_str(self.bare());
+        quoted.push('-');
+        quoted.push_str(token);
+        quoted.push('"');
+        Self { quoted }
     }
 
     /// The unquoted hex, as the original sent it and its clients send it back.
     pub fn bare(&self) -> &str {
-        &self.hex
+        let inner = self.quoted.strip_prefix('"').unwrap_or(&self.quoted);
+        inner.strip_suffix('"').unwrap_or(inner)
     }
 }
 
 impl fmt::Display for ETag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{}\"", self.hex)
+        f.write_str(&self.quoted)
     }
 }
 
@@ -214,6 +233,12 @@ mod tests {
         assert_eq!(tag.bare(), "d4a1185");
         assert_eq!(ETag::from_crc32(0x01b2_6043).bare(), "1b26043");
         assert_eq!(ETag::from_crc32(0).to_string(), "\"0\"");
+        assert_eq!(ETag::from_crc32(u32::MAX).bare(), "ffffffff");
+        let coded = ETag::from_crc32(0xabc).with_coding(Coding::Br);
+        assert_eq!(
+            (coded.to_string().as_str(), coded.bare()),
+            ("\"abc-br\"", "abc-br")
+        );
     }
 
     #[test]
