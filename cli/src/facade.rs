@@ -1092,11 +1092,16 @@ impl QuickServer {
         }
         self.log.install(&mut self.builder);
         let wanted = self.options.max_connections;
+        // A std worker holds its epoll set's descriptor beside its connection's.
+        let (each, note) = match self.transport {
+            Transport::Mio => (1, ""),
+            Transport::Std => (2, ", two descriptors each"),
+        };
         if let Some(open_files) = transport::raise_open_files() {
-            if open_files < wanted as u64 {
+            if open_files < (wanted as u64).saturating_mul(each) {
                 msg(&format!(
                     "the open-file limit ({open_files}) is below the connection limit \
-                     ({wanted}): connections past it wait to be accepted"
+                     ({wanted}{note}): connections past it wait to be accepted"
                 ));
             }
         }

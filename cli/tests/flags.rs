@@ -769,9 +769,36 @@ fn open_file_limits(pid: u32) -> (String, String) {
 
 #[test]
 fn the_open_file_limit_is_raised_to_the_hard_one() {
-    use std::os::unix::process::CommandExt;
     let dir = TempDir::with_files("nofile");
-    let server = Process::start_program(binary(), &["--max-connections", "1048576"], |command| {
+    let server = serve_with_few_files(&dir, &["--max-connections", "1048576"]);
+    let (soft, hard) = open_file_limits(server.pid());
+    assert_eq!(soft, hard, "started with a soft limit of at most 256");
+    assert_ne!(soft, "256");
+    let line = logged(&server, "open-file limit");
+    assert!(
+        line.contains(&format!("({hard})")) && line.contains("(1048576)"),
+        "{line}"
+    );
+    assert_eq!(get(server.addr, "/hello.txt", &[]).status, 200);
+}
+
+#[test]
+fn on_std_the_open_file_limit_is_checked_for_two_descriptors_a_connection() {
+    // A std worker holds its epoll set's descriptor beside its connection's: 2,100
+    // connections need 4,200 descriptors, past the hard limit of at most 4,096.
+    let dir = TempDir::with_files("nofile-std");
+    let args = ["--transport", "std", "--max-connections", "2100"];
+    let server = serve_with_few_files(&dir, &args);
+    let line = logged(&server, "open-file limit");
+    assert!(line.contains("(2100, two descriptors each)"), "{line}");
+    assert_eq!(get(server.addr, "/hello.txt", &[]).status, 200);
+}
+
+/// The binary started with `args` under a soft open-file limit of at most 256 and a hard
+/// one of at most 4,096.
+fn serve_with_few_files(dir: &TempDir, args: &[&str]) -> Process {
+    use std::os::unix::process::CommandExt;
+    Process::start_program(binary(), args, |command| {
         command.current_dir(&dir.0).stdin(Stdio::piped());
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
@@ -788,16 +815,7 @@ fn the_open_file_limit_is_raised_to_the_hard_one() {
                 Ok(())
             })
         };
-    });
-    let (soft, hard) = open_file_limits(server.pid());
-    assert_eq!(soft, hard, "started with a soft limit of at most 256");
-    assert_ne!(soft, "256");
-    let line = logged(&server, "open-file limit");
-    assert!(
-        line.contains(&format!("({hard})")) && line.contains("(1048576)"),
-        "{line}"
-    );
-    assert_eq!(get(server.addr, "/hello.txt", &[]).status, 200);
+    })
 }
 
 #[test]

@@ -6,7 +6,9 @@ use std::thread;
 use std::time::Duration;
 
 /// Default [`Options::max_connections`]: the usual soft limit of open files per process,
-/// so the cap answers 503 before `accept` would fail for want of descriptors.
+/// so the cap answers 503 before `accept` would fail for want of descriptors (on mio; a
+/// std worker holds a descriptor of its own beside its connection's, so std needs twice
+/// that limit, which the `quick-server` facade raises to the hard one at start).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// Default [`Options::shutdown_grace`].
