@@ -29,8 +29,6 @@ pub(crate) struct Waiter {
     /// `None` once the set may hold a listener that was closed: `poll(2)` from then on.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     set: Option<epoll::Set>,
-    /// The connection has waited before: its next waits are worth changing the set for.
-    waited: bool,
 }
 
 impl Waiter {
@@ -46,7 +44,6 @@ impl Waiter {
             acceptor,
             stop,
             changes,
-            waited: false,
         })
     }
 
@@ -72,7 +69,6 @@ impl Waiter {
     /// A new connection begins on this thread: the last one's socket is closed, which
     /// took it out of the set.
     pub(crate) fn begin(&mut self) {
-        self.waited = false;
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(set) = &mut self.set {
             set.forget_socket();
@@ -88,16 +84,17 @@ impl Waiter {
         stop: bool,
         deadline: Option<Instant>,
     ) -> io::Result<Woken> {
-        let again = std::mem::replace(&mut self.waited, true);
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        if let (Some(socket), None, true, true) = (socket, upstream, stop, again) {
+        if let (Some(socket), None, true) = (socket, upstream, stop) {
             if let Some(set) = &mut self.set {
-                let left = set.unwatch_listener(&self.acceptor);
-                if left {
-                    set.watch_socket(socket)?;
-                    return set.wait(deadline);
+                if set.waited_before() {
+                    if !set.unwatch_listener(&self.acceptor) {
+                        self.set = None;
+                    } else {
+                        set.watch_socket(socket)?;
+                        return set.wait(deadline);
+                    }
                 }
-                self.set = None;
             }
         }
         let stop = stop.then_some(self.stop);
@@ -128,6 +125,9 @@ mod epoll {
         listening: bool,
         /// The socket in the set.
         socket: Option<RawFd>,
+        /// The connection served has waited before: its next waits are worth changing
+        /// the set for.
+        waited: bool,
     }
 
     impl Set {
@@ -144,6 +144,7 @@ mod epoll {
                 epoll,
                 listening: false,
                 socket: None,
+                waited: false,
             };
             set.control(libc::EPOLL_CTL_ADD, stop, libc::EPOLLIN, STOP)?;
             if let Some(changes) = changes {
@@ -186,9 +187,15 @@ mod epoll {
             Ok(())
         }
 
-        /// The socket in the set was closed, which removed it.
+        /// A new connection: the last one's socket was closed, which removed it.
         pub(super) fn forget_socket(&mut self) {
             self.socket = None;
+            self.waited = false;
+        }
+
+        /// Whether the connection waited before (true from its second wait on).
+        pub(super) fn waited_before(&mut self) -> bool {
+            std::mem::replace(&mut self.waited, true)
         }
 
         /// Blocks until something in the set is ready or `deadline` passes.
