@@ -23,7 +23,7 @@ use crate::timers::Timers;
 use crate::tls::Tls;
 use crate::upstream::Pool;
 use quick_server_core::wire::{BUSY_ANSWER as BUSY, FILE_CHUNK, REFUSE_TIME};
-use quick_server_transport::Watcher;
+use quick_server_transport::{peer_text, Watcher};
 
 /// Readiness events taken per wake-up.
 const EVENTS_PER_POLL: usize = 1024;
@@ -286,7 +286,7 @@ impl EventLoop {
             }
         };
         let peer = PeerInfo {
-            addr: addr.to_string(),
+            addr: peer_text(addr),
             secure: tls.is_some(),
         };
         let conn = Connection::new(self.server.clone(), peer, now);
