@@ -35,7 +35,7 @@ const INLINE_FILE_MAX: u64 = 32 * 1024;
 /// Room reserved for a response head in the output buffer: a file's head (validators,
 /// `Vary`, `Accept-Ranges`) is near 300 bytes, and outgrowing the room costs a copy.
 const HEAD_ROOM: usize = 512;
-/// Free space `read_buf` offers for the first read of a request: most heads fit, as in
+/// Free space `read_buf` offers for the first read of a request head: most fit, as in
 /// nginx's default `client_header_buffer_size`; a longer head grows the buffer by
 /// [`READ_CHUNK`]. Small enough for the allocator's per-thread cache, and zeroed anew
 /// for every request (the buffer is given back between requests).
@@ -273,12 +273,15 @@ impl Connection {
             self.filled -= self.consumed;
             self.consumed = 0;
         }
-        let chunk = if self.filled == 0 {
+        let chunk = if self.filled == 0 && matches!(self.state, State::Head) {
             FIRST_READ
         } else {
             READ_CHUNK
         };
-        let want = (self.filled + chunk).min(self.input_capacity());
+        // A buffer kept across reads (a body arriving) is offered whole.
+        let want = (self.filled + chunk)
+            .max(self.input.len())
+            .min(self.input_capacity());
         if self.input.len() < want {
             self.input.resize(want, 0);
         }
@@ -1201,6 +1204,20 @@ mod tests {
         assert!(wire.contains("\r\nContent-Length: 5\r\n"));
         assert!(wire.ends_with("\r\n\r\nhello"));
         assert!(!c.is_closed() && c.wants_read());
+    }
+
+    #[test]
+    fn a_head_is_read_small_and_a_body_in_large_pieces() {
+        let (mut c, now) = conn();
+        assert_eq!(c.read_buf().len(), FIRST_READ, "a new head");
+        let head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
+        c.read_buf()[..head.len()].copy_from_slice(head);
+        c.commit(head.len(), now);
+        for _ in 0..3 {
+            let room = c.read_buf().len();
+            assert!(room >= READ_CHUNK, "a body read offers {room} bytes");
+            c.commit(room, now); // body bytes, dropped as they arrive
+        }
     }
 
     #[test]
