@@ -13,9 +13,9 @@
 //! Between two requests of a connection the worker waits in the same epoll set, its
 //! socket in place of the listener; each worker holds that set's descriptor beside its
 //! connection's. Request jobs run inline on the worker, which blocks per connection
-//! anyway; background jobs have a pool of their own. A proxied request's upstream socket is connected by the
-//! same worker (blocking, bounded by the upstream timeout) and then watched beside the
-//! client socket.
+//! anyway; background jobs have a pool of their own. A proxied request's upstream socket
+//! is connected by the same worker (blocking, bounded by the upstream timeout) and then
+//! watched beside the client socket.
 
 mod accept;
 mod background;

@@ -164,8 +164,9 @@ impl Pool {
     }
 
     /// An idle thread takes the next queued connection (one more thread starts if no
-    /// other is idle, below the maximum), or else counts itself waiting to accept (under the lock the housekeeper queues under, so nothing is left queued
-    /// while a thread waits).
+    /// other is idle, below the maximum), or else counts itself waiting to accept (under
+    /// the lock the housekeeper queues under, so nothing is left queued while a thread
+    /// waits).
     fn queued(self: &Arc<Self>) -> Option<Accepted> {
         let mut state = self.lock();
         let next = state.queue.pop_front();
