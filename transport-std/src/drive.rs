@@ -15,7 +15,7 @@ use crate::control::Control;
 use crate::upstream::{self, Upstream};
 use crate::wait::Waiter;
 use crate::wire::{is_timeout, End, Input, Wire};
-use quick_server_transport::Watcher;
+use quick_server_transport::{peer_text, Watcher};
 
 /// What every worker needs to serve a connection.
 #[derive(Debug)]
@@ -58,7 +58,7 @@ pub(crate) fn serve_admitted(
 fn serve(worker: usize, waiter: &mut Waiter, socket: TcpStream, peer: SocketAddr, ctx: &Context) {
     let now = Instant::now();
     let info = PeerInfo {
-        addr: peer.to_string(),
+        addr: peer_text(peer),
         secure: ctx.tls.is_some(),
     };
     let mut conn = Connection::new(Arc::clone(&ctx.server), info, now);
