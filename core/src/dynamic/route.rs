@@ -12,7 +12,7 @@ use super::mask::{RouteHit, RouteTable};
 use crate::files::{ETag, Preconditions, Verdict};
 use crate::http::error::HttpError;
 use crate::http::head::{Framing, MediaType, Method, RequestHead};
-use crate::http::response::{Body, Response};
+use crate::http::response::{self, Body, Response};
 use crate::job::{JobKind, Output};
 use crate::request::Request;
 use crate::worker::WorkerRoute;
@@ -162,7 +162,7 @@ pub fn render(
     max_age: u64,
 ) -> Response {
     let etag = ETag::of(&body);
-    let cache_control = format!("max-age={max_age}");
+    let cache_control = response::max_age(max_age);
     let safe = matches!(head.method(), Method::Get | Method::Head);
     let verdict = if safe {
         Preconditions::from_head(head).evaluate(true, Some(&etag), None)

@@ -23,7 +23,7 @@ use crate::coding::{encode, is_compressible, AcceptEncoding, Coding, Compression
 use crate::fs::{FileKind, FileSystem, Metadata, OpenFile};
 use crate::http::error::HttpError;
 use crate::http::head::RequestHead;
-use crate::http::response::{reason_phrase, render_fields, Body, FileRegion, Response};
+use crate::http::response::{self, reason_phrase, render_fields, Body, FileRegion, Response};
 
 /// Most file versions whose ETag is remembered; the cache is emptied when it is full.
 const ETAG_CACHE_ENTRIES: usize = 4096;
@@ -537,7 +537,7 @@ impl StaticFiles {
         Response::new(200, Body::Bytes(bytes.to_vec()))
             .with_field("Content-Type", "image/vnd.microsoft.icon")
             .with_field("ETag", etag.to_string())
-            .with_field("Cache-Control", format!("max-age={}", self.max_age))
+            .with_field("Cache-Control", response::max_age(self.max_age))
     }
 
     /// Completes an answer [`serve`](Self::serve) deferred, doing the work it held back.
@@ -683,7 +683,7 @@ impl StaticFiles {
             ("Content-Type".into(), content_type(&file_name).to_owned()),
             ("Last-Modified".into(), last_modified),
             ("ETag".into(), etag.to_string()),
-            ("Cache-Control".into(), format!("max-age={}", self.max_age)),
+            ("Cache-Control".into(), response::max_age(self.max_age)),
             ("Accept-Ranges".into(), "bytes".to_owned()),
         ];
         if self.varies(path) {
@@ -990,7 +990,7 @@ impl StaticFiles {
     fn not_modified(&self, etag: &ETag, last_modified: Option<String>, vary: bool) -> Response {
         let mut response = Response::new(304, Body::Empty)
             .with_field("ETag", etag.to_string())
-            .with_field("Cache-Control", format!("max-age={}", self.max_age));
+            .with_field("Cache-Control", response::max_age(self.max_age));
         if let Some(last_modified) = last_modified {
             response
                 .fields

@@ -214,6 +214,15 @@ pub(crate) fn render_fields(out: &mut Vec<u8>, fields: &[(Cow<'static, str>, Str
     }
 }
 
+/// The `Cache-Control` value `max-age=<seconds>`, written without the formatting
+/// machinery: every dynamic answer carries one.
+pub(crate) fn max_age(seconds: u64) -> String {
+    let mut value = Vec::with_capacity(28); // "max-age=" and u64::MAX's 20 digits
+    value.extend_from_slice(b"max-age=");
+    push_decimal(&mut value, seconds);
+    String::from_utf8(value).unwrap_or_default()
+}
+
 /// Appends `n` in decimal without allocating.
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20]; // u64::MAX has 20 digits
@@ -425,6 +434,8 @@ mod tests {
             push_decimal(&mut out, n);
             assert_eq!(out, n.to_string().into_bytes());
         }
+        assert_eq!(max_age(0), "max-age=0");
+        assert_eq!(max_age(u64::MAX), format!("max-age={}", u64::MAX));
     }
 
     #[test]
