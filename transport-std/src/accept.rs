@@ -160,6 +160,41 @@ impl Acceptor {
     }
 }
 
+/// A listener on a free loopback port behind an acceptor, for this crate's tests.
+#[cfg(test)]
+pub(crate) struct Loopback {
+    pub(crate) acceptor: Arc<Acceptor>,
+    pub(crate) control: Arc<Control>,
+    /// What the acceptor passed to the rejecter (up to 4 sockets).
+    pub(crate) rejected: std::sync::mpsc::Receiver<TcpStream>,
+    pub(crate) addr: SocketAddr,
+}
+
+#[cfg(test)]
+impl Loopback {
+    /// Listens on 127.0.0.1, admitting at most `max_connections` at once.
+    pub(crate) fn new(max_connections: usize) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (reject, rejected) = std::sync::mpsc::sync_channel(4);
+        let control = Arc::new(Control::new().unwrap());
+        let acceptor = Arc::new(Acceptor::new(
+            listener,
+            reject,
+            Arc::clone(&control),
+            max_connections,
+            false,
+        ));
+        Self {
+            acceptor,
+            control,
+            rejected,
+            addr,
+        }
+    }
+}
+
 /// Errors that concern one connection that never was, not the listener.
 fn is_transient(error: &io::Error) -> bool {
     matches!(
@@ -180,8 +215,6 @@ fn is_out_of_resources(error: &io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc;
-
     use super::*;
 
     #[test]
@@ -201,12 +234,12 @@ mod tests {
 
     #[test]
     fn admits_up_to_the_limit_and_nothing_after_the_close() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (reject, rejected) = mpsc::sync_channel(4);
-        let control = Arc::new(Control::new().unwrap());
-        let acceptor = Acceptor::new(listener, reject, Arc::clone(&control), 1, false);
+        let Loopback {
+            acceptor,
+            control,
+            rejected,
+            addr,
+        } = Loopback::new(1);
         assert!(matches!(acceptor.accept(), Accept::Empty), "none waits");
         let _first = TcpStream::connect(addr).unwrap();
         let _second = TcpStream::connect(addr).unwrap();

@@ -342,11 +342,12 @@ impl fmt::Debug for Pool {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{TcpListener, TcpStream};
+    use std::net::TcpStream;
     use std::sync::mpsc::{self, Receiver};
     use std::time::SystemTime;
 
     use super::*;
+    use crate::accept::Loopback;
 
     /// Long enough for a busy test machine, short enough to keep the tests quick.
     const PATIENCE: Duration = Duration::from_secs(5);
@@ -362,18 +363,12 @@ mod tests {
     }
 
     fn start(size: Size) -> Running {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let control = Arc::new(Control::new().unwrap());
-        let (reject, _) = mpsc::sync_channel(1);
-        let acceptor = Arc::new(Acceptor::new(
-            listener,
-            reject,
-            Arc::clone(&control),
-            64,
-            false,
-        ));
+        let Loopback {
+            acceptor,
+            control,
+            addr,
+            ..
+        } = Loopback::new(64);
         let server = Server::builder((Instant::now(), SystemTime::now())).build();
         let (started_tx, started) = mpsc::channel();
         let release = Arc::clone(&control);

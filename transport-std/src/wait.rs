@@ -258,15 +258,13 @@ mod epoll {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-    use std::net::{TcpListener, TcpStream};
+    use std::net::TcpStream;
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
-    use std::sync::mpsc;
     use std::time::Duration;
 
     use super::*;
-    use crate::accept::{Accept, Accepted};
-    use crate::control::Control;
+    use crate::accept::{Accept, Accepted, Loopback};
 
     fn accept(acceptor: &Acceptor) -> Accepted {
         loop {
@@ -278,18 +276,12 @@ mod tests {
 
     #[test]
     fn idle_then_on_a_connection_then_idle_again() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let control = Arc::new(Control::new().unwrap());
-        let (reject, _rejected) = mpsc::sync_channel(1);
-        let acceptor = Arc::new(Acceptor::new(
-            listener,
-            reject,
-            Arc::clone(&control),
-            8,
-            false,
-        ));
+        let Loopback {
+            acceptor,
+            control,
+            addr,
+            ..
+        } = Loopback::new(8);
         let (mut changes_tx, changes_rx) = UnixStream::pair().unwrap();
         let mut waiter = Waiter::new(
             Arc::clone(&acceptor),
